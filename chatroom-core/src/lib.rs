@@ -1,0 +1,28 @@
+//! # chatroom-core
+//!
+//! The engine behind `chatroom-server` and `chatroom-client`, for programs
+//! that want to embed a chat server or talk to one.
+//!
+//! ## Layers
+//!
+//! ```text
+//! protocol  ◄──  registry  ◄──  server ──►  transport
+//!     ▲                                        ▲
+//!     └──────────────  client  ────────────────┘
+//! ```
+//!
+//! - [`protocol`]: what is said on the wire. Frames, names, limits, error
+//!   codes, the JSON codec and the plain-text dialect. Pure: no runtime.
+//! - [`transport`]: how bytes move. Listeners, connectors and line framing
+//!   for TCP and an in-memory pipe. Knows nothing of messages.
+//! - [`registry`]: who is in which room. Membership, nicknames, presence,
+//!   per-room ids and encode-once fanout into bounded queues. No I/O.
+//! - [`server`]: the engine that joins them: accept loop, one session per
+//!   connection, limits, graceful shutdown.
+//! - [`client`]: the async client API.
+//!
+//! Dependencies point one way, as drawn; CI checks it.
+
+pub mod protocol;
+pub mod registry;
+pub mod transport;

@@ -1,0 +1,164 @@
+//! Protocol errors and the wire error codes.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// The machine-readable `code` of an `error` frame.
+///
+/// docs/protocol.md lists each code with when it is sent and whether the
+/// connection stays open. New codes may be added in a minor version, so
+/// clients must treat an unknown code as a generic error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ErrorCode {
+    /// The line is not a JSON object of a known frame type with its fields.
+    BadFrame,
+    /// The line is not valid UTF-8.
+    BadUtf8,
+    /// The line is longer than the server's maximum line length.
+    FrameTooLong,
+    /// A message text is longer than [`crate::protocol::MAX_TEXT_LEN`].
+    TextTooLong,
+    /// A message text is empty or holds a control character other than tab.
+    InvalidText,
+    /// A nickname or room name breaks the naming rules.
+    InvalidName,
+    /// The nickname is held by another user (names compare ignoring case).
+    NickTaken,
+    /// The request names a room the client has not joined.
+    NotInRoom,
+    /// No user with that nickname is connected.
+    NoSuchNick,
+    /// The room does not exist (it has no members).
+    NoSuchRoom,
+    /// Joining would put the client in more rooms than the server allows.
+    TooManyRooms,
+    /// The client sends faster than its message rate allows; the frame was dropped.
+    RateLimited,
+    /// The first frame of a native connection was not `hello`, or `hello` came twice.
+    HandshakeRequired,
+    /// The `hello` asked for a protocol version the server does not speak.
+    UnsupportedVersion,
+    /// The request's `ref` is longer than [`crate::protocol::MAX_REF_LEN`].
+    BadRef,
+    /// The server cannot serve this request (for example history on a server without it).
+    Unsupported,
+    /// A history cursor or range is invalid (an id in the future, a bad limit).
+    BadCursor,
+    /// A text-dialect line started with `/` but named no known command, or
+    /// its arguments were wrong.
+    UnknownCommand,
+    /// The client's outbound queue overflowed; it is being disconnected.
+    SlowConsumer,
+    /// The client made too many errors; it is being disconnected.
+    TooManyErrors,
+    /// The server has as many connections as it allows.
+    ServerFull,
+    /// The client sent nothing for longer than the idle timeout.
+    IdleTimeout,
+    /// Something failed inside the server; the request may be retried.
+    Internal,
+}
+
+impl ErrorCode {
+    /// The code as it appears on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::BadFrame => "bad_frame",
+            Self::BadUtf8 => "bad_utf8",
+            Self::FrameTooLong => "frame_too_long",
+            Self::TextTooLong => "text_too_long",
+            Self::InvalidText => "invalid_text",
+            Self::InvalidName => "invalid_name",
+            Self::NickTaken => "nick_taken",
+            Self::NotInRoom => "not_in_room",
+            Self::NoSuchNick => "no_such_nick",
+            Self::NoSuchRoom => "no_such_room",
+            Self::TooManyRooms => "too_many_rooms",
+            Self::RateLimited => "rate_limited",
+            Self::HandshakeRequired => "handshake_required",
+            Self::UnsupportedVersion => "unsupported_version",
+            Self::BadRef => "bad_ref",
+            Self::Unsupported => "unsupported",
+            Self::BadCursor => "bad_cursor",
+            Self::UnknownCommand => "unknown_command",
+            Self::SlowConsumer => "slow_consumer",
+            Self::TooManyErrors => "too_many_errors",
+            Self::ServerFull => "server_full",
+            Self::IdleTimeout => "idle_timeout",
+            Self::Internal => "internal",
+        }
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What can be wrong with bytes or values at the protocol layer.
+///
+/// Every variant maps to a wire [`ErrorCode`] through [`ProtocolError::code`];
+/// none of them ends a connection by itself (the framing layer may resync at
+/// the next newline), but the session counts them against the client.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProtocolError {
+    /// The line is not valid UTF-8.
+    #[error("line is not valid utf-8")]
+    InvalidUtf8,
+    /// The line is not a known frame (bad JSON, unknown type, missing or mistyped field).
+    #[error("malformed frame: {0}")]
+    Json(#[from] serde_json::Error),
+    /// A message text is too long.
+    #[error("text is {len} bytes, the limit is {max}")]
+    TextTooLong {
+        /// Length of the text in bytes.
+        len: usize,
+        /// The limit in bytes.
+        max: usize,
+    },
+    /// A message text is empty or holds a forbidden character.
+    #[error("text {reason}")]
+    InvalidText {
+        /// Why the text was refused.
+        reason: &'static str,
+    },
+    /// A nickname or room name breaks the naming rules.
+    #[error("{kind} name {reason}")]
+    InvalidName {
+        /// `"nick"` or `"room"`.
+        kind: &'static str,
+        /// Why the name was refused.
+        reason: String,
+    },
+    /// A `ref` is longer than allowed.
+    #[error("ref is {len} bytes, the limit is {max}")]
+    RefTooLong {
+        /// Length of the ref in bytes.
+        len: usize,
+        /// The limit in bytes.
+        max: usize,
+    },
+    /// A text-dialect command is unknown or misused.
+    #[error("{0}")]
+    Command(String),
+}
+
+impl ProtocolError {
+    /// The wire code that reports this error to a client.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Self::InvalidUtf8 => ErrorCode::BadUtf8,
+            Self::Json(_) => ErrorCode::BadFrame,
+            Self::TextTooLong { .. } => ErrorCode::TextTooLong,
+            Self::InvalidText { .. } => ErrorCode::InvalidText,
+            Self::InvalidName { .. } => ErrorCode::InvalidName,
+            Self::RefTooLong { .. } => ErrorCode::BadRef,
+            Self::Command(_) => ErrorCode::UnknownCommand,
+        }
+    }
+}

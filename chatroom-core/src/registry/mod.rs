@@ -1,0 +1,388 @@
+//! Who is in which room: sessions, nicknames, rooms, presence and fanout.
+//!
+//! Pure state behind synchronous methods: no I/O, no `.await`, no lock held
+//! across a suspension point. It may use `protocol` types and non-blocking
+//! queue pushes; it never touches a socket, so a slow peer can never slow it.
+//!
+//! Locks: one registry-wide mutex for membership and nicknames (join, leave,
+//! rename, listings), and one per room for publishing. Publishing, the hot
+//! path, takes only its room's lock. When both are taken, the registry's
+//! comes first.
+
+mod error;
+pub mod outbox;
+mod room;
+
+use std::collections::{BTreeSet, HashMap};
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::protocol::{Nickname, RoomInfo, RoomName, ServerMessage};
+
+pub use error::RegistryError;
+pub use outbox::{CutReason, Outbound, Outbox, OutboxReceiver, PushError, outbox};
+pub use room::{Published, Room, now_ms};
+
+use room::Member;
+
+/// Identifies one connected session for as long as it is registered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SessionId(u64);
+
+impl fmt::Display for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "s{}", self.0)
+    }
+}
+
+/// The room registry. Cheap to clone: clones share one state.
+#[derive(Clone, Default)]
+pub struct RoomRegistry {
+    shared: Arc<Shared>,
+}
+
+#[derive(Default)]
+struct Shared {
+    next_session: AtomicU64,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    /// Folded nickname → holder.
+    nicks: HashMap<String, SessionId>,
+    sessions: HashMap<SessionId, SessionEntry>,
+    /// Folded room name → room. A room exists while it has members.
+    rooms: HashMap<String, Arc<Room>>,
+}
+
+struct SessionEntry {
+    nick: Nickname,
+    outbox: Outbox,
+    /// Folded names of the rooms joined.
+    rooms: BTreeSet<String>,
+}
+
+impl RoomRegistry {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Every update below leaves the maps consistent between statements
+        // that can panic, so a poisoned lock is safe to keep using.
+        self.shared.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Registers a session under `nick`.
+    ///
+    /// # Errors
+    /// [`RegistryError::NickTaken`] when another session holds the nick.
+    pub fn register(&self, nick: Nickname, outbox: Outbox) -> Result<SessionId, RegistryError> {
+        let mut state = self.lock();
+        let key = nick.key();
+        if state.nicks.contains_key(&key) {
+            return Err(RegistryError::NickTaken(nick));
+        }
+        let id = SessionId(self.shared.next_session.fetch_add(1, Ordering::Relaxed));
+        state.nicks.insert(key, id);
+        state.sessions.insert(
+            id,
+            SessionEntry {
+                nick,
+                outbox,
+                rooms: BTreeSet::new(),
+            },
+        );
+        Ok(id)
+    }
+
+    /// Registers a session under `base`, or under `base-2`, `base-3`, … when
+    /// that is taken. For servers that pick a nick for the client.
+    pub fn register_unique(&self, base: &Nickname, outbox: Outbox) -> (SessionId, Nickname) {
+        let mut candidate = base.clone();
+        let mut n = 2u64;
+        loop {
+            match self.register(candidate.clone(), outbox.clone()) {
+                Ok(id) => return (id, candidate),
+                Err(_) => {
+                    let suffix = format!("-{n}");
+                    let keep = base
+                        .as_str()
+                        .len()
+                        .min(crate::protocol::MAX_NICK_LEN - suffix.len());
+                    candidate = Nickname::new(format!("{}{suffix}", &base.as_str()[..keep]))
+                        .expect("a valid nick with a numeric suffix is valid");
+                    n += 1;
+                }
+            }
+        }
+    }
+
+    /// The session's current nickname.
+    pub fn nick_of(&self, id: SessionId) -> Option<Nickname> {
+        self.lock().sessions.get(&id).map(|s| s.nick.clone())
+    }
+
+    /// Changes a session's nickname and tells everyone who shares a room
+    /// with it (once each) and the session itself. Returns the old nick.
+    ///
+    /// # Errors
+    /// [`RegistryError::NickTaken`] when another session holds `new`.
+    pub fn rename(&self, id: SessionId, new: Nickname) -> Result<Nickname, RegistryError> {
+        let mut guard = self.lock();
+        let state = &mut *guard;
+        let new_key = new.key();
+        match state.nicks.get(&new_key) {
+            Some(holder) if *holder != id => return Err(RegistryError::NickTaken(new)),
+            _ => {}
+        }
+        let entry = state
+            .sessions
+            .get_mut(&id)
+            .ok_or(RegistryError::UnknownSession)?;
+        let old = std::mem::replace(&mut entry.nick, new.clone());
+        state.nicks.remove(&old.key());
+        state.nicks.insert(new_key, id);
+
+        let frame = Outbound::message(ServerMessage::NickChanged {
+            old: old.clone(),
+            new,
+        });
+        let mut told = BTreeSet::new();
+        told.insert(id);
+        let _ = entry.outbox.push(&frame);
+        for room_key in &entry.rooms {
+            if let Some(room) = state.rooms.get(room_key) {
+                for member in &room.lock().members {
+                    if told.insert(member.session) {
+                        let _ = member.outbox.push(&frame);
+                    }
+                }
+            }
+        }
+        Ok(old)
+    }
+
+    /// Adds the session to `room` (created if needed) and tells the room,
+    /// the joiner included. Joining a room one is in already changes nothing
+    /// and tells no one.
+    ///
+    /// # Errors
+    /// [`RegistryError::TooManyRooms`] when the session is in `max_rooms`
+    /// rooms already.
+    pub fn join(
+        &self,
+        id: SessionId,
+        room: &RoomName,
+        max_rooms: usize,
+    ) -> Result<Arc<Room>, RegistryError> {
+        let mut guard = self.lock();
+        let state = &mut *guard;
+        let entry = state
+            .sessions
+            .get_mut(&id)
+            .ok_or(RegistryError::UnknownSession)?;
+        let key = room.key();
+        if entry.rooms.contains(&key)
+            && let Some(existing) = state.rooms.get(&key)
+        {
+            return Ok(existing.clone());
+        }
+        if entry.rooms.len() >= max_rooms {
+            return Err(RegistryError::TooManyRooms { max: max_rooms });
+        }
+        let handle = state
+            .rooms
+            .entry(key.clone())
+            .or_insert_with(|| Arc::new(Room::new(room.clone(), 0)))
+            .clone();
+        entry.rooms.insert(key);
+        let frame = Outbound::message(ServerMessage::Joined {
+            room: handle.name().clone(),
+            nick: entry.nick.clone(),
+        });
+        let mut room_state = handle.lock();
+        room_state.members.push(Member {
+            session: id,
+            outbox: entry.outbox.clone(),
+        });
+        for member in &room_state.members {
+            let _ = member.outbox.push(&frame);
+        }
+        drop(room_state);
+        Ok(handle)
+    }
+
+    /// Removes the session from `room`, tells the remaining members and the
+    /// leaver, and reclaims the room when it is empty.
+    ///
+    /// # Errors
+    /// [`RegistryError::NotInRoom`] when the session is not a member.
+    pub fn leave(
+        &self,
+        id: SessionId,
+        room: &RoomName,
+        reason: Option<String>,
+    ) -> Result<(), RegistryError> {
+        let mut guard = self.lock();
+        let state = &mut *guard;
+        let entry = state
+            .sessions
+            .get_mut(&id)
+            .ok_or(RegistryError::UnknownSession)?;
+        if !entry.rooms.remove(&room.key()) {
+            return Err(RegistryError::NotInRoom(room.clone()));
+        }
+        let nick = entry.nick.clone();
+        let outbox = entry.outbox.clone();
+        let frame = remove_member(state, id, &room.key(), nick, reason);
+        if let Some(frame) = frame {
+            let _ = outbox.push(&frame);
+        }
+        Ok(())
+    }
+
+    /// Removes a session entirely: leaves every room (telling the others)
+    /// and frees its nickname. Unknown sessions are ignored.
+    pub fn unregister(&self, id: SessionId, reason: Option<String>) {
+        let mut guard = self.lock();
+        let state = &mut *guard;
+        let Some(entry) = state.sessions.remove(&id) else {
+            return;
+        };
+        state.nicks.remove(&entry.nick.key());
+        for key in &entry.rooms {
+            remove_member(state, id, key, entry.nick.clone(), reason.clone());
+        }
+    }
+
+    /// Sends a private message to the holder of `to`, and echoes it to the
+    /// sender.
+    ///
+    /// # Errors
+    /// [`RegistryError::NoSuchNick`] when no one holds `to`.
+    pub fn whisper(&self, id: SessionId, to: &Nickname, text: String) -> Result<(), RegistryError> {
+        let state = self.lock();
+        let sender = state
+            .sessions
+            .get(&id)
+            .ok_or(RegistryError::UnknownSession)?;
+        let target = state
+            .nicks
+            .get(&to.key())
+            .and_then(|t| state.sessions.get(t))
+            .ok_or_else(|| RegistryError::NoSuchNick(to.clone()))?;
+        let frame = Outbound::message(ServerMessage::Private {
+            from: sender.nick.clone(),
+            to: target.nick.clone(),
+            text,
+            ts: now_ms(),
+        });
+        let _ = target.outbox.push(&frame);
+        // Whispering to oneself shows the message once, not twice.
+        if sender.nick != target.nick {
+            let _ = sender.outbox.push(&frame);
+        }
+        Ok(())
+    }
+
+    /// The rooms that exist, sorted by name, with their member counts.
+    pub fn rooms(&self) -> Vec<RoomInfo> {
+        let state = self.lock();
+        let mut rooms: Vec<RoomInfo> = state
+            .rooms
+            .values()
+            .map(|r| RoomInfo {
+                name: r.name().clone(),
+                members: r.len(),
+            })
+            .collect();
+        rooms.sort_by_key(|r| r.name.key());
+        rooms
+    }
+
+    /// The members of `room`, sorted ignoring case.
+    ///
+    /// # Errors
+    /// [`RegistryError::NoSuchRoom`] when the room does not exist.
+    pub fn members(&self, room: &RoomName) -> Result<Vec<Nickname>, RegistryError> {
+        let state = self.lock();
+        let handle = state
+            .rooms
+            .get(&room.key())
+            .ok_or_else(|| RegistryError::NoSuchRoom(room.clone()))?;
+        let mut nicks: Vec<Nickname> = handle
+            .lock()
+            .members
+            .iter()
+            .filter_map(|m| state.sessions.get(&m.session).map(|s| s.nick.clone()))
+            .collect();
+        nicks.sort_by_key(Nickname::key);
+        Ok(nicks)
+    }
+
+    /// The room named `room`, if it exists.
+    pub fn room(&self, room: &RoomName) -> Option<Arc<Room>> {
+        self.lock().rooms.get(&room.key()).cloned()
+    }
+
+    /// How many sessions are registered.
+    pub fn session_count(&self) -> usize {
+        self.lock().sessions.len()
+    }
+
+    /// Pushes `frame` to every registered session (for server notices such
+    /// as shutdown). Returns how many could not take it.
+    pub fn broadcast_all(&self, frame: &Arc<Outbound>) -> usize {
+        let state = self.lock();
+        state
+            .sessions
+            .values()
+            .filter(|s| s.outbox.push(frame).is_err())
+            .count()
+    }
+}
+
+/// Takes `id` out of the room `key`, tells the remaining members, and drops
+/// the room when it is empty. Returns the `left` frame so the caller can
+/// also give it to the leaver.
+fn remove_member(
+    state: &mut State,
+    id: SessionId,
+    key: &str,
+    nick: Nickname,
+    reason: Option<String>,
+) -> Option<Arc<Outbound>> {
+    let room = state.rooms.get(key)?.clone();
+    let mut room_state = room.lock();
+    if let Some(pos) = room_state.members.iter().position(|m| m.session == id) {
+        room_state.members.swap_remove(pos);
+    }
+    let frame = Outbound::message(ServerMessage::Left {
+        room: room.name().clone(),
+        nick,
+        reason,
+    });
+    for member in &room_state.members {
+        let _ = member.outbox.push(&frame);
+    }
+    let empty = room_state.members.is_empty();
+    drop(room_state);
+    if empty {
+        state.rooms.remove(key);
+    }
+    Some(frame)
+}
+
+impl fmt::Debug for RoomRegistry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = self.lock();
+        f.debug_struct("RoomRegistry")
+            .field("sessions", &state.sessions.len())
+            .field("rooms", &state.rooms.len())
+            .finish()
+    }
+}

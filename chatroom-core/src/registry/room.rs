@@ -1,0 +1,165 @@
+//! One room: its members' queues, its message counter, and fanout.
+
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::protocol::{MessageId, Nickname, RoomName, ServerMessage, Timestamp};
+
+use super::outbox::{Outbound, Outbox};
+use super::{RegistryError, SessionId};
+
+/// Milliseconds since the Unix epoch, the server's clock for `ts`.
+pub fn now_ms() -> Timestamp {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as Timestamp)
+        .unwrap_or(0)
+}
+
+/// What publishing a message did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Published {
+    /// The id the message was given.
+    pub id: MessageId,
+    /// The server time it was given.
+    pub ts: Timestamp,
+    /// How many members were handed the message.
+    pub delivered: usize,
+    /// How many members could not take it (their queue was full, so they
+    /// are being cut off as slow consumers).
+    pub slow: usize,
+}
+
+pub(super) struct Member {
+    pub(super) session: SessionId,
+    pub(super) outbox: Outbox,
+}
+
+pub(super) struct RoomState {
+    pub(super) last_id: MessageId,
+    pub(super) members: Vec<Member>,
+}
+
+/// A room. Sessions hold an `Arc<Room>` for each room they joined, so
+/// publishing touches only this room's lock, never the registry's.
+pub struct Room {
+    name: RoomName,
+    // A std mutex: it is never held across an .await, and every critical
+    // section is a bounded loop of non-blocking queue pushes.
+    state: Mutex<RoomState>,
+}
+
+impl Room {
+    pub(super) fn new(name: RoomName, last_id: MessageId) -> Self {
+        Self {
+            name,
+            state: Mutex::new(RoomState {
+                last_id,
+                members: Vec::new(),
+            }),
+        }
+    }
+
+    /// The room's name.
+    pub fn name(&self) -> &RoomName {
+        &self.name
+    }
+
+    pub(super) fn lock(&self) -> MutexGuard<'_, RoomState> {
+        // A panic while holding this lock cannot leave the member list
+        // half-updated (every update is a single push or swap_remove), so a
+        // poisoned lock is safe to keep using.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// How many members the room has.
+    pub fn len(&self) -> usize {
+        self.lock().members.len()
+    }
+
+    /// True when the room has no members.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The id of the last message published here (0 before the first).
+    pub fn last_id(&self) -> MessageId {
+        self.lock().last_id
+    }
+
+    /// Publishes a message from `sender`: stamps the next id and the server
+    /// time, encodes the frame once, and pushes the same bytes to every
+    /// member's queue without waiting. The sender receives its own message
+    /// when `echo` is true (native clients learn the id that way).
+    ///
+    /// Ids are assigned and queued under the room's lock, so every member
+    /// receives the room's messages in id order.
+    ///
+    /// # Errors
+    /// [`RegistryError::NotInRoom`] when `sender` is not a member.
+    pub fn publish(
+        &self,
+        sender: SessionId,
+        from: &Nickname,
+        text: String,
+        action: bool,
+        echo: bool,
+    ) -> Result<Published, RegistryError> {
+        let mut state = self.lock();
+        if !state.members.iter().any(|m| m.session == sender) {
+            return Err(RegistryError::NotInRoom(self.name.clone()));
+        }
+        state.last_id += 1;
+        let id = state.last_id;
+        let ts = now_ms();
+        let frame = Outbound::message(ServerMessage::Message {
+            room: self.name.clone(),
+            id,
+            from: from.clone(),
+            text,
+            ts,
+            action,
+        });
+        let (delivered, slow) = fan_out(&state, &frame, (!echo).then_some(sender));
+        Ok(Published {
+            id,
+            ts,
+            delivered,
+            slow,
+        })
+    }
+
+    /// Pushes an already-stamped frame to every member but `except`.
+    /// Returns how many members could not take it.
+    ///
+    /// This is the seam between "a room publishes" and "members receive":
+    /// a broker that carries messages between server nodes delivers through
+    /// here on each node.
+    pub fn deliver(&self, frame: &Arc<Outbound>, except: Option<SessionId>) -> usize {
+        fan_out(&self.lock(), frame, except).1
+    }
+}
+
+fn fan_out(state: &RoomState, frame: &Arc<Outbound>, except: Option<SessionId>) -> (usize, usize) {
+    let mut delivered = 0;
+    let mut slow = 0;
+    for member in &state.members {
+        if Some(member.session) == except {
+            continue;
+        }
+        match member.outbox.push(frame) {
+            Ok(()) => delivered += 1,
+            Err(_) => slow += 1,
+        }
+    }
+    (delivered, slow)
+}
+
+impl fmt::Debug for Room {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Room")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}

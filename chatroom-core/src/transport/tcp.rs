@@ -1,0 +1,136 @@
+//! TCP: the transport the server listens on by default.
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use socket2::{SockRef, TcpKeepalive};
+use tokio::net::{TcpStream, ToSocketAddrs};
+
+use super::{Connection, Connector, Listener, PeerAddr, TransportError};
+
+/// Kernel keepalive on accepted sockets: a peer that vanished without a FIN
+/// (power loss, a dropped NAT entry) is found within about
+/// `KEEPALIVE_IDLE + KEEPALIVE_PROBES * KEEPALIVE_INTERVAL` even when the
+/// client speaks the text dialect and never answers an application ping.
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(60);
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+#[cfg(any(target_os = "linux", target_os = "macos", target_os = "freebsd"))]
+const KEEPALIVE_PROBES: u32 = 3;
+
+/// A TCP listening socket.
+#[derive(Debug)]
+pub struct TcpListener {
+    inner: tokio::net::TcpListener,
+    local: SocketAddr,
+}
+
+impl TcpListener {
+    /// Binds `addr` (for example `127.0.0.1:7878`, or port 0 for any free port).
+    ///
+    /// # Errors
+    /// [`TransportError::Bind`] when the address is in use, not local, or not permitted.
+    pub async fn bind(
+        addr: impl ToSocketAddrs + std::fmt::Display,
+    ) -> Result<Self, TransportError> {
+        let shown = addr.to_string();
+        let inner = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| TransportError::Bind {
+                addr: shown.clone(),
+                source,
+            })?;
+        let local = inner.local_addr().map_err(|source| TransportError::Bind {
+            addr: shown,
+            source,
+        })?;
+        Ok(Self { inner, local })
+    }
+
+    /// The bound address (with the real port when port 0 was asked for).
+    pub fn local_socket_addr(&self) -> SocketAddr {
+        self.local
+    }
+}
+
+/// Errors after which accepting again can succeed.
+fn is_transient(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::Interrupted
+            | io::ErrorKind::WouldBlock
+            | io::ErrorKind::OutOfMemory
+    ) || matches!(e.raw_os_error(), Some(23 | 24 | 105)) // ENFILE, EMFILE, ENOBUFS
+}
+
+fn tune(stream: &TcpStream) {
+    // Chat lines are small and latency matters more than packet count; the
+    // writer already coalesces what is queued into one write.
+    let _ = stream.set_nodelay(true);
+    let keepalive = TcpKeepalive::new()
+        .with_time(KEEPALIVE_IDLE)
+        .with_interval(KEEPALIVE_INTERVAL);
+    #[cfg(any(target_os = "linux", target_os = "macos", target_os = "freebsd"))]
+    let keepalive = keepalive.with_retries(KEEPALIVE_PROBES);
+    let _ = SockRef::from(stream).set_tcp_keepalive(&keepalive);
+}
+
+impl Listener for TcpListener {
+    async fn accept(&mut self) -> Result<Connection, TransportError> {
+        let mut backoff = Duration::from_millis(5);
+        loop {
+            match self.inner.accept().await {
+                Ok((stream, peer)) => {
+                    tune(&stream);
+                    let (r, w) = stream.into_split();
+                    return Ok(Connection::new(r, w, PeerAddr::Net(peer)));
+                }
+                Err(e) if is_transient(&e) => {
+                    tracing::warn!(error = %e, "accept failed, retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                }
+                Err(e) => return Err(TransportError::Accept(e)),
+            }
+        }
+    }
+
+    fn local_addr(&self) -> String {
+        self.local.to_string()
+    }
+}
+
+/// Opens TCP connections to one address.
+#[derive(Debug, Clone)]
+pub struct TcpConnector {
+    addr: String,
+}
+
+impl TcpConnector {
+    /// A connector for `addr` (`host:port`).
+    pub fn new(addr: impl Into<String>) -> Self {
+        Self { addr: addr.into() }
+    }
+}
+
+impl Connector for TcpConnector {
+    async fn connect(&self) -> Result<Connection, TransportError> {
+        let stream =
+            TcpStream::connect(&self.addr)
+                .await
+                .map_err(|source| TransportError::Connect {
+                    addr: self.addr.clone(),
+                    source,
+                })?;
+        let _ = stream.set_nodelay(true);
+        let peer = stream.peer_addr().map_err(TransportError::Io)?;
+        let (r, w) = stream.into_split();
+        Ok(Connection::new(r, w, PeerAddr::Net(peer)))
+    }
+
+    fn describe(&self) -> String {
+        self.addr.clone()
+    }
+}
