@@ -25,4 +25,5 @@
 
 pub mod protocol;
 pub mod registry;
+pub mod server;
 pub mod transport;

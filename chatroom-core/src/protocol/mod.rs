@@ -313,6 +313,12 @@ pub enum ServerMessage {
         /// A readable explanation.
         message: String,
     },
+    /// Readable text from the server itself (help, notices), one or more
+    /// lines separated by `\n`.
+    Notice {
+        /// The text.
+        text: String,
+    },
     /// The server checks that the client is alive; answer with `pong`.
     Ping,
     /// Answer to a client `ping`.

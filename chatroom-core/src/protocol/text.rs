@@ -218,6 +218,11 @@ pub fn render(message: &ServerMessage) -> Option<String> {
             out
         }
         ServerMessage::Error { message, .. } => format!("! {}", sanitize(message)),
+        ServerMessage::Notice { text } => text
+            .split('\n')
+            .map(sanitize)
+            .collect::<Vec<_>>()
+            .join("\r\n"),
         ServerMessage::Bye { reason } => format!("* bye: {}", sanitize(reason)),
         ServerMessage::Ok { .. } | ServerMessage::Ping | ServerMessage::Pong => return None,
     };

@@ -203,6 +203,27 @@ impl OutboxReceiver {
         self.rx.recv_many(buf, limit).await
     }
 
+    /// Waits for queued frames or the cut-off, whichever comes first; a
+    /// cut-off wins when both are ready. Moves up to `limit` frames into
+    /// `buf`; `Ok(0)` means every sender is gone.
+    ///
+    /// # Errors
+    /// The [`CutReason`] once the session has been cut off.
+    ///
+    /// # Cancel safety
+    /// Cancel-safe.
+    pub async fn next_batch(
+        &mut self,
+        buf: &mut Vec<Arc<Outbound>>,
+        limit: usize,
+    ) -> Result<usize, CutReason> {
+        tokio::select! {
+            biased;
+            _ = self.cut.cancelled() => Err(self.reason.get().cloned().unwrap_or(CutReason::SlowConsumer)),
+            n = self.rx.recv_many(buf, limit) => Ok(n),
+        }
+    }
+
     /// Takes frames that are already queued, without waiting.
     pub fn try_recv(&mut self) -> Option<Arc<Outbound>> {
         self.rx.try_recv().ok()

@@ -1,0 +1,3 @@
+//! The chatroom client binary (being written).
+
+fn main() {}

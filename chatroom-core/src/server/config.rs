@@ -1,0 +1,227 @@
+//! The engine's settings: every limit with its default, validated once.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::protocol::{DEFAULT_MAX_LINE_LEN, MAX_TEXT_LEN, RoomName};
+
+use super::error::ConfigError;
+
+/// Everything the engine can be told. Each field has a default
+/// ([`ServerConfig::default`]); a config file or the environment sets the
+/// rest. Durations are whole milliseconds or seconds, as the field name says.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// The name the server gives itself in `welcome`.
+    pub server_name: String,
+    /// The room text-dialect clients join on connect.
+    pub default_room: String,
+    /// Longest line a client may send, in bytes before the newline.
+    pub max_line_len: usize,
+    /// Most connections open at once; more are refused with `server_full`.
+    pub max_connections: usize,
+    /// Most frames waiting in one connection's outbound queue.
+    pub outbox_frames: usize,
+    /// Most bytes waiting in one connection's outbound queue.
+    pub outbox_bytes: usize,
+    /// How long the server waits for a first byte before it decides the
+    /// client speaks the text dialect and greets it.
+    pub sniff_ms: u64,
+    /// How long a native client has to complete its `hello`.
+    pub handshake_timeout_secs: u64,
+    /// Silence after which a native client is sent a `ping`.
+    pub ping_interval_secs: u64,
+    /// Silence after which a native client is disconnected.
+    pub idle_timeout_secs: u64,
+    /// Silence after which a text-dialect client is disconnected (0: never).
+    pub text_idle_timeout_secs: u64,
+    /// Most rooms one connection may be in.
+    pub max_rooms_per_client: usize,
+    /// Frames per second a connection may send, on average.
+    pub rate_per_sec: f64,
+    /// Frames a connection may send in a burst above the average rate.
+    pub rate_burst: u32,
+    /// Errors a connection may cause in a burst before it is disconnected;
+    /// the allowance refills at one error per `error_refill_secs`.
+    pub max_errors: u32,
+    /// Seconds for one error of allowance to come back.
+    pub error_refill_secs: u64,
+    /// How long a graceful shutdown may take before connections are dropped.
+    pub shutdown_timeout_secs: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            server_name: "chatroom".to_owned(),
+            default_room: "lobby".to_owned(),
+            max_line_len: DEFAULT_MAX_LINE_LEN,
+            max_connections: 10_000,
+            outbox_frames: 1024,
+            outbox_bytes: 1024 * 1024,
+            sniff_ms: 250,
+            handshake_timeout_secs: 10,
+            ping_interval_secs: 30,
+            idle_timeout_secs: 90,
+            text_idle_timeout_secs: 3600,
+            max_rooms_per_client: 32,
+            rate_per_sec: 20.0,
+            rate_burst: 40,
+            max_errors: 20,
+            error_refill_secs: 3,
+            shutdown_timeout_secs: 5,
+        }
+    }
+}
+
+/// A [`ServerConfig`] that passed validation, with its values in the types
+/// the engine uses.
+#[derive(Debug, Clone)]
+pub(crate) struct Limits {
+    pub(crate) server_name: String,
+    pub(crate) default_room: RoomName,
+    pub(crate) max_line_len: usize,
+    pub(crate) max_connections: usize,
+    pub(crate) outbox_frames: usize,
+    pub(crate) outbox_bytes: usize,
+    pub(crate) sniff: Duration,
+    pub(crate) handshake_timeout: Duration,
+    pub(crate) ping_interval: Duration,
+    pub(crate) idle_timeout: Duration,
+    pub(crate) text_idle_timeout: Option<Duration>,
+    pub(crate) max_rooms: usize,
+    pub(crate) rate_per_sec: f64,
+    pub(crate) rate_burst: u32,
+    pub(crate) max_errors: u32,
+    pub(crate) error_refill: Duration,
+    pub(crate) shutdown_timeout: Duration,
+}
+
+fn positive(field: &'static str, value: u64) -> Result<(), ConfigError> {
+    if value == 0 {
+        return Err(ConfigError::Invalid {
+            field,
+            reason: "must be greater than 0".to_owned(),
+        });
+    }
+    Ok(())
+}
+
+impl ServerConfig {
+    /// Checks every value and converts it for the engine.
+    pub(crate) fn validate(&self) -> Result<Limits, ConfigError> {
+        let default_room =
+            RoomName::parse_typed(&self.default_room).map_err(|e| ConfigError::Invalid {
+                field: "default_room",
+                reason: e.to_string(),
+            })?;
+        if self.server_name.is_empty() || self.server_name.chars().any(char::is_control) {
+            return Err(ConfigError::Invalid {
+                field: "server_name",
+                reason: "must be non-empty printable text".to_owned(),
+            });
+        }
+        // A line must fit the longest text plus its JSON envelope, or a
+        // native client could never send a message of the promised size.
+        let min_line = MAX_TEXT_LEN * 2;
+        if self.max_line_len < min_line || self.max_line_len > 16 * 1024 * 1024 {
+            return Err(ConfigError::Invalid {
+                field: "max_line_len",
+                reason: format!("must be between {min_line} and 16777216"),
+            });
+        }
+        positive("max_connections", self.max_connections as u64)?;
+        positive("outbox_frames", self.outbox_frames as u64)?;
+        positive("outbox_bytes", self.outbox_bytes as u64)?;
+        positive("sniff_ms", self.sniff_ms)?;
+        positive("handshake_timeout_secs", self.handshake_timeout_secs)?;
+        positive("ping_interval_secs", self.ping_interval_secs)?;
+        positive("max_rooms_per_client", self.max_rooms_per_client as u64)?;
+        positive("rate_burst", u64::from(self.rate_burst))?;
+        positive("max_errors", u64::from(self.max_errors))?;
+        positive("error_refill_secs", self.error_refill_secs)?;
+        if self.idle_timeout_secs <= self.ping_interval_secs {
+            return Err(ConfigError::Invalid {
+                field: "idle_timeout_secs",
+                reason: "must be longer than ping_interval_secs, so a live client can answer"
+                    .to_owned(),
+            });
+        }
+        if !(self.rate_per_sec.is_finite() && self.rate_per_sec > 0.0) {
+            return Err(ConfigError::Invalid {
+                field: "rate_per_sec",
+                reason: "must be a number greater than 0".to_owned(),
+            });
+        }
+        Ok(Limits {
+            server_name: self.server_name.clone(),
+            default_room,
+            max_line_len: self.max_line_len,
+            max_connections: self.max_connections,
+            outbox_frames: self.outbox_frames,
+            outbox_bytes: self.outbox_bytes,
+            sniff: Duration::from_millis(self.sniff_ms),
+            handshake_timeout: Duration::from_secs(self.handshake_timeout_secs),
+            ping_interval: Duration::from_secs(self.ping_interval_secs),
+            idle_timeout: Duration::from_secs(self.idle_timeout_secs),
+            text_idle_timeout: (self.text_idle_timeout_secs > 0)
+                .then(|| Duration::from_secs(self.text_idle_timeout_secs)),
+            max_rooms: self.max_rooms_per_client,
+            rate_per_sec: self.rate_per_sec,
+            rate_burst: self.rate_burst,
+            max_errors: self.max_errors,
+            error_refill: Duration::from_secs(self.error_refill_secs),
+            shutdown_timeout: Duration::from_secs(self.shutdown_timeout_secs),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        ServerConfig::default().validate().unwrap();
+    }
+
+    #[test]
+    fn bad_values_name_their_field() {
+        let bad = [
+            ServerConfig {
+                default_room: "no spaces".into(),
+                ..Default::default()
+            },
+            ServerConfig {
+                max_line_len: 10,
+                ..Default::default()
+            },
+            ServerConfig {
+                outbox_frames: 0,
+                ..Default::default()
+            },
+            ServerConfig {
+                idle_timeout_secs: 5,
+                ping_interval_secs: 10,
+                ..Default::default()
+            },
+            ServerConfig {
+                rate_per_sec: f64::NAN,
+                ..Default::default()
+            },
+        ];
+        let fields = [
+            "default_room",
+            "max_line_len",
+            "outbox_frames",
+            "idle_timeout_secs",
+            "rate_per_sec",
+        ];
+        for (config, field) in bad.iter().zip(fields) {
+            let e = config.validate().unwrap_err();
+            assert!(e.to_string().contains(field), "{e}");
+        }
+    }
+}

@@ -1,0 +1,198 @@
+//! The engine: accepts connections and runs one session for each.
+//!
+//! A [`Server`] is built from a validated [`ServerConfig`] and runs on one or
+//! more [`Listener`]s until its shutdown future completes. Then it stops
+//! accepting, tells every client `bye`, lets their queues drain, and drops
+//! whatever is left when the shutdown deadline passes.
+//!
+//! # Examples
+//!
+//! ```no_run
+//! use chatroom_core::server::{Server, ServerConfig};
+//! use chatroom_core::transport::TcpListener;
+//!
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let listener = TcpListener::bind("127.0.0.1:0").await?;
+//! println!("listening on {}", listener.local_socket_addr());
+//! let server = Server::new(ServerConfig::default())?;
+//! server.run(listener, async { let _ = tokio::signal::ctrl_c().await; }).await?;
+//! # Ok(()) }
+//! ```
+
+mod config;
+mod error;
+mod rate;
+mod session;
+mod writer;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::sync::{Semaphore, mpsc};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::protocol::{ErrorCode, ServerFrame, ServerMessage};
+use crate::registry::RoomRegistry;
+use crate::transport::{Connection, Listener, TransportError};
+
+pub use config::ServerConfig;
+pub use error::{ConfigError, ServerError, SessionError};
+
+use config::Limits;
+
+/// What every session shares.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) limits: Limits,
+    pub(crate) registry: RoomRegistry,
+}
+
+/// The chat engine. Build it with [`Server::new`], then [`Server::run`] it.
+#[derive(Debug)]
+pub struct Server {
+    shared: Arc<Shared>,
+}
+
+impl Server {
+    /// Validates `config` and builds an engine with an empty registry.
+    ///
+    /// # Errors
+    /// [`ServerError::Config`] naming the first setting that is out of range.
+    pub fn new(config: ServerConfig) -> Result<Self, ServerError> {
+        let limits = config.validate()?;
+        Ok(Self {
+            shared: Arc::new(Shared {
+                limits,
+                registry: RoomRegistry::new(),
+            }),
+        })
+    }
+
+    /// The registry the sessions share: who is connected, which rooms exist.
+    pub fn registry(&self) -> &RoomRegistry {
+        &self.shared.registry
+    }
+
+    /// Serves `listener` until `shutdown` completes, then shuts down
+    /// gracefully (see the module docs).
+    ///
+    /// # Errors
+    /// [`ServerError::Transport`] when the listener fails in a way retrying
+    /// cannot fix; the sessions are shut down first.
+    pub async fn run<L: Listener>(
+        self,
+        listener: L,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<(), ServerError> {
+        self.run_all(vec![listener], shutdown).await
+    }
+
+    /// Serves several listeners of one kind (say, an IPv4 and an IPv6
+    /// address) as one server: the same rooms and the same limits.
+    ///
+    /// # Errors
+    /// As [`Server::run`], and [`ServerError::NoListener`] for an empty list.
+    pub async fn run_all<L: Listener>(
+        self,
+        listeners: Vec<L>,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<(), ServerError> {
+        if listeners.is_empty() {
+            return Err(ServerError::NoListener);
+        }
+        let stop = CancellationToken::new();
+        // Accept loops run as tasks and hand connections over this channel,
+        // so one engine loop serves any number of listeners.
+        let (conn_tx, mut conn_rx) = mpsc::channel::<Result<Connection, TransportError>>(64);
+        let mut acceptors = JoinSet::new();
+        for mut listener in listeners {
+            tracing::info!(addr = %listener.local_addr(), "listening");
+            let tx = conn_tx.clone();
+            let stop = stop.clone();
+            acceptors.spawn(async move {
+                loop {
+                    let accepted = tokio::select! {
+                        _ = stop.cancelled() => return,
+                        a = listener.accept() => a,
+                    };
+                    let fatal = accepted.is_err();
+                    if tx.send(accepted).await.is_err() || fatal {
+                        return;
+                    }
+                }
+            });
+        }
+        drop(conn_tx);
+
+        let permits = Arc::new(Semaphore::new(self.shared.limits.max_connections));
+        let mut sessions = JoinSet::new();
+        tokio::pin!(shutdown);
+        let result = loop {
+            tokio::select! {
+                _ = &mut shutdown => break Ok(()),
+                accepted = conn_rx.recv() => match accepted {
+                    Some(Ok(conn)) => self.admit(conn, &permits, &mut sessions, &stop),
+                    Some(Err(e)) => break Err(ServerError::Transport(e)),
+                    None => break Ok(()),
+                },
+                Some(_) = sessions.join_next(), if !sessions.is_empty() => {}
+            }
+        };
+
+        tracing::info!(sessions = sessions.len(), "shutting down");
+        stop.cancel();
+        acceptors.abort_all();
+        let deadline = self.shared.limits.shutdown_timeout;
+        let drained = tokio::time::timeout(deadline, async {
+            while sessions.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(
+                left = sessions.len(),
+                "shutdown deadline passed; dropping connections"
+            );
+            sessions.shutdown().await;
+        }
+        tracing::info!("stopped");
+        result
+    }
+
+    /// Starts a session for `conn`, or turns it away when the server is full.
+    fn admit(
+        &self,
+        conn: Connection,
+        permits: &Arc<Semaphore>,
+        sessions: &mut JoinSet<()>,
+        stop: &CancellationToken,
+    ) {
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            tracing::warn!(peer = %conn.peer, "refused: server full");
+            sessions.spawn(refuse(conn));
+            return;
+        };
+        let shared = self.shared.clone();
+        let stop = stop.child_token();
+        sessions.spawn(async move {
+            session::serve(shared, conn, stop).await;
+            drop(permit);
+        });
+    }
+}
+
+/// Tells a client the server is full and closes. The dialect is not known
+/// yet, so the line is JSON, which a person can still read.
+async fn refuse(conn: Connection) {
+    use tokio::io::AsyncWriteExt;
+    let frame = crate::protocol::encode(&ServerFrame::new(ServerMessage::Error {
+        code: ErrorCode::ServerFull,
+        message: "the server is full; try again later".to_owned(),
+    }));
+    let mut writer = conn.writer;
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), async {
+        writer.write_all(&frame).await?;
+        writer.shutdown().await
+    })
+    .await;
+}

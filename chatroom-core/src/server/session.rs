@@ -1,0 +1,777 @@
+//! One connection from its first byte to its close.
+//!
+//! A session is one task that reads frames one at a time and handles each
+//! before reading the next (so a client that sends faster than it is served
+//! is slowed by TCP, not buffered), plus a writer task that drains its
+//! bounded queue ([`super::writer`]). The session never touches another
+//! session's socket: everything it says to others goes through the registry
+//! into their queues.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use serde::Deserialize;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_util::codec::FramedRead;
+use tokio_util::sync::CancellationToken;
+
+use crate::protocol::text::{self, TextInput};
+use crate::protocol::{
+    self, ClientFrame, ClientMessage, ErrorCode, MAX_TEXT_LEN, Nickname, PROTOCOL_VERSION,
+    ProtocolError, RoomName, ServerFrame, ServerMessage,
+};
+use crate::registry::{Outbound, Outbox, RegistryError, Room, SessionId, outbox};
+use crate::transport::{BoxReader, Connection, Frame, LineFramer, PeerAddr};
+
+use super::Shared;
+use super::rate::TokenBucket;
+use super::writer::{self, Dialect, WriterEnd};
+
+/// Read buffer a connection starts with; the framer grows it for long lines
+/// up to the line limit. Small, because idle connections are the common case.
+const INITIAL_READ_BUFFER: usize = 1024;
+
+type Reader = FramedRead<BoxReader, LineFramer>;
+
+/// Why a session ended; logged, and shown to the rooms it leaves.
+#[derive(Debug)]
+enum End {
+    PeerClosed,
+    Quit(Option<String>),
+    ReadFailed(std::io::Error),
+    WriteFailed(std::io::Error),
+    SlowConsumer,
+    TooManyErrors,
+    IdleTimeout,
+    HandshakeTimeout,
+    UnsupportedVersion,
+    Shutdown,
+}
+
+impl fmt::Display for End {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::PeerClosed => f.write_str("connection closed"),
+            Self::Quit(Some(reason)) => write!(f, "quit: {reason}"),
+            Self::Quit(None) => f.write_str("quit"),
+            Self::ReadFailed(e) => write!(f, "read failed: {e}"),
+            Self::WriteFailed(e) => write!(f, "write failed: {e}"),
+            Self::SlowConsumer => f.write_str("disconnected: too slow"),
+            Self::TooManyErrors => f.write_str("disconnected: too many errors"),
+            Self::IdleTimeout => f.write_str("disconnected: idle"),
+            Self::HandshakeTimeout => f.write_str("no hello in time"),
+            Self::UnsupportedVersion => f.write_str("unsupported protocol version"),
+            Self::Shutdown => f.write_str("server shutting down"),
+        }
+    }
+}
+
+/// What handling one frame asks of the loop.
+enum Flow {
+    Continue,
+    Close(End),
+}
+
+/// A request that failed, answered with an `error` frame.
+struct Failure {
+    code: ErrorCode,
+    message: String,
+}
+
+impl Failure {
+    fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<ProtocolError> for Failure {
+    fn from(e: ProtocolError) -> Self {
+        Self::new(e.code(), e.to_string())
+    }
+}
+
+impl From<RegistryError> for Failure {
+    fn from(e: RegistryError) -> Self {
+        Self::new(e.code(), e.to_string())
+    }
+}
+
+/// Only the `ref` of a frame that failed to decode, so the error can still
+/// be matched to its request.
+#[derive(Deserialize)]
+struct RefOnly {
+    #[serde(rename = "ref")]
+    reference: Option<String>,
+}
+
+fn ref_of_bad_frame(line: &[u8]) -> Option<String> {
+    serde_json::from_slice::<RefOnly>(line)
+        .ok()
+        .and_then(|r| r.reference)
+        .filter(|r| protocol::validate_ref(r).is_ok())
+}
+
+/// Aborts the writer task if the session is dropped first (for example when
+/// the server's shutdown deadline aborts the session).
+struct WriterTask(JoinHandle<WriterEnd>);
+
+impl Drop for WriterTask {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// A registered session: the state one connection needs after its dialect
+/// is known and its nick is registered.
+struct Session {
+    shared: Arc<Shared>,
+    id: SessionId,
+    nick: Nickname,
+    peer: PeerAddr,
+    dialect: Dialect,
+    outbox: Outbox,
+    /// The rooms joined, by folded name. Holding the room lets `say` take
+    /// only the room's lock, never the registry's.
+    rooms: HashMap<String, Arc<Room>>,
+    /// The text dialect's current room, where plain lines go.
+    current: Option<RoomName>,
+    rate: TokenBucket,
+    errors: TokenBucket,
+    last_heard: Instant,
+    pinged: bool,
+}
+
+/// Serves one connection until it closes or `shutdown` fires.
+pub(crate) async fn serve(shared: Arc<Shared>, conn: Connection, shutdown: CancellationToken) {
+    let Connection {
+        reader,
+        writer,
+        peer,
+    } = conn;
+    let limits = &shared.limits;
+    let mut reader = FramedRead::with_capacity(
+        reader,
+        LineFramer::new(limits.max_line_len),
+        INITIAL_READ_BUFFER,
+    );
+
+    let (dialect, first_line) = tokio::select! {
+        _ = shutdown.cancelled() => return,
+        sniffed = sniff(&mut reader, limits.sniff) => match sniffed {
+            Some(s) => s,
+            None => return,
+        },
+    };
+
+    let (tx, rx) = outbox(limits.outbox_frames, limits.outbox_bytes);
+    let mut writer_task = WriterTask(tokio::spawn(writer::run(writer, rx, dialect)));
+
+    let session = match dialect {
+        Dialect::Text => Some(Session::start_text(&shared, peer, tx)),
+        Dialect::Native => {
+            tokio::select! {
+                _ = shutdown.cancelled() => None,
+                s = handshake(&shared, peer, tx, &mut reader, first_line) => s,
+            }
+        }
+    };
+    let Some(mut session) = session else {
+        // The handshake failed and said why; let the writer flush that.
+        let _ = tokio::time::timeout(Duration::from_secs(1), &mut writer_task.0).await;
+        return;
+    };
+    tracing::info!(%peer, nick = %session.nick, ?dialect, "connected");
+
+    let end = session.run(&mut reader, &mut writer_task, &shutdown).await;
+    tracing::info!(%peer, nick = %session.nick, reason = %end, "disconnected");
+    session.finish(&end);
+    if !writer_task.0.is_finished() {
+        // The writer drains what is queued (a `bye`, say) and closes; the
+        // server's shutdown deadline bounds this wait from outside.
+        let _ = (&mut writer_task.0).await;
+    }
+}
+
+/// Decides the dialect from the first bytes, as docs/protocol.md states: a
+/// `{` first is a native client; anything else, or silence for the sniff
+/// window, is a person or the seed's client speaking text. Returns the first
+/// complete line when one arrived during the window, or `None` when the
+/// peer closed.
+async fn sniff(reader: &mut Reader, window: Duration) -> Option<(Dialect, Option<Frame>)> {
+    let first = match tokio::time::timeout(window, reader.next()).await {
+        Ok(Some(Ok(frame))) => Some(frame),
+        Ok(Some(Err(_)) | None) => return None,
+        Err(_) => None,
+    };
+    let first_byte = match &first {
+        Some(Frame::Line(line)) => line.first().copied(),
+        Some(Frame::TooLong { .. }) => None,
+        None => reader.read_buffer().first().copied(),
+    };
+    let dialect = if first_byte == Some(b'{') {
+        Dialect::Native
+    } else {
+        Dialect::Text
+    };
+    Some((dialect, first))
+}
+
+/// A nick from the peer's address, as the seed named users by IP:
+/// `127-0-0-1-50000`.
+fn nick_for(peer: &PeerAddr) -> Nickname {
+    let raw = match peer {
+        PeerAddr::Net(addr) => {
+            let ip: String = addr
+                .ip()
+                .to_string()
+                .chars()
+                .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+                .collect();
+            format!("{}-{}", ip.trim_matches('-'), addr.port())
+        }
+        _ => "guest".to_owned(),
+    };
+    // Long IPv6 addresses keep their most specific end.
+    let start = raw.len().saturating_sub(protocol::MAX_NICK_LEN);
+    let trimmed = raw[start..].trim_start_matches('-');
+    Nickname::new(trimmed).unwrap_or_else(|_| Nickname::new("guest").expect("valid literal"))
+}
+
+fn push(outbox: &Outbox, message: ServerMessage, reference: Option<String>) {
+    // A failed push means the queue overflowed or the writer is gone; the
+    // cut-off ends the session, so there is nothing more to do here.
+    let _ = outbox.push(&Outbound::new(ServerFrame::reply(message, reference)));
+}
+
+fn error(outbox: &Outbox, failure: Failure, reference: Option<String>) {
+    push(
+        outbox,
+        ServerMessage::Error {
+            code: failure.code,
+            message: failure.message,
+        },
+        reference,
+    );
+}
+
+fn bye(outbox: &Outbox, reason: &str) {
+    push(
+        outbox,
+        ServerMessage::Bye {
+            reason: reason.to_owned(),
+        },
+        None,
+    );
+}
+
+/// Waits for a valid `hello` and registers the client. Returns `None` when
+/// the connection must close (it was told why).
+async fn handshake(
+    shared: &Arc<Shared>,
+    peer: PeerAddr,
+    outbox: Outbox,
+    reader: &mut Reader,
+    mut pending: Option<Frame>,
+) -> Option<Session> {
+    let limits = &shared.limits;
+    let deadline = Instant::now() + limits.handshake_timeout;
+    let mut errors = TokenBucket::refilling_every(limits.error_refill, limits.max_errors, deadline);
+    loop {
+        let frame = match pending.take() {
+            Some(frame) => frame,
+            None => match tokio::time::timeout_at(deadline, reader.next()).await {
+                Ok(Some(Ok(frame))) => frame,
+                Ok(Some(Err(e))) => {
+                    tracing::debug!(%peer, error = %e, "read failed during handshake");
+                    return None;
+                }
+                Ok(None) => return None,
+                Err(_) => {
+                    error(
+                        &outbox,
+                        Failure::new(ErrorCode::HandshakeRequired, "no hello in time"),
+                        None,
+                    );
+                    bye(&outbox, "handshake timeout");
+                    tracing::debug!(%peer, reason = %End::HandshakeTimeout, "closed");
+                    return None;
+                }
+            },
+        };
+        let (failure, reference) = match hello_of(&frame) {
+            Ok((version, nick, reference)) => {
+                if version != PROTOCOL_VERSION {
+                    error(
+                        &outbox,
+                        Failure::new(
+                            ErrorCode::UnsupportedVersion,
+                            format!("this server speaks protocol version {PROTOCOL_VERSION}"),
+                        ),
+                        reference,
+                    );
+                    bye(&outbox, "unsupported protocol version");
+                    tracing::debug!(%peer, reason = %End::UnsupportedVersion, "closed");
+                    return None;
+                }
+                let registered = match nick {
+                    Some(nick) => shared
+                        .registry
+                        .register(nick.clone(), outbox.clone())
+                        .map(|id| (id, nick)),
+                    None => {
+                        let base = Nickname::new("guest").expect("valid literal");
+                        Ok(shared.registry.register_unique(&base, outbox.clone()))
+                    }
+                };
+                match registered {
+                    Ok((id, nick)) => {
+                        let session = Session::new(shared, id, nick, peer, Dialect::Native, outbox);
+                        session.welcome(reference);
+                        return Some(session);
+                    }
+                    Err(e) => (Failure::from(e), reference),
+                }
+            }
+            Err(failed) => failed,
+        };
+        error(&outbox, failure, reference);
+        if !errors.try_take(Instant::now()) {
+            bye(&outbox, "too many errors");
+            return None;
+        }
+    }
+}
+
+type Hello = (u32, Option<Nickname>, Option<String>);
+
+/// Reads a `hello` out of a frame, or says what is wrong with it.
+fn hello_of(frame: &Frame) -> Result<Hello, (Failure, Option<String>)> {
+    let line = match frame {
+        Frame::Line(line) => line,
+        Frame::TooLong { max } => {
+            return Err((
+                Failure::new(
+                    ErrorCode::FrameTooLong,
+                    format!("line longer than {max} bytes"),
+                ),
+                None,
+            ));
+        }
+    };
+    let parsed: ClientFrame =
+        protocol::decode(line).map_err(|e| (Failure::from(e), ref_of_bad_frame(line)))?;
+    match parsed.message {
+        ClientMessage::Hello { version, nick, .. } => Ok((version, nick, parsed.reference)),
+        _ => Err((
+            Failure::new(ErrorCode::HandshakeRequired, "say hello first"),
+            parsed.reference,
+        )),
+    }
+}
+
+impl Session {
+    fn new(
+        shared: &Arc<Shared>,
+        id: SessionId,
+        nick: Nickname,
+        peer: PeerAddr,
+        dialect: Dialect,
+        outbox: Outbox,
+    ) -> Self {
+        let limits = &shared.limits;
+        let now = Instant::now();
+        Self {
+            shared: shared.clone(),
+            id,
+            nick,
+            peer,
+            dialect,
+            outbox,
+            rooms: HashMap::new(),
+            current: None,
+            rate: TokenBucket::new(limits.rate_per_sec, limits.rate_burst, now),
+            errors: TokenBucket::refilling_every(limits.error_refill, limits.max_errors, now),
+            last_heard: now,
+            pinged: false,
+        }
+    }
+
+    /// Registers a text-dialect client under a nick from its address, greets
+    /// it and puts it in the default room.
+    fn start_text(shared: &Arc<Shared>, peer: PeerAddr, outbox: Outbox) -> Self {
+        let (id, nick) = shared
+            .registry
+            .register_unique(&nick_for(&peer), outbox.clone());
+        let mut session = Self::new(shared, id, nick, peer, Dialect::Text, outbox);
+        session.welcome(None);
+        let room = shared.limits.default_room.clone();
+        match session.join(&room) {
+            Ok(()) => session.current = Some(room),
+            Err(failure) => error(&session.outbox, failure, None),
+        }
+        session
+    }
+
+    fn welcome(&self, reference: Option<String>) {
+        let limits = &self.shared.limits;
+        push(
+            &self.outbox,
+            ServerMessage::Welcome {
+                version: PROTOCOL_VERSION,
+                nick: self.nick.clone(),
+                server: limits.server_name.clone(),
+                max_line_len: limits.max_line_len,
+                max_text_len: MAX_TEXT_LEN,
+            },
+            reference,
+        );
+    }
+
+    async fn run(
+        &mut self,
+        reader: &mut Reader,
+        writer: &mut WriterTask,
+        shutdown: &CancellationToken,
+    ) -> End {
+        loop {
+            let deadline = self.next_deadline();
+            let flow = tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => {
+                    bye(&self.outbox, "server shutting down");
+                    return End::Shutdown;
+                }
+                ended = &mut writer.0 => return match ended {
+                    Ok(WriterEnd::Cut(_)) => End::SlowConsumer,
+                    Ok(WriterEnd::Failed(e)) => End::WriteFailed(e),
+                    // The session holds a sender, so the queue cannot have
+                    // drained; a panicked writer is reported as a failed write.
+                    Ok(WriterEnd::Drained) | Err(_) => End::WriteFailed(std::io::ErrorKind::BrokenPipe.into()),
+                },
+                item = reader.next() => match item {
+                    None => return End::PeerClosed,
+                    Some(Err(e)) => return End::ReadFailed(e),
+                    Some(Ok(frame)) => self.on_frame(frame),
+                },
+                _ = tokio::time::sleep_until(deadline) => self.on_silence(),
+            };
+            if let Flow::Close(end) = flow {
+                return end;
+            }
+        }
+    }
+
+    /// When the next keepalive action is due: a ping for a native client
+    /// that has been quiet, then the idle cut-off.
+    fn next_deadline(&self) -> Instant {
+        let limits = &self.shared.limits;
+        match self.dialect {
+            Dialect::Native if !self.pinged => self.last_heard + limits.ping_interval,
+            Dialect::Native => self.last_heard + limits.idle_timeout,
+            Dialect::Text => match limits.text_idle_timeout {
+                Some(t) => self.last_heard + t,
+                // About 30 years: never, without overflowing Instant.
+                None => Instant::now() + Duration::from_secs(1 << 30),
+            },
+        }
+    }
+
+    fn on_silence(&mut self) -> Flow {
+        if Instant::now() < self.next_deadline() {
+            return Flow::Continue;
+        }
+        if self.dialect == Dialect::Native && !self.pinged {
+            self.pinged = true;
+            push(&self.outbox, ServerMessage::Ping, None);
+            return Flow::Continue;
+        }
+        self.fail(
+            Failure::new(ErrorCode::IdleTimeout, "no data for too long"),
+            None,
+        );
+        bye(&self.outbox, "idle timeout");
+        Flow::Close(End::IdleTimeout)
+    }
+
+    fn on_frame(&mut self, frame: Frame) -> Flow {
+        self.last_heard = Instant::now();
+        self.pinged = false;
+        let line = match frame {
+            Frame::Line(line) => line,
+            Frame::TooLong { max } => {
+                return self.reject(
+                    Failure::new(
+                        ErrorCode::FrameTooLong,
+                        format!("line longer than {max} bytes was dropped"),
+                    ),
+                    None,
+                );
+            }
+        };
+        match self.dialect {
+            Dialect::Native => self.on_native_line(&line),
+            Dialect::Text => self.on_text_line(&line),
+        }
+    }
+
+    fn on_native_line(&mut self, line: &Bytes) -> Flow {
+        let frame: ClientFrame = match protocol::decode(line) {
+            Ok(frame) => frame,
+            Err(e) => return self.reject(e.into(), ref_of_bad_frame(line)),
+        };
+        let ClientFrame { reference, message } = frame;
+        if let Some(r) = &reference
+            && let Err(e) = protocol::validate_ref(r)
+        {
+            return self.reject(e.into(), None);
+        }
+        self.request(message, reference)
+    }
+
+    fn on_text_line(&mut self, line: &Bytes) -> Flow {
+        let Ok(line) = std::str::from_utf8(line) else {
+            return self.reject(ProtocolError::InvalidUtf8.into(), None);
+        };
+        let input = match text::parse_line(line, self.current.as_ref()) {
+            Ok(input) => input,
+            Err(e) => return self.reject(e.into(), None),
+        };
+        match input {
+            TextInput::Empty => Flow::Continue,
+            TextInput::Help => {
+                push(
+                    &self.outbox,
+                    ServerMessage::Notice {
+                        text: text::HELP.join("\n"),
+                    },
+                    None,
+                );
+                Flow::Continue
+            }
+            TextInput::History(_) => self.reject(
+                Failure::new(ErrorCode::Unsupported, "history is not kept by this server"),
+                None,
+            ),
+            TextInput::Switch(room) => {
+                if !self.take_rate_token() {
+                    return self.rate_limited(None);
+                }
+                match self.switch(room) {
+                    Ok(()) => Flow::Continue,
+                    Err(failure) => self.reject(failure, None),
+                }
+            }
+            TextInput::Request(message) => self.request(message, None),
+            // TextInput is non_exhaustive for other crates, not this one.
+        }
+    }
+
+    fn take_rate_token(&mut self) -> bool {
+        self.rate.try_take(Instant::now())
+    }
+
+    fn rate_limited(&mut self, reference: Option<String>) -> Flow {
+        self.reject(
+            Failure::new(
+                ErrorCode::RateLimited,
+                "you are sending too fast; message dropped",
+            ),
+            reference,
+        )
+    }
+
+    /// Rate-limits and serves one request, answering errors.
+    fn request(&mut self, message: ClientMessage, reference: Option<String>) -> Flow {
+        // A pong only proves liveness; it costs no rate.
+        if !matches!(message, ClientMessage::Pong) && !self.take_rate_token() {
+            return self.rate_limited(reference);
+        }
+        match self.dispatch(message, reference.clone()) {
+            Ok(flow) => flow,
+            Err(failure) => self.reject(failure, reference),
+        }
+    }
+
+    fn dispatch(
+        &mut self,
+        message: ClientMessage,
+        reference: Option<String>,
+    ) -> Result<Flow, Failure> {
+        match message {
+            ClientMessage::Hello { .. } => {
+                return Err(Failure::new(
+                    ErrorCode::HandshakeRequired,
+                    "hello was already said",
+                ));
+            }
+            ClientMessage::Join { room, .. } => {
+                self.join(&room)?;
+                let members = self.shared.registry.members(&room)?;
+                self.reply(ServerMessage::Members { room, members }, reference);
+            }
+            ClientMessage::Leave { room } => {
+                self.leave(&room)?;
+                self.reply(
+                    ServerMessage::Ok {
+                        room: Some(room),
+                        id: None,
+                    },
+                    reference,
+                );
+            }
+            ClientMessage::Say { room, text, action } => {
+                protocol::validate_text(&text)?;
+                let handle = self
+                    .rooms
+                    .get(&room.key())
+                    .ok_or_else(|| RegistryError::NotInRoom(room.clone()))?;
+                // Nobody gets their own line back, as in the seed: a native
+                // client learns the id from the `ok`.
+                let published = handle.publish(self.id, &self.nick, text, action, false)?;
+                self.reply(
+                    ServerMessage::Ok {
+                        room: Some(handle.name().clone()),
+                        id: Some(published.id),
+                    },
+                    reference,
+                );
+            }
+            ClientMessage::Whisper { to, text } => {
+                protocol::validate_text(&text)?;
+                self.shared.registry.whisper(self.id, &to, text)?;
+                self.ok(reference);
+            }
+            ClientMessage::Nick { nick } => {
+                self.shared.registry.rename(self.id, nick.clone())?;
+                self.nick = nick;
+                self.ok(reference);
+            }
+            ClientMessage::Rooms => {
+                let rooms = self.shared.registry.rooms();
+                self.reply(ServerMessage::Rooms { rooms }, reference);
+            }
+            ClientMessage::Who { room } => {
+                let members = self.shared.registry.members(&room)?;
+                self.reply(ServerMessage::Members { room, members }, reference);
+            }
+            ClientMessage::History { .. } => {
+                return Err(Failure::new(
+                    ErrorCode::Unsupported,
+                    "history is not kept by this server",
+                ));
+            }
+            ClientMessage::Ping => self.reply(ServerMessage::Pong, reference),
+            ClientMessage::Pong => {}
+            ClientMessage::Quit { reason } => {
+                let reason = reason.map(|r| text::sanitize(&r)).filter(|r| !r.is_empty());
+                bye(&self.outbox, "goodbye");
+                return Ok(Flow::Close(End::Quit(reason)));
+            }
+        }
+        Ok(Flow::Continue)
+    }
+
+    fn join(&mut self, room: &RoomName) -> Result<(), Failure> {
+        let handle = self
+            .shared
+            .registry
+            .join(self.id, room, self.shared.limits.max_rooms)?;
+        self.rooms.insert(room.key(), handle);
+        Ok(())
+    }
+
+    fn leave(&mut self, room: &RoomName) -> Result<(), Failure> {
+        self.shared.registry.leave(self.id, room, None)?;
+        self.rooms.remove(&room.key());
+        if self.current.as_ref().is_some_and(|c| c.key() == room.key()) {
+            self.current = None;
+        }
+        Ok(())
+    }
+
+    /// The text dialect's `/join`: join the new room first, so a refused
+    /// join leaves the user where they were, then leave the old one.
+    fn switch(&mut self, room: RoomName) -> Result<(), Failure> {
+        if self.current.as_ref().is_some_and(|c| c.key() == room.key()) {
+            return Ok(());
+        }
+        self.join(&room)?;
+        if let Some(old) = self.current.take() {
+            self.leave(&old)?;
+        }
+        let members = self.shared.registry.members(&room)?;
+        self.current = Some(room.clone());
+        self.reply(ServerMessage::Members { room, members }, None);
+        Ok(())
+    }
+
+    fn reply(&self, message: ServerMessage, reference: Option<String>) {
+        push(&self.outbox, message, reference);
+    }
+
+    fn ok(&self, reference: Option<String>) {
+        self.reply(
+            ServerMessage::Ok {
+                room: None,
+                id: None,
+            },
+            reference,
+        );
+    }
+
+    fn fail(&self, failure: Failure, reference: Option<String>) {
+        error(&self.outbox, failure, reference);
+    }
+
+    /// Answers a failed request, and closes the connection once the client
+    /// has used up its allowance of errors.
+    fn reject(&mut self, failure: Failure, reference: Option<String>) -> Flow {
+        self.fail(failure, reference);
+        if self.errors.try_take(Instant::now()) {
+            return Flow::Continue;
+        }
+        self.fail(
+            Failure::new(ErrorCode::TooManyErrors, "too many errors; disconnecting"),
+            None,
+        );
+        bye(&self.outbox, "too many errors");
+        Flow::Close(End::TooManyErrors)
+    }
+
+    /// Leaves every room (telling the others why) and frees the nick. The
+    /// session's queue sender is dropped with `self`, which lets the writer
+    /// drain and close.
+    fn finish(self, end: &End) {
+        let reason = match end {
+            End::Quit(reason) => reason.clone(),
+            other => Some(other.to_string()),
+        };
+        self.shared.registry.unregister(self.id, reason);
+        tracing::trace!(peer = %self.peer, "session state released");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::SocketAddr;
+
+    #[test]
+    fn nicks_come_from_the_peer_address() {
+        let v4: SocketAddr = "127.0.0.1:50000".parse().unwrap();
+        assert_eq!(nick_for(&PeerAddr::Net(v4)).as_str(), "127-0-0-1-50000");
+        let v6: SocketAddr = "[2001:db8:85a3::8a2e:370:7334]:50000".parse().unwrap();
+        let nick = nick_for(&PeerAddr::Net(v6));
+        assert!(nick.as_str().ends_with("7334-50000"), "{nick}");
+        let local6: SocketAddr = "[::1]:7".parse().unwrap();
+        assert_eq!(nick_for(&PeerAddr::Net(local6)).as_str(), "1-7");
+    }
+}

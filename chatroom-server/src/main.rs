@@ -1,0 +1,3 @@
+//! The chatroom server binary (being written).
+
+fn main() {}
