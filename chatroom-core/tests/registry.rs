@@ -1,0 +1,473 @@
+//! Registry behaviour through its public API: fanout order under concurrent
+//! publishers, slow-consumer isolation, encode-once delivery, and the rules
+//! for nicknames, rooms and whispers. No sockets and no runtime: the
+//! registry is synchronous, so plain OS threads drive it.
+
+use std::collections::HashMap;
+use std::sync::mpsc;
+use std::sync::{Arc, Barrier};
+use std::thread;
+use std::time::Duration;
+
+use chatroom_core::protocol::{MessageId, Nickname, RoomName, ServerMessage};
+use chatroom_core::registry::{
+    CutReason, Outbound, Outbox, OutboxReceiver, RegistryError, RoomRegistry, SessionId, outbox,
+};
+
+/// Big enough that no test below overflows a healthy member's queue.
+const ROOMY_FRAMES: usize = 8192;
+const ROOMY_BYTES: usize = 1 << 30;
+/// A registry call never waits on a peer; anything near this is a hang.
+const DEADLINE: Duration = Duration::from_secs(20);
+
+fn nick(s: &str) -> Nickname {
+    Nickname::new(s).unwrap()
+}
+
+fn room(s: &str) -> RoomName {
+    RoomName::new(s).unwrap()
+}
+
+fn roomy() -> (Outbox, OutboxReceiver) {
+    outbox(ROOMY_FRAMES, ROOMY_BYTES)
+}
+
+/// Registers `name` with a roomy outbox.
+fn member(registry: &RoomRegistry, name: &str) -> (SessionId, OutboxReceiver) {
+    let (tx, rx) = roomy();
+    let id = registry.register(nick(name), tx).unwrap();
+    (id, rx)
+}
+
+/// Everything queued for a receiver right now.
+fn drain(rx: &mut OutboxReceiver) -> Vec<Arc<Outbound>> {
+    std::iter::from_fn(|| rx.try_recv()).collect()
+}
+
+/// The room messages among `frames`, as (id, sender, text).
+fn messages(frames: &[Arc<Outbound>]) -> Vec<(MessageId, String, String)> {
+    frames
+        .iter()
+        .filter_map(|f| match &f.frame().message {
+            ServerMessage::Message { id, from, text, .. } => {
+                Some((*id, from.to_string(), text.clone()))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// Runs `f` on its own thread and fails the test if it takes longer than
+/// [`DEADLINE`], so a registry call that blocks fails instead of hanging.
+fn within_deadline<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (done_tx, done_rx) = mpsc::channel();
+    let handle = thread::spawn(move || {
+        let value = f();
+        let _ = done_tx.send(());
+        value
+    });
+    match done_rx.recv_timeout(DEADLINE) {
+        // Disconnected means the closure panicked; join surfaces its message.
+        Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => match handle.join() {
+            Ok(value) => value,
+            Err(panic) => std::panic::resume_unwind(panic),
+        },
+        Err(mpsc::RecvTimeoutError::Timeout) => panic!("registry call blocked for {DEADLINE:?}"),
+    }
+}
+
+#[test]
+fn concurrent_publishers_reach_every_member_once_in_id_order() {
+    const PUBLISHERS: usize = 8;
+    const PER_PUBLISHER: usize = 500;
+    const MEMBERS: usize = 20;
+    const TOTAL: usize = PUBLISHERS * PER_PUBLISHER;
+
+    let registry = RoomRegistry::new();
+    let lobby = room("lobby");
+    let mut receivers = Vec::new();
+    let mut handles = Vec::new();
+    for i in 0..MEMBERS {
+        let name = format!("m{i}");
+        let (id, rx) = member(&registry, &name);
+        let handle = registry.join(id, &lobby, 4).unwrap();
+        receivers.push(rx);
+        handles.push((id, nick(&name), handle));
+    }
+
+    let publishers: Vec<_> = handles.into_iter().take(PUBLISHERS).collect();
+    within_deadline(move || {
+        let start = Arc::new(Barrier::new(PUBLISHERS));
+        let threads: Vec<_> = publishers
+            .into_iter()
+            .map(|(id, from, handle)| {
+                let start = start.clone();
+                thread::spawn(move || {
+                    start.wait();
+                    for n in 0..PER_PUBLISHER {
+                        let published = handle
+                            .publish(id, &from, format!("{from}:{n}"), false, true)
+                            .unwrap();
+                        assert_eq!(published.slow, 0);
+                        assert_eq!(published.delivered, MEMBERS);
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+    });
+
+    assert_eq!(registry.room(&lobby).unwrap().last_id(), TOTAL as MessageId);
+    for (i, rx) in receivers.iter_mut().enumerate() {
+        let got = messages(&drain(rx));
+        assert_eq!(got.len(), TOTAL, "member m{i} got {} messages", got.len());
+        let ids: Vec<MessageId> = got.iter().map(|(id, _, _)| *id).collect();
+        let expected: Vec<MessageId> = (1..=TOTAL as MessageId).collect();
+        assert_eq!(
+            ids, expected,
+            "member m{i} saw ids out of order or with gaps"
+        );
+
+        // Each publisher's messages arrive in the order it sent them.
+        let mut next: HashMap<&str, usize> = HashMap::new();
+        for (_, from, text) in &got {
+            let n = next.entry(from.as_str()).or_default();
+            assert_eq!(*text, format!("{from}:{n}"), "member m{i}");
+            *n += 1;
+        }
+        assert_eq!(next.len(), PUBLISHERS);
+        assert!(next.values().all(|n| *n == PER_PUBLISHER));
+    }
+}
+
+#[test]
+fn one_full_queue_delays_nobody_and_its_owner_is_cut_off() {
+    const HEALTHY: usize = 9;
+    const PUBLISHERS: usize = 3;
+    const PER_PUBLISHER: usize = 300;
+
+    let registry = RoomRegistry::new();
+    let lobby = room("lobby");
+    let mut healthy = Vec::new();
+    for i in 0..HEALTHY {
+        let name = format!("h{i}");
+        let (id, rx) = member(&registry, &name);
+        let handle = registry.join(id, &lobby, 4).unwrap();
+        healthy.push((id, nick(&name), handle, rx));
+    }
+    // Joins last, so the only frame it holds before publishing starts is its
+    // own `joined`; its receiver is never drained.
+    let (slow_tx, slow_rx) = outbox(2, ROOMY_BYTES);
+    let slow_id = registry.register(nick("slow"), slow_tx.clone()).unwrap();
+    registry.join(slow_id, &lobby, 4).unwrap();
+
+    let publishers: Vec<_> = healthy
+        .iter()
+        .take(PUBLISHERS)
+        .map(|(id, from, handle, _)| (*id, from.clone(), handle.clone()))
+        .collect();
+    let slow_counts = within_deadline(move || {
+        let threads: Vec<_> = publishers
+            .into_iter()
+            .map(|(id, from, handle)| {
+                thread::spawn(move || {
+                    (0..PER_PUBLISHER)
+                        .map(|n| {
+                            let p = handle
+                                .publish(id, &from, format!("{from}:{n}"), false, true)
+                                .unwrap();
+                            assert_eq!(p.delivered + p.slow, HEALTHY + 1);
+                            p.slow
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        threads
+            .into_iter()
+            .flat_map(|t| t.join().unwrap())
+            .collect::<Vec<_>>()
+    });
+
+    // Only the slow member ever failed to take a message, and it did so for
+    // all but the first message (its queue already held its `joined`).
+    assert!(slow_counts.iter().all(|s| *s <= 1));
+    assert_eq!(
+        slow_counts.iter().sum::<usize>(),
+        PUBLISHERS * PER_PUBLISHER - 1
+    );
+
+    for (_, name, _, rx) in &mut healthy {
+        let got = messages(&drain(rx));
+        assert_eq!(
+            got.len(),
+            PUBLISHERS * PER_PUBLISHER,
+            "{name} missed messages"
+        );
+        assert!(got.windows(2).all(|w| w[0].0 + 1 == w[1].0), "{name}");
+    }
+
+    assert_eq!(slow_rx.cut_reason(), Some(CutReason::SlowConsumer));
+    assert!(slow_tx.is_closed());
+    let mut slow_rx = slow_rx;
+    assert_eq!(
+        drain(&mut slow_rx).len(),
+        2,
+        "the queue never grows past its bound"
+    );
+}
+
+#[test]
+fn a_room_message_is_encoded_once_for_all_members() {
+    const MEMBERS: usize = 100;
+
+    let registry = RoomRegistry::new();
+    let lobby = room("lobby");
+    let mut receivers = Vec::new();
+    let mut first = None;
+    for i in 0..MEMBERS {
+        let (id, rx) = member(&registry, &format!("m{i}"));
+        let handle = registry.join(id, &lobby, 1).unwrap();
+        first.get_or_insert((id, handle));
+        receivers.push(rx);
+    }
+    for rx in &mut receivers {
+        drain(rx);
+    }
+
+    let (sender, handle) = first.unwrap();
+    let published = handle
+        .publish(sender, &nick("m0"), "hello, all".into(), false, true)
+        .unwrap();
+    assert_eq!(published.delivered, MEMBERS);
+
+    let frames: Vec<Arc<Outbound>> = receivers
+        .iter_mut()
+        .map(|rx| {
+            let mut got = drain(rx);
+            assert_eq!(got.len(), 1);
+            got.pop().unwrap()
+        })
+        .collect();
+    let one = &frames[0];
+    assert_eq!(messages(&frames[..1])[0].0, published.id);
+    for frame in &frames {
+        assert!(Arc::ptr_eq(frame, one), "a member got its own copy");
+        assert_eq!(frame.json().as_ptr(), one.json().as_ptr());
+    }
+}
+
+#[test]
+fn nicknames_are_unique_ignoring_case() {
+    let registry = RoomRegistry::new();
+    let (alice, _rx_a) = member(&registry, "Alice");
+    let (tx, _rx) = roomy();
+    assert_eq!(
+        registry.register(nick("aLICE"), tx.clone()),
+        Err(RegistryError::NickTaken(nick("aLICE")))
+    );
+
+    let (bob, _rx_b) = member(&registry, "bob");
+    assert_eq!(
+        registry.rename(bob, nick("ALICE")),
+        Err(RegistryError::NickTaken(nick("ALICE")))
+    );
+    assert_eq!(registry.nick_of(bob), Some(nick("bob")));
+
+    // Changing only the case of one's own nick is allowed.
+    assert_eq!(registry.rename(alice, nick("ALICE")), Ok(nick("Alice")));
+    assert_eq!(registry.nick_of(alice), Some(nick("ALICE")));
+
+    // The old spelling of a renamed nick is free again, in any case.
+    assert_eq!(registry.rename(bob, nick("robert")), Ok(nick("bob")));
+    let (tx2, _rx2) = roomy();
+    registry.register(nick("BOB"), tx2).unwrap();
+
+    // Leaving frees the nick.
+    registry.unregister(alice, None);
+    registry.register(nick("alice"), tx).unwrap();
+}
+
+#[test]
+fn rename_tells_each_sharer_once_and_strangers_never() {
+    let registry = RoomRegistry::new();
+    let (a, mut rx_a) = member(&registry, "a");
+    let (b, mut rx_b) = member(&registry, "b");
+    let (c, mut rx_c) = member(&registry, "c");
+    let (d, mut rx_d) = member(&registry, "d");
+    let (one, two, other) = (room("one"), room("two"), room("other"));
+    for r in [&one, &two] {
+        registry.join(a, r, 4).unwrap();
+        registry.join(b, r, 4).unwrap();
+    }
+    registry.join(c, &one, 4).unwrap();
+    registry.join(d, &other, 4).unwrap();
+    for rx in [&mut rx_a, &mut rx_b, &mut rx_c, &mut rx_d] {
+        drain(rx);
+    }
+
+    assert_eq!(registry.rename(a, nick("z")), Ok(nick("a")));
+
+    let renames = |rx: &mut OutboxReceiver| {
+        drain(rx)
+            .iter()
+            .filter(|f| {
+                matches!(
+                    &f.frame().message,
+                    ServerMessage::NickChanged { old, new } if *old == nick("a") && *new == nick("z")
+                )
+            })
+            .count()
+    };
+    assert_eq!(renames(&mut rx_a), 1, "the renamer");
+    assert_eq!(renames(&mut rx_b), 1, "shares two rooms");
+    assert_eq!(renames(&mut rx_c), 1, "shares one room");
+    assert_eq!(renames(&mut rx_d), 0, "shares no room");
+    assert_eq!(
+        registry.members(&one).unwrap(),
+        vec![nick("b"), nick("c"), nick("z")]
+    );
+}
+
+#[test]
+fn leave_of_the_last_member_reclaims_the_room() {
+    let registry = RoomRegistry::new();
+    let (a, mut rx_a) = member(&registry, "a");
+    let (b, mut rx_b) = member(&registry, "b");
+    let lobby = room("Lobby");
+    registry.join(a, &lobby, 4).unwrap();
+    registry.join(b, &room("lobby"), 4).unwrap();
+    assert_eq!(registry.rooms().len(), 1);
+    assert_eq!(registry.rooms()[0].members, 2);
+    drain(&mut rx_a);
+    drain(&mut rx_b);
+
+    registry.leave(a, &lobby, Some("bye".into())).unwrap();
+    let rooms = registry.rooms();
+    assert_eq!(rooms.len(), 1);
+    assert_eq!((rooms[0].name.as_str(), rooms[0].members), ("Lobby", 1));
+    let left = |rx: &mut OutboxReceiver| {
+        drain(rx)
+            .iter()
+            .filter(|f| matches!(&f.frame().message, ServerMessage::Left { nick: n, .. } if *n == nick("a")))
+            .count()
+    };
+    assert_eq!(left(&mut rx_a), 1, "the leaver is told");
+    assert_eq!(left(&mut rx_b), 1, "the remaining member is told");
+    assert_eq!(
+        registry.leave(a, &lobby, None),
+        Err(RegistryError::NotInRoom(lobby.clone()))
+    );
+
+    registry.leave(b, &room("LOBBY"), None).unwrap();
+    assert!(registry.rooms().is_empty());
+    assert!(registry.room(&lobby).is_none());
+    assert_eq!(
+        registry.members(&lobby),
+        Err(RegistryError::NoSuchRoom(lobby.clone()))
+    );
+}
+
+#[test]
+fn unregister_of_the_last_member_reclaims_its_rooms() {
+    let registry = RoomRegistry::new();
+    let (a, _rx_a) = member(&registry, "a");
+    let (b, mut rx_b) = member(&registry, "b");
+    registry.join(a, &room("solo"), 4).unwrap();
+    registry.join(a, &room("shared"), 4).unwrap();
+    registry.join(b, &room("shared"), 4).unwrap();
+    drain(&mut rx_b);
+
+    registry.unregister(a, Some("quit".into()));
+    let rooms = registry.rooms();
+    assert_eq!(rooms.len(), 1);
+    assert_eq!((rooms[0].name.as_str(), rooms[0].members), ("shared", 1));
+    assert!(matches!(
+        &drain(&mut rx_b)[..],
+        [f] if matches!(&f.frame().message, ServerMessage::Left { reason: Some(r), .. } if r == "quit")
+    ));
+    assert_eq!(registry.session_count(), 1);
+}
+
+#[test]
+fn joining_beyond_max_rooms_is_refused() {
+    let registry = RoomRegistry::new();
+    let (a, mut rx_a) = member(&registry, "a");
+    registry.join(a, &room("one"), 2).unwrap();
+    registry.join(a, &room("two"), 2).unwrap();
+    drain(&mut rx_a);
+
+    assert_eq!(
+        registry.join(a, &room("three"), 2).unwrap_err(),
+        RegistryError::TooManyRooms { max: 2 }
+    );
+    assert!(
+        registry.room(&room("three")).is_none(),
+        "a refused join creates no room"
+    );
+    assert_eq!(registry.rooms().len(), 2);
+
+    // Joining a room one is already in is not a new room, and tells no one.
+    registry.join(a, &room("ONE"), 2).unwrap();
+    assert!(drain(&mut rx_a).is_empty());
+
+    registry.leave(a, &room("two"), None).unwrap();
+    registry.join(a, &room("three"), 2).unwrap();
+}
+
+#[test]
+fn whisper_reaches_the_target_and_echoes_once() {
+    let registry = RoomRegistry::new();
+    let (a, mut rx_a) = member(&registry, "a");
+    let (_b, mut rx_b) = member(&registry, "Bob");
+
+    assert_eq!(
+        registry.whisper(a, &nick("nobody"), "hi".into()),
+        Err(RegistryError::NoSuchNick(nick("nobody")))
+    );
+    assert!(drain(&mut rx_a).is_empty());
+
+    registry.whisper(a, &nick("bob"), "psst".into()).unwrap();
+    for rx in [&mut rx_a, &mut rx_b] {
+        let got = drain(rx);
+        assert_eq!(got.len(), 1);
+        assert!(matches!(
+            &got[0].frame().message,
+            ServerMessage::Private { from, to, text, .. }
+                if *from == nick("a") && *to == nick("Bob") && text == "psst"
+        ));
+    }
+
+    registry
+        .whisper(a, &nick("A"), "note to self".into())
+        .unwrap();
+    assert_eq!(drain(&mut rx_a).len(), 1);
+}
+
+#[test]
+fn register_unique_appends_the_first_free_number() {
+    let registry = RoomRegistry::new();
+    let base = nick("bob");
+    let mut rxs = Vec::new();
+    let mut got = Vec::new();
+    for _ in 0..4 {
+        let (tx, rx) = roomy();
+        rxs.push(rx);
+        got.push(registry.register_unique(&base, tx).1);
+    }
+    assert_eq!(got, ["bob", "bob-2", "bob-3", "bob-4"].map(nick));
+
+    // Taken ignoring case, so BOB gets a suffix too, and skips bob-2.
+    let (tx, _rx) = roomy();
+    assert_eq!(registry.register_unique(&nick("BOB"), tx).1, nick("BOB-5"));
+
+    // A base at the length limit is shortened to make room for the suffix.
+    let long = "n".repeat(32);
+    let (tx, _rx1) = roomy();
+    assert_eq!(registry.register_unique(&nick(&long), tx).1, nick(&long));
+    let (tx, _rx2) = roomy();
+    let second = registry.register_unique(&nick(&long), tx).1;
+    assert_eq!(second, nick(&format!("{}-2", &long[..30])));
+}
