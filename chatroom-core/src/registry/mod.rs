@@ -248,6 +248,18 @@ impl RoomRegistry {
     /// Removes a session entirely: leaves every room (telling the others)
     /// and frees its nickname. Unknown sessions are ignored.
     pub fn unregister(&self, id: SessionId, reason: Option<String>) {
+        self.remove_session(id, Some(reason));
+    }
+
+    /// Removes a session without telling its rooms. For a server shutting
+    /// down: every member is leaving at once, and announcing each departure
+    /// to every other member would cost the square of the room size.
+    pub fn unregister_silently(&self, id: SessionId) {
+        self.remove_session(id, None);
+    }
+
+    /// `announce` is `None` for a silent removal, else the `left` reason.
+    fn remove_session(&self, id: SessionId, announce: Option<Option<String>>) {
         let mut guard = self.lock();
         let state = &mut *guard;
         let Some(entry) = state.sessions.remove(&id) else {
@@ -255,7 +267,12 @@ impl RoomRegistry {
         };
         state.nicks.remove(&entry.nick.key());
         for key in &entry.rooms {
-            remove_member(state, id, key, entry.nick.clone(), reason.clone());
+            match &announce {
+                Some(reason) => {
+                    remove_member(state, id, key, entry.nick.clone(), reason.clone());
+                }
+                None => drop_member(state, id, key),
+            }
         }
     }
 
@@ -375,6 +392,23 @@ fn remove_member(
         state.rooms.remove(key);
     }
     Some(frame)
+}
+
+/// Takes `id` out of the room `key` without telling anyone, and drops the
+/// room when it is empty.
+fn drop_member(state: &mut State, id: SessionId, key: &str) {
+    let Some(room) = state.rooms.get(key) else {
+        return;
+    };
+    let mut room_state = room.lock();
+    if let Some(pos) = room_state.members.iter().position(|m| m.session == id) {
+        room_state.members.swap_remove(pos);
+    }
+    let empty = room_state.members.is_empty();
+    drop(room_state);
+    if empty {
+        state.rooms.remove(key);
+    }
 }
 
 impl fmt::Debug for RoomRegistry {

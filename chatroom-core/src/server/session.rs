@@ -135,7 +135,6 @@ struct Session {
     shared: Arc<Shared>,
     id: SessionId,
     nick: Nickname,
-    peer: PeerAddr,
     dialect: Dialect,
     outbox: Outbox,
     /// The rooms joined, by folded name. Holding the room lets `say` take
@@ -333,7 +332,7 @@ async fn handshake(
                 };
                 match registered {
                     Ok((id, nick)) => {
-                        let session = Session::new(shared, id, nick, peer, Dialect::Native, outbox);
+                        let session = Session::new(shared, id, nick, Dialect::Native, outbox);
                         session.welcome(reference);
                         return Some(session);
                     }
@@ -382,7 +381,6 @@ impl Session {
         shared: &Arc<Shared>,
         id: SessionId,
         nick: Nickname,
-        peer: PeerAddr,
         dialect: Dialect,
         outbox: Outbox,
     ) -> Self {
@@ -392,7 +390,6 @@ impl Session {
             shared: shared.clone(),
             id,
             nick,
-            peer,
             dialect,
             outbox,
             rooms: HashMap::new(),
@@ -410,7 +407,7 @@ impl Session {
         let (id, nick) = shared
             .registry
             .register_unique(&nick_for(&peer), outbox.clone());
-        let mut session = Self::new(shared, id, nick, peer, Dialect::Text, outbox);
+        let mut session = Self::new(shared, id, nick, Dialect::Text, outbox);
         session.welcome(None);
         let room = shared.limits.default_room.clone();
         match session.join(&room) {
@@ -751,11 +748,14 @@ impl Session {
     /// drain and close.
     fn finish(self, end: &End) {
         let reason = match end {
+            End::Shutdown => {
+                self.shared.registry.unregister_silently(self.id);
+                return;
+            }
             End::Quit(reason) => reason.clone(),
             other => Some(other.to_string()),
         };
         self.shared.registry.unregister(self.id, reason);
-        tracing::trace!(peer = %self.peer, "session state released");
     }
 }
 

@@ -6,10 +6,11 @@
 //! hands the shared, already-encoded bytes to one vectored write: no copy and
 //! no allocation per delivered frame, and few syscalls under load.
 
+use std::collections::VecDeque;
 use std::io::{self, IoSlice};
 use std::sync::Arc;
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes};
 use tokio::io::AsyncWriteExt;
 
 use crate::protocol::{ErrorCode, ServerMessage};
@@ -57,25 +58,32 @@ pub(crate) async fn run(
     dialect: Dialect,
 ) -> WriterEnd {
     let mut batch: Vec<Arc<Outbound>> = Vec::new();
+    // What is still to be written, front first. It lives out here so that a
+    // cut-off in the middle of a write knows where the peer's stream stands.
+    let mut pending = Pending::default();
     loop {
         let n = match rx.next_batch(&mut batch, BATCH).await {
             Ok(n) => n,
-            Err(reason) => return cut_off(writer, reason, dialect).await,
+            Err(reason) => return cut_off(writer, reason, dialect, pending).await,
         };
         if n == 0 {
             let _ = writer.shutdown().await;
             return WriterEnd::Drained;
         }
         let queued: usize = batch.iter().map(|f| f.json().len()).sum();
+        // Cloning a `Bytes` bumps a reference count; the encoded frame itself
+        // is shared with every other recipient.
+        pending
+            .bufs
+            .extend(batch.drain(..).filter_map(|f| dialect.bytes(&f).cloned()));
         let result = tokio::select! {
             biased;
             // A peer that stopped reading can park this write forever; the
             // cut-off must still win so the session ends.
-            reason = rx.cut() => return cut_off(writer, reason, dialect).await,
-            r = write_batch(&mut writer, &batch, dialect) => r,
+            reason = rx.cut() => return cut_off(writer, reason, dialect, pending).await,
+            r = write_pending(&mut writer, &mut pending) => r,
         };
         rx.release(queued);
-        batch.clear();
         if batch.capacity() > 4 * BATCH {
             batch.shrink_to(BATCH);
         }
@@ -85,30 +93,60 @@ pub(crate) async fn run(
     }
 }
 
-async fn write_batch(
-    writer: &mut BoxWriter,
-    batch: &[Arc<Outbound>],
-    dialect: Dialect,
-) -> io::Result<()> {
-    let mut slices: Vec<IoSlice<'_>> = batch
-        .iter()
-        .filter_map(|f| dialect.bytes(f))
-        .map(|b| IoSlice::new(b))
-        .collect();
-    let mut rest = &mut slices[..];
-    while !rest.is_empty() {
-        let written = writer.write_vectored(rest).await?;
+/// Encoded frames not yet written, front first.
+#[derive(Default)]
+struct Pending {
+    bufs: VecDeque<Bytes>,
+    /// True when the front frame has been partly written.
+    front_started: bool,
+}
+
+/// Writes `pending` with vectored writes, dropping what has been written.
+///
+/// # Cancel safety
+/// Cancel-safe: `pending` is updated only after a write returns, so after a
+/// cancellation it holds exactly the bytes the peer has not been sent.
+async fn write_pending(writer: &mut BoxWriter, pending: &mut Pending) -> io::Result<()> {
+    while !pending.bufs.is_empty() {
+        let slices: Vec<IoSlice<'_>> = pending
+            .bufs
+            .iter()
+            .take(BATCH)
+            .map(|b| IoSlice::new(b))
+            .collect();
+        let mut written = writer.write_vectored(&slices).await?;
         if written == 0 {
             return Err(io::ErrorKind::WriteZero.into());
         }
-        IoSlice::advance_slices(&mut rest, written);
+        while written > 0 {
+            let front = pending
+                .bufs
+                .front_mut()
+                .expect("written bytes came from pending");
+            if written >= front.len() {
+                written -= front.len();
+                pending.bufs.pop_front();
+                pending.front_started = false;
+            } else {
+                front.advance(written);
+                pending.front_started = true;
+                written = 0;
+            }
+        }
     }
     writer.flush().await
 }
 
 /// Tells a cut-off peer why, as far as its socket still takes bytes, and
-/// closes. The backlog is dropped: it is what the peer could not read.
-async fn cut_off(mut writer: BoxWriter, reason: CutReason, dialect: Dialect) -> WriterEnd {
+/// closes. The backlog is dropped: it is what the peer could not read. A
+/// frame that was partly written is finished first, so the notice starts on
+/// a line of its own.
+async fn cut_off(
+    mut writer: BoxWriter,
+    reason: CutReason,
+    dialect: Dialect,
+    mut pending: Pending,
+) -> WriterEnd {
     let (code, text) = match reason {
         CutReason::SlowConsumer => (
             ErrorCode::SlowConsumer,
@@ -122,10 +160,16 @@ async fn cut_off(mut writer: BoxWriter, reason: CutReason, dialect: Dialect) -> 
     let bye = Outbound::message(ServerMessage::Bye {
         reason: "slow consumer".to_owned(),
     });
-    let farewell = [error, bye];
+    // Only the front frame can have been started; the rest are dropped.
+    pending.bufs.truncate(usize::from(pending.front_started));
+    pending.bufs.extend(
+        [error, bye]
+            .iter()
+            .filter_map(|f| dialect.bytes(f).cloned()),
+    );
     // The socket buffer is likely full; give the notice a moment, no more.
     let _ = tokio::time::timeout(std::time::Duration::from_millis(200), async {
-        write_batch(&mut writer, &farewell, dialect).await?;
+        write_pending(&mut writer, &mut pending).await?;
         writer.shutdown().await
     })
     .await;

@@ -1,0 +1,258 @@
+use std::time::{Duration, Instant};
+
+use chatroom_core::server::ServerConfig;
+use serde_json::json;
+
+use crate::support::{Peer, TestServer};
+
+#[tokio::test]
+async fn a_silent_client_is_greeted_in_text_within_300_ms() {
+    let server = TestServer::start().await;
+    let started = Instant::now();
+    let mut p = Peer::connect(server.addr).await;
+    let line = p.line().await;
+    assert!(
+        started.elapsed() < Duration::from_millis(300),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        line.starts_with("* welcome to chatroom, you are 127-0-0-1-"),
+        "{line}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_full_server_refuses_with_server_full_and_keeps_serving_others() {
+    let server = TestServer::with(ServerConfig {
+        max_connections: 2,
+        ..ServerConfig::default()
+    })
+    .await;
+    let mut a = Peer::native_in(server.addr, "a", "lobby").await;
+    let mut b = Peer::native_in(server.addr, "b", "lobby").await;
+    let mut third = Peer::connect(server.addr).await;
+    let refused = third.frame().await;
+    assert_eq!(refused["code"], "server_full");
+    assert_eq!(third.try_line().await, None);
+    a.until_type("joined").await;
+    a.send_json(json!({"type": "say", "room": "lobby", "text": "still fine"}))
+        .await;
+    assert_eq!(b.until_type("message").await["text"], "still fine");
+    drop(b);
+    // A freed slot can be used again.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    Peer::native(server.addr, "c").await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_reader_is_cut_off_and_the_others_get_everything_in_order() {
+    let server = TestServer::with(ServerConfig {
+        outbox_frames: 64,
+        rate_per_sec: 100_000.0,
+        rate_burst: 100_000,
+        ..ServerConfig::default()
+    })
+    .await;
+    let mut stalled = Peer::native_in(server.addr, "stalled", "lobby").await;
+    let mut healthy = Peer::native_in(server.addr, "healthy", "lobby").await;
+    let mut talker = Peer::native_in(server.addr, "talker", "lobby")
+        .await
+        .into_talker();
+    healthy.until_type("joined").await;
+    stalled.nick = "stalled".into();
+
+    // Enough bytes to fill the stalled peer's socket buffers and then its
+    // 64-frame queue; the healthy peer reads as it goes.
+    let total = 3000u64;
+    let text = "z".repeat(4000);
+    let reader = tokio::spawn(async move {
+        let mut ids = Vec::new();
+        while ids.len() < total as usize {
+            let f = healthy.frame().await;
+            match f["type"].as_str() {
+                Some("message") => ids.push(f["id"].as_u64().unwrap()),
+                Some("left") => assert_eq!(f["nick"], "stalled"),
+                _ => {}
+            }
+        }
+        ids
+    });
+    for i in 0..total {
+        talker
+            .send_json(json!({"type": "say", "room": "lobby", "text": text}))
+            .await;
+        // A steady publisher, not a burst: the healthy reader keeps up.
+        if i % 16 == 0 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+    let ids = tokio::time::timeout(Duration::from_secs(20), reader)
+        .await
+        .expect("healthy reader finishes")
+        .unwrap();
+    assert_eq!(ids, (1..=total).collect::<Vec<_>>());
+
+    // The stalled peer was disconnected. What it did get is a gap-free
+    // prefix of the room, then, if its socket still had room, the reason.
+    let lines = stalled.until_closed().await;
+    let frames: Vec<serde_json::Value> = lines
+        .iter()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let got: Vec<u64> = frames
+        .iter()
+        .filter(|f| f["type"] == "message")
+        .map(|f| f["id"].as_u64().unwrap())
+        .collect();
+    assert!(got.len() < total as usize, "stalled peer was never cut off");
+    assert_eq!(got, (1..=got.len() as u64).collect::<Vec<_>>());
+    let after_messages = frames.iter().rev().take_while(|f| f["type"] != "message");
+    for last in after_messages {
+        assert!(
+            last["type"] == "bye" || last["code"] == "slow_consumer",
+            "{last}"
+        );
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_message_rate_is_limited_per_connection() {
+    let server = TestServer::with(ServerConfig {
+        rate_per_sec: 1.0,
+        rate_burst: 3,
+        ..ServerConfig::default()
+    })
+    .await;
+    let mut flood = Peer::native_in(server.addr, "flood", "lobby").await;
+    let mut calm = Peer::native_in(server.addr, "calm", "lobby").await;
+    flood.until_type("joined").await;
+    // The join used one token; two more says pass, the third is dropped.
+    for i in 0..3 {
+        flood
+            .send_json(
+                json!({"ref": i.to_string(), "type": "say", "room": "lobby", "text": "spam"}),
+            )
+            .await;
+    }
+    assert_eq!(flood.frame().await["type"], "ok");
+    assert_eq!(flood.frame().await["type"], "ok");
+    let e = flood.frame().await;
+    assert_eq!(
+        (e["ref"].as_str(), e["code"].as_str()),
+        (Some("2"), Some("rate_limited"))
+    );
+    assert_eq!(calm.until_type("message").await["id"], 1);
+    assert_eq!(calm.until_type("message").await["id"], 2);
+    calm.silent_for(Duration::from_millis(200)).await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn continued_abuse_is_disconnected_and_others_chat_on() {
+    let server = TestServer::with(ServerConfig {
+        max_errors: 5,
+        ..ServerConfig::default()
+    })
+    .await;
+    let mut bad = Peer::native_in(server.addr, "bad", "lobby").await;
+    let mut good = Peer::native_in(server.addr, "good", "lobby").await;
+    let mut other = Peer::native_in(server.addr, "other", "lobby").await;
+    for _ in 0..10 {
+        bad.send("garbage").await;
+    }
+    let lines = bad.until_closed().await;
+    let codes: Vec<String> = lines
+        .iter()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|f| f["code"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(codes.iter().filter(|c| *c == "bad_frame").count(), 6);
+    assert_eq!(codes.last().map(String::as_str), Some("too_many_errors"));
+    assert_eq!(
+        lines.last().unwrap(),
+        r#"{"type":"bye","reason":"too many errors"}"#
+    );
+    good.send_json(json!({"type": "say", "room": "lobby", "text": "after"}))
+        .await;
+    assert_eq!(other.until_type("message").await["text"], "after");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_quiet_native_client_is_pinged_and_kept_while_it_answers() {
+    let server = TestServer::with(ServerConfig {
+        ping_interval_secs: 1,
+        idle_timeout_secs: 2,
+        ..ServerConfig::default()
+    })
+    .await;
+    let mut live = Peer::native(server.addr, "live").await;
+    let mut dead = Peer::native(server.addr, "dead").await;
+    for _ in 0..3 {
+        assert_eq!(live.frame().await["type"], "ping");
+        live.send_json(json!({"type": "pong"})).await;
+    }
+    // `dead` never answered: pinged once, then cut off as idle.
+    assert_eq!(dead.frame().await["type"], "ping");
+    assert_eq!(dead.frame().await["code"], "idle_timeout");
+    assert_eq!(dead.frame().await["type"], "bye");
+    assert_eq!(dead.try_line().await, None);
+    live.send_json(json!({"ref": "ok", "type": "ping"})).await;
+    assert_eq!(live.until_type("pong").await["ref"], "ok");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_native_client_that_never_says_hello_is_closed() {
+    let server = TestServer::with(ServerConfig {
+        handshake_timeout_secs: 1,
+        ..ServerConfig::default()
+    })
+    .await;
+    let mut p = Peer::connect(server.addr).await;
+    p.send_raw(b"{\"type\":").await;
+    let started = Instant::now();
+    let lines = p.until_closed().await;
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert!(lines[0].contains("handshake_required"), "{lines:?}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn joining_more_rooms_than_allowed_is_refused() {
+    let server = TestServer::with(ServerConfig {
+        max_rooms_per_client: 2,
+        ..ServerConfig::default()
+    })
+    .await;
+    let mut p = Peer::native(server.addr, "joiner").await;
+    for room in ["r1", "r2"] {
+        p.send_json(json!({"type": "join", "room": room})).await;
+        p.until_type("members").await;
+    }
+    p.send_json(json!({"ref": "3", "type": "join", "room": "r3"}))
+        .await;
+    let e = p.frame().await;
+    assert_eq!(
+        (e["ref"].as_str(), e["code"].as_str()),
+        (Some("3"), Some("too_many_rooms"))
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_text_client_idle_too_long_is_closed() {
+    let server = TestServer::with(ServerConfig {
+        text_idle_timeout_secs: 1,
+        ..ServerConfig::default()
+    })
+    .await;
+    let mut t = Peer::text(server.addr).await;
+    let lines = t.until_closed().await;
+    assert_eq!(lines, vec!["! no data for too long", "* bye: idle timeout"]);
+    server.stop().await;
+}

@@ -1,0 +1,16 @@
+//! Engine tests over real TCP on 127.0.0.1: each test starts its own server
+//! on a free port and stops it.
+
+/// Starting and stopping a server; native and text test peers.
+mod support;
+
+/// Chat between native and text clients, rooms, commands and replies.
+mod chat;
+/// Line framing as clients really send it: split, glued, CRLF, too long.
+mod framing;
+/// Every configured limit triggers as documented and spares other clients.
+mod limits;
+/// The seed tutorial's Python client talks through the server.
+mod seed;
+/// Graceful shutdown: every client hears `bye`, the server stops in time.
+mod shutdown;
