@@ -63,6 +63,36 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// Every code, in declaration order. Tests use it to check that
+    /// docs/protocol.md lists each one; a new variant must be added here too
+    /// (the unit test `all_lists_every_code_once` fails to compile until it
+    /// is).
+    pub const ALL: &[Self] = &[
+        Self::BadFrame,
+        Self::BadUtf8,
+        Self::FrameTooLong,
+        Self::TextTooLong,
+        Self::InvalidText,
+        Self::InvalidName,
+        Self::NickTaken,
+        Self::NotInRoom,
+        Self::NoSuchNick,
+        Self::NoSuchRoom,
+        Self::TooManyRooms,
+        Self::RateLimited,
+        Self::HandshakeRequired,
+        Self::UnsupportedVersion,
+        Self::BadRef,
+        Self::Unsupported,
+        Self::BadCursor,
+        Self::UnknownCommand,
+        Self::SlowConsumer,
+        Self::TooManyErrors,
+        Self::ServerFull,
+        Self::IdleTimeout,
+        Self::Internal,
+    ];
+
     /// The code as it appears on the wire.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -159,6 +189,57 @@ impl ProtocolError {
             Self::InvalidName { .. } => ErrorCode::InvalidName,
             Self::RefTooLong { .. } => ErrorCode::BadRef,
             Self::Command(_) => ErrorCode::UnknownCommand,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn all_lists_every_code_once() {
+        // No wildcard arm: a new variant breaks this match until it is given
+        // its place here, which is the reminder to add it to ALL as well.
+        let index = |code: ErrorCode| match code {
+            ErrorCode::BadFrame => 0,
+            ErrorCode::BadUtf8 => 1,
+            ErrorCode::FrameTooLong => 2,
+            ErrorCode::TextTooLong => 3,
+            ErrorCode::InvalidText => 4,
+            ErrorCode::InvalidName => 5,
+            ErrorCode::NickTaken => 6,
+            ErrorCode::NotInRoom => 7,
+            ErrorCode::NoSuchNick => 8,
+            ErrorCode::NoSuchRoom => 9,
+            ErrorCode::TooManyRooms => 10,
+            ErrorCode::RateLimited => 11,
+            ErrorCode::HandshakeRequired => 12,
+            ErrorCode::UnsupportedVersion => 13,
+            ErrorCode::BadRef => 14,
+            ErrorCode::Unsupported => 15,
+            ErrorCode::BadCursor => 16,
+            ErrorCode::UnknownCommand => 17,
+            ErrorCode::SlowConsumer => 18,
+            ErrorCode::TooManyErrors => 19,
+            ErrorCode::ServerFull => 20,
+            ErrorCode::IdleTimeout => 21,
+            ErrorCode::Internal => 22,
+        };
+        assert_eq!(ErrorCode::ALL.len(), 23);
+        for (i, code) in ErrorCode::ALL.iter().enumerate() {
+            assert_eq!(index(*code), i, "{code} is out of place in ALL");
+        }
+    }
+
+    #[test]
+    fn as_str_is_the_serde_name() {
+        for &code in ErrorCode::ALL {
+            let json = serde_json::to_string(&code).unwrap();
+            assert_eq!(json, format!("\"{}\"", code.as_str()));
+            let back: ErrorCode = serde_json::from_str(&json).unwrap();
+            assert_eq!(back, code);
+            assert_eq!(code.to_string(), code.as_str());
         }
     }
 }

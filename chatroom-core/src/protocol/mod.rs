@@ -25,7 +25,8 @@ pub const PROTOCOL_VERSION: u32 = 1;
 pub const MAX_TEXT_LEN: usize = 4096;
 /// Longest client-chosen `ref`, in bytes.
 pub const MAX_REF_LEN: usize = 64;
-/// Default longest line (one frame plus its newline), in bytes.
+/// Default longest line, in bytes before its newline (the framer's limit;
+/// servers announce the limit in force as `welcome.max_line_len`).
 pub const DEFAULT_MAX_LINE_LEN: usize = 16 * 1024;
 
 /// A message id: assigned by the server, strictly increasing within a room.
