@@ -91,7 +91,8 @@ impl Room {
     /// Publishes a message from `sender`: stamps the next id and the server
     /// time, encodes the frame once, and pushes the same bytes to every
     /// member's queue without waiting. The sender receives its own message
-    /// when `echo` is true (native clients learn the id that way).
+    /// only when `echo` is true; the server engine passes false, as the
+    /// seed did, and tells the sender the id in its `ok` reply.
     ///
     /// Ids are assigned and queued under the room's lock, so every member
     /// receives the room's messages in id order.

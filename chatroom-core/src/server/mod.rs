@@ -15,7 +15,9 @@
 //! let listener = TcpListener::bind("127.0.0.1:0").await?;
 //! println!("listening on {}", listener.local_socket_addr());
 //! let server = Server::new(ServerConfig::default())?;
-//! server.run(listener, async { let _ = tokio::signal::ctrl_c().await; }).await?;
+//! // Any future can be the shutdown signal; a binary would wait for SIGTERM.
+//! let shutdown = tokio::time::sleep(std::time::Duration::from_secs(3600));
+//! server.run(listener, shutdown).await?;
 //! # Ok(()) }
 //! ```
 

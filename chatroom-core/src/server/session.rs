@@ -668,8 +668,15 @@ impl Session {
             ClientMessage::Ping => self.reply(ServerMessage::Pong, reference),
             ClientMessage::Pong => {}
             ClientMessage::Quit { reason } => {
-                let reason = reason.map(|r| text::sanitize(&r)).filter(|r| !r.is_empty());
-                bye(&self.outbox, "goodbye");
+                // The reason goes to every room the client was in, so it
+                // obeys the rules of message text; a bad one is dropped.
+                let reason = reason.filter(|r| protocol::validate_text(r).is_ok());
+                self.reply(
+                    ServerMessage::Bye {
+                        reason: "quit".to_owned(),
+                    },
+                    reference,
+                );
                 return Ok(Flow::Close(End::Quit(reason)));
             }
         }

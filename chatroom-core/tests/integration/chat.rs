@@ -225,7 +225,7 @@ async fn text_commands_behave() {
     assert_eq!(t.line().await, "! you are in no room: /join ROOM first");
 
     t.send("/quit see you").await;
-    assert_eq!(t.line().await, "* bye: goodbye");
+    assert_eq!(t.line().await, "* bye: quit");
     assert_eq!(t.try_line().await, None);
     server.stop().await;
 }
