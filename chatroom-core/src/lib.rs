@@ -19,7 +19,7 @@
 //!   per-room ids and encode-once fanout into bounded queues. No I/O.
 //! - [`server`]: the engine that joins them: accept loop, one session per
 //!   connection, limits, graceful shutdown.
-//! - [`client`]: the async client API.
+//! - `client`: the async client API (being added).
 //!
 //! Dependencies point one way, as drawn; CI checks it.
 
