@@ -15,7 +15,10 @@ use std::future::Future;
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use chatroom_core::server::{Server, ServerError};
+use std::sync::Arc;
+
+use chatroom_core::history::{HistoryError, SqliteStore};
+use chatroom_core::server::{HistoryKind, Server, ServerError};
 use chatroom_core::transport::{TcpListener, TransportError};
 
 use crate::cli::Cli;
@@ -33,6 +36,9 @@ enum Failure {
     /// An address could not be bound (exit 3).
     #[error(transparent)]
     Listen(TransportError),
+    /// The history store could not be opened (exit 1).
+    #[error("cannot open the history store")]
+    History(#[source] HistoryError),
     /// The async runtime could not be built (exit 1).
     #[error("cannot start the async runtime")]
     Runtime(#[source] std::io::Error),
@@ -49,7 +55,9 @@ impl Failure {
         match self {
             Self::Settings(_) | Self::Config(_) => ExitCode::from(2),
             Self::Listen(_) => ExitCode::from(3),
-            Self::Runtime(_) | Self::Signals(_) | Self::Serve(_) => ExitCode::FAILURE,
+            Self::History(_) | Self::Runtime(_) | Self::Signals(_) | Self::Serve(_) => {
+                ExitCode::FAILURE
+            }
         }
     }
 }
@@ -85,6 +93,16 @@ fn run(cli: &Cli) -> Result<(), Failure> {
         return Ok(());
     }
     init_logging();
+    let config = &settings.server;
+    let server = match config.history {
+        HistoryKind::Memory => server,
+        HistoryKind::Sqlite => {
+            let dir = std::path::Path::new(&config.data_dir);
+            let store = SqliteStore::open(dir, config.history_sync).map_err(Failure::History)?;
+            tracing::info!(path = %store.path().display(), "history store opened");
+            Server::with_history(config.clone(), Arc::new(store)).map_err(Failure::Config)?
+        }
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -23,8 +23,15 @@ const GREETING_WITHIN: Duration = Duration::from_millis(300);
 /// The binary with a clean environment: no `RUST_LOG`, no `CHATROOM_*`
 /// variables from whoever runs the tests.
 fn command(args: &[&str], env: &[(&str, &str)]) -> Command {
+    // Each run works in a directory of its own, so the default history
+    // store (`./chatroom-data`) is never shared between tests.
+    static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("chatroom-cli-{}-{run}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
     let mut cmd = Command::new(BIN);
     cmd.args(args)
+        .current_dir(&dir)
         .env_remove("RUST_LOG")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
