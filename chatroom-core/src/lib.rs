@@ -23,6 +23,7 @@
 //!
 //! Dependencies point one way, as drawn; CI checks it.
 
+pub mod client;
 pub mod protocol;
 pub mod registry;
 pub mod server;
