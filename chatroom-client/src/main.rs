@@ -134,9 +134,27 @@ fn describe(err: &dyn Error) -> String {
     render::clean(&parts.join(": "))
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let args = Args::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {}", describe(&e));
+            return ExitCode::FAILURE;
+        }
+    };
+    let code = runtime.block_on(run(args));
+    // Reading stdin parks a blocking thread in read(2) that no one can
+    // wake; waiting for it would keep the process alive after the
+    // connection ended, until the user pressed Enter.
+    runtime.shutdown_background();
+    ExitCode::from(code)
+}
+
+async fn run(args: Args) -> u8 {
     let addr = args.addr();
     let mut options = ClientOptions::new();
     if let Some(nick) = args.nick.clone() {
@@ -157,7 +175,7 @@ async fn main() -> ExitCode {
                 _ => format!("cannot connect to {addr}: {}", describe(&e)),
             };
             eprintln!("error: {message}");
-            return ExitCode::from(EXIT_CONNECT);
+            return EXIT_CONNECT;
         }
     };
     let interactive = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
@@ -189,8 +207,7 @@ async fn main() -> ExitCode {
         style: Style { color },
         interactive,
     };
-    let code = ui.run(events, input, args.room).await;
-    ExitCode::from(code)
+    ui.run(events, input, args.room).await
 }
 
 /// Where lines come from.
