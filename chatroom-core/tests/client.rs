@@ -276,6 +276,42 @@ async fn quit_ends_the_connection_cleanly() {
 }
 
 #[tokio::test]
+async fn a_slow_event_reader_gets_lagged_and_requests_still_work() {
+    within(async {
+        let server = TestServer::start().await;
+        let options = ClientOptions::new()
+            .with_nick(nick("alice"))
+            .with_event_capacity(2);
+        let (alice, mut events) = Client::connect(server.addr.to_string(), options)
+            .await
+            .unwrap();
+        let (bob, _be) = connect(&server, "bob").await;
+        let lobby = room("lobby");
+        alice.join(&lobby).await.unwrap();
+        bob.join(&lobby).await.unwrap();
+        for i in 0..10 {
+            bob.say(&lobby, format!("unread {i}")).await.unwrap();
+        }
+        // Alice reads no events, yet her requests are answered: the
+        // connection task does not wait for her.
+        assert_eq!(alice.who(&lobby).await.unwrap().len(), 2);
+
+        assert!(matches!(events.next().await, Some(Event::Joined { .. })));
+        assert!(matches!(events.next().await, Some(Event::Joined { .. })));
+        let id = bob.say(&lobby, "after the gap").await.unwrap();
+        let lagged = events.next().await.unwrap();
+        assert!(matches!(lagged, Event::Lagged { missed: 10 }), "{lagged:?}");
+        let next = events.next().await.unwrap();
+        assert!(
+            matches!(next, Event::Message { id: got, .. } if got == id),
+            "{next:?}"
+        );
+        server.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn reconnect_rejoins_rooms_after_the_server_restarts() {
     within(async {
         let server = TestServer::start().await;
