@@ -326,8 +326,15 @@ impl<C: Connector> Task<C> {
         };
         let ServerFrame { reference, message } = frame;
         if let Some(pending) = reference.and_then(|r| self.pending.remove(&r)) {
+            // `bye` answers a `quit` with its ref, and still ends the link.
+            let ended = match &message {
+                ServerMessage::Bye { reason } => Some(DisconnectReason::Bye {
+                    reason: reason.clone(),
+                }),
+                _ => None,
+            };
             self.on_reply(pending, message);
-            return None;
+            return ended;
         }
         match message {
             ServerMessage::Ping => {
@@ -337,7 +344,8 @@ impl<C: Connector> Task<C> {
                 }
             }
             ServerMessage::Bye { reason } => {
-                // A quit is answered by `bye`, which carries no `ref`.
+                // A `bye` without a ref: the server is closing on its own
+                // (shutdown, a cut-off); any pending quit is answered too.
                 let quits: Vec<String> = self
                     .pending
                     .iter()

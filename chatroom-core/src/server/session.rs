@@ -589,10 +589,22 @@ impl Session {
                 );
                 Flow::Continue
             }
-            TextInput::History(_) => self.reject(
-                Failure::new(ErrorCode::Unsupported, "history is not kept by this server"),
-                None,
-            ),
+            TextInput::History(n) => {
+                let Some(room) = self.current.clone() else {
+                    return self.reject(
+                        ProtocolError::Command("you are in no room: /join ROOM first".to_owned())
+                            .into(),
+                        None,
+                    );
+                };
+                let history = ClientMessage::History {
+                    room,
+                    before: None,
+                    after: None,
+                    limit: Some(n.unwrap_or(20)),
+                };
+                self.request(history, None).await
+            }
             TextInput::Switch(room) => {
                 if !self.take_rate_token() {
                     return self.rate_limited(None);

@@ -26,9 +26,13 @@ impl TestServer {
     }
 
     pub(crate) async fn with(config: ServerConfig) -> Self {
+        Self::serve(Server::new(config).unwrap()).await
+    }
+
+    /// Runs an engine built by the caller (say, with a durable store).
+    pub(crate) async fn serve(server: Server) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_socket_addr();
-        let server = Server::new(config).unwrap();
         let stop = CancellationToken::new();
         let handle = tokio::spawn(server.run(listener, stop.clone().cancelled_owned()));
         Self { addr, stop, handle }
