@@ -110,8 +110,8 @@ queues drain for up to shutdown_timeout_secs, then exit 0.
 
 EXIT CODES:
   0  clean shutdown after a signal (also --help, --version, --print-config)
-  1  runtime failure: a listener failed while serving, or the runtime or the
-     signal handlers could not be set up
+  1  runtime failure: the history store could not be opened, a listener failed
+     while serving, or the runtime or the signal handlers could not be set up
   2  usage error, or bad configuration: unreadable or invalid file, unknown
      key or {prefix}* variable, value of the wrong type or out of range,
      malformed listen address
