@@ -80,9 +80,14 @@ struct Args {
     /// Room to join on start.
     #[arg(long, short, default_value = "lobby", value_parser = parse_room)]
     room: RoomName,
-    /// Reconnect with backoff when the connection ends, rejoining rooms.
-    #[arg(long)]
+    /// Reconnect with backoff when the connection ends, rejoining rooms and
+    /// showing every message missed meanwhile once. On by default when
+    /// stdin and stdout are a terminal; off for scripts unless given.
+    #[arg(long, conflicts_with = "no_reconnect")]
     reconnect: bool,
+    /// Never reconnect: end when the connection ends.
+    #[arg(long)]
+    no_reconnect: bool,
     /// Never colour output, even on a terminal (NO_COLOR does the same).
     #[arg(long)]
     no_color: bool,
@@ -160,7 +165,8 @@ async fn run(args: Args) -> u8 {
     if let Some(nick) = args.nick.clone() {
         options = options.with_nick(nick);
     }
-    if args.reconnect {
+    let on_a_terminal = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
+    if args.reconnect || (on_a_terminal && !args.no_reconnect) {
         options = options.with_reconnect(Reconnect::new());
     }
     let (client, events) = match Client::connect(addr.clone(), options).await {

@@ -34,10 +34,14 @@ struct TestServer {
 
 impl TestServer {
     async fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let server = Server::new(ServerConfig::default()).expect("default config is valid");
+        Self::serve_on("127.0.0.1:0", server).await
+    }
+
+    async fn serve_on(addr: &str, server: Server) -> Self {
+        let listener = TcpListener::bind(addr.to_owned()).await.expect("bind");
         let addr = listener.local_socket_addr();
         let stop = CancellationToken::new();
-        let server = Server::new(ServerConfig::default()).expect("default config is valid");
         let shutdown = stop.clone().cancelled_owned();
         let task = tokio::spawn(async move {
             server.run(listener, shutdown).await.expect("server runs");
@@ -257,6 +261,49 @@ async fn server_shutdown_is_reported_and_ends_the_client() {
             stderr.trim_end(),
             "error: disconnected: the server is shutting down"
         );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn after_a_lost_connection_every_missed_line_is_shown_once() {
+    use chatroom_core::history::{SqliteStore, SyncMode};
+    use std::sync::Arc;
+
+    within(async {
+        let dir = std::env::temp_dir().join(format!("chatroom-cli-resume-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let durable = || {
+            let store = SqliteStore::open(&dir, SyncMode::Normal).expect("store opens");
+            Server::with_history(ServerConfig::default(), Arc::new(store)).expect("config")
+        };
+        let server = TestServer::serve_on("127.0.0.1:0", durable()).await;
+        let addr = server.addr.to_string();
+        let mut child = client_binary(&["--server", &addr, "--nick", "watcher", "--reconnect"]);
+        let _stdin = child.stdin.take().unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+        read_until(&mut stdout, "* in #lobby: watcher").await;
+        let (talker, _events) = api_client(&server, "talker").await;
+        talker.say(&lobby(), "before").await.unwrap();
+        read_until(&mut stdout, "<talker> before").await;
+        drop(talker);
+        server.stop().await;
+
+        let server = TestServer::serve_on(&addr, durable()).await;
+        let (talker, _events) = api_client(&server, "talker").await;
+        // More lines than a plain rejoin would replay.
+        for i in 1..=30 {
+            talker.say(&lobby(), &format!("away {i}")).await.unwrap();
+        }
+        let seen = read_until(&mut stdout, "<talker> away 30").await;
+        let said: Vec<&String> = seen.iter().filter(|l| l.starts_with("<talker>")).collect();
+        let expected: Vec<String> = (1..=30).map(|i| format!("<talker> away {i}")).collect();
+        assert_eq!(said, expected.iter().collect::<Vec<_>>(), "{seen:?}");
+        talker.say(&lobby(), "live").await.unwrap();
+        let seen = read_until(&mut stdout, "<talker> live").await;
+        assert!(!seen.iter().any(|l| l.contains("before")), "{seen:?}");
+        server.stop().await;
+        let _ = std::fs::remove_dir_all(&dir);
     })
     .await;
 }

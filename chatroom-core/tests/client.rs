@@ -33,10 +33,14 @@ impl TestServer {
     }
 
     async fn start_on(addr: &str) -> Self {
+        let server = Server::new(ServerConfig::default()).expect("default config is valid");
+        Self::serve_on(addr, server).await
+    }
+
+    async fn serve_on(addr: &str, server: Server) -> Self {
         let listener = TcpListener::bind(addr.to_owned()).await.expect("bind");
         let addr = listener.local_socket_addr();
         let stop = CancellationToken::new();
-        let server = Server::new(ServerConfig::default()).expect("default config is valid");
         let shutdown = stop.clone().cancelled_owned();
         let task = tokio::spawn(async move {
             server.run(listener, shutdown).await.expect("server runs");
@@ -349,6 +353,81 @@ async fn reconnect_rejoins_rooms_after_the_server_restarts() {
         assert!(matches!(event, Event::Message { id: got, from, .. } if got == id && from == nick("bob")));
         alice.say(&lobby, "thanks").await.unwrap();
         server.stop().await;
+    })
+    .await;
+}
+
+/// The resume promise through the client API: a client that lost its
+/// connection while the room talked on gets every missed message once, in
+/// order, when it reconnects, and then the live ones.
+#[cfg(feature = "sqlite")]
+#[tokio::test]
+async fn reconnect_resumes_with_every_missed_message_once() {
+    use chatroom_core::history::{SqliteStore, SyncMode};
+    use std::sync::Arc;
+
+    within(async {
+        let dir =
+            std::env::temp_dir().join(format!("chatroom-client-resume-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let durable = || {
+            let store = SqliteStore::open(&dir, SyncMode::Normal).expect("store opens");
+            Server::with_history(ServerConfig::default(), Arc::new(store)).expect("config")
+        };
+        let server = TestServer::serve_on("127.0.0.1:0", durable()).await;
+        let addr = server.addr.to_string();
+        let options = ClientOptions::new().with_nick(nick("away")).with_reconnect(
+            Reconnect::new()
+                .with_delays(Duration::from_millis(400), Duration::from_millis(400))
+                .with_max_attempts(50),
+        );
+        let (away, mut events) = Client::connect(addr.clone(), options).await.unwrap();
+        let lobby = room("lobby");
+        away.join(&lobby).await.unwrap();
+        let (talker, _talker_events) = connect(&server, "talker").await;
+        talker.join(&lobby).await.unwrap();
+        for i in 1..=3 {
+            talker.say(&lobby, &format!("before {i}")).await.unwrap();
+        }
+        let mut seen = Vec::new();
+        while seen.len() < 3 {
+            if let Event::Message { id, .. } = events.next().await.unwrap() {
+                seen.push(id);
+            }
+        }
+        drop(talker);
+        server.stop().await;
+
+        // The server comes back with its history; the room talks on before
+        // the client's reconnect delay has passed.
+        let server = TestServer::serve_on(&addr, durable()).await;
+        let (talker, _talker_events) = connect(&server, "talker").await;
+        talker.join(&lobby).await.unwrap();
+        // More than a plain join would replay (20), so only a resume from
+        // the client's cursor can deliver them all.
+        for i in 4..=40 {
+            talker
+                .say(&lobby, &format!("while away {i}"))
+                .await
+                .unwrap();
+        }
+        // The missed messages come with the rejoin, before `Reconnected`.
+        loop {
+            match events.next().await.unwrap() {
+                Event::Message { id, .. } => seen.push(id),
+                Event::Reconnected { .. } => break,
+                _ => {}
+            }
+        }
+        let live = talker.say(&lobby, "live").await.unwrap();
+        while seen.last() != Some(&live) {
+            if let Event::Message { id, .. } = events.next().await.unwrap() {
+                seen.push(id);
+            }
+        }
+        assert_eq!(seen, (1..=41).collect::<Vec<_>>());
+        server.stop().await;
+        let _ = std::fs::remove_dir_all(&dir);
     })
     .await;
 }

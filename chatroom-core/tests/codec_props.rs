@@ -68,8 +68,14 @@ fn client_message() -> impl Strategy<Value = ClientMessage> {
                 nick,
                 resume,
             }),
-        (room(), option::of(text_string()), option::of(any::<u32>()))
-            .prop_map(|(room, key, history)| ClientMessage::Join { room, key, history }),
+        (room(), option::of(text_string()), option::of(any::<u32>())).prop_map(
+            |(room, key, history)| ClientMessage::Join {
+                room,
+                key,
+                history,
+                after: None,
+            }
+        ),
         room().prop_map(|room| ClientMessage::Leave { room }),
         (room(), text_string(), any::<bool>())
             .prop_map(|(room, text, action)| ClientMessage::Say { room, text, action }),
@@ -187,8 +193,11 @@ fn server_message() -> impl Strategy<Value = ServerMessage> {
             0..4
         )
         .prop_map(|rooms| ServerMessage::Rooms { rooms }),
-        (room(), vec(nick(), 0..4))
-            .prop_map(|(room, members)| ServerMessage::Members { room, members }),
+        (room(), vec(nick(), 0..4)).prop_map(|(room, members)| ServerMessage::Members {
+            room,
+            members,
+            last_id: None,
+        }),
         (room(), vec(history_entry(), 0..4), any::<bool>()).prop_map(|(room, messages, more)| {
             ServerMessage::History {
                 room,

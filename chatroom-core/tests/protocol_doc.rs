@@ -231,6 +231,7 @@ fn as_request(input: TextInput, room: &RoomName) -> Option<ClientMessage> {
             room,
             key: None,
             history: None,
+            after: None,
         }),
         TextInput::History(limit) => Some(ClientMessage::History {
             room: room.clone(),

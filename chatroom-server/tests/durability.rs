@@ -48,8 +48,18 @@ fn join(addr: SocketAddr, nick: &str, room: &str) -> (TcpStream, BufReader<TcpSt
     let mut stream = TcpStream::connect(addr).unwrap();
     stream.set_read_timeout(Some(DEADLINE)).unwrap();
     let reader = BufReader::new(stream.try_clone().unwrap());
-    writeln!(stream, "{}", json!({"type": "hello", "version": 1, "nick": nick})).unwrap();
-    writeln!(stream, "{}", json!({"type": "join", "room": room, "history": 0})).unwrap();
+    writeln!(
+        stream,
+        "{}",
+        json!({"type": "hello", "version": 1, "nick": nick})
+    )
+    .unwrap();
+    writeln!(
+        stream,
+        "{}",
+        json!({"type": "join", "room": room, "history": 0})
+    )
+    .unwrap();
     let mut client = (stream, reader);
     while next(&mut client.1)["type"] != "members" {}
     client
@@ -110,7 +120,11 @@ fn acknowledged_messages_survive_sigkill() {
         .iter()
         .filter(|(_, _, at)| *at + PROMISED <= killed_at)
         .collect();
-    assert!(promised.len() > 100, "too few messages to test: {}", promised.len());
+    assert!(
+        promised.len() > 100,
+        "too few messages to test: {}",
+        promised.len()
+    );
 
     let (mut server, addr) = start(&dir);
     let (mut client, mut reader) = join(addr, "reader", "crash");
@@ -126,7 +140,10 @@ fn acknowledged_messages_survive_sigkill() {
             }
         };
         for m in page["messages"].as_array().unwrap() {
-            stored.push((m["id"].as_u64().unwrap(), m["text"].as_str().unwrap().to_owned()));
+            stored.push((
+                m["id"].as_u64().unwrap(),
+                m["text"].as_str().unwrap().to_owned(),
+            ));
         }
         if page["more"] != true {
             break;
@@ -140,9 +157,12 @@ fn acknowledged_messages_survive_sigkill() {
     let ids: Vec<u64> = stored.iter().map(|(id, _)| *id).collect();
     assert_eq!(ids, (1..=ids.len() as u64).collect::<Vec<_>>());
     for (id, text, _) in &promised {
-        let (_, kept) = &stored
-            .get(*id as usize - 1)
-            .unwrap_or_else(|| panic!("acknowledged message {id} lost (stored up to {})", ids.len()));
+        let (_, kept) = &stored.get(*id as usize - 1).unwrap_or_else(|| {
+            panic!(
+                "acknowledged message {id} lost (stored up to {})",
+                ids.len()
+            )
+        });
         assert_eq!(kept, text);
     }
     eprintln!(

@@ -13,8 +13,8 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::codec::FramedRead;
 
 use crate::protocol::{
-    self, ClientFrame, ClientMessage, DEFAULT_MAX_LINE_LEN, ErrorCode, Nickname, PROTOCOL_VERSION,
-    RoomName, ServerFrame, ServerMessage,
+    self, ClientFrame, ClientMessage, DEFAULT_MAX_LINE_LEN, ErrorCode, MessageId, Nickname,
+    PROTOCOL_VERSION, RoomName, ServerFrame, ServerMessage,
 };
 use crate::transport::{BoxReader, BoxWriter, Connector, Frame, LineFramer};
 
@@ -166,6 +166,12 @@ pub(super) struct Task<C> {
     shared: Arc<Shared>,
     /// Rooms joined, by folded name, to rejoin after a reconnect.
     rooms: BTreeMap<String, RoomName>,
+    /// The last message id seen in each joined room, by folded name: where
+    /// a rejoin resumes, so nothing said while away is missed or repeated.
+    cursors: HashMap<String, MessageId>,
+    /// Rejoins whose cursor the server refused (it lost its history): they
+    /// are sent again as plain joins.
+    plain_rejoins: Vec<RoomName>,
     /// Requests in flight on the current connection, by `ref`.
     pending: HashMap<String, Pending>,
     next_ref: u64,
@@ -194,6 +200,8 @@ impl<C: Connector> Task<C> {
             events,
             shared,
             rooms: BTreeMap::new(),
+            cursors: HashMap::new(),
+            plain_rejoins: Vec::new(),
             pending: HashMap::new(),
             next_ref: 1,
             missed: 0,
@@ -334,6 +342,12 @@ impl<C: Connector> Task<C> {
                 _ => None,
             };
             self.on_reply(pending, message);
+            if ended.is_none()
+                && !self.plain_rejoins.is_empty()
+                && let Err(e) = self.send_rejoins(link, false).await
+            {
+                return Some(DisconnectReason::Failed(Arc::new(e)));
+            }
             return ended;
         }
         match message {
@@ -375,6 +389,17 @@ impl<C: Connector> Task<C> {
                 }
                 self.emit(Event::NickChanged { old, new });
             }
+            ServerMessage::Message { ref room, id, .. } => {
+                // A message at or below the cursor was seen before the
+                // connection was lost; the resume must not show it twice.
+                let cursor = self.cursors.entry(room.key()).or_insert(0);
+                if id > *cursor {
+                    *cursor = id;
+                    if let Some(event) = event_of(message) {
+                        self.emit(event);
+                    }
+                }
+            }
             other => {
                 if let Some(event) = event_of(other) {
                     self.emit(event);
@@ -384,13 +409,33 @@ impl<C: Connector> Task<C> {
         None
     }
 
+    /// Moves the resume cursor of `room` forward to `id`.
+    fn seen(&mut self, room: &RoomName, id: MessageId) {
+        let cursor = self.cursors.entry(room.key()).or_insert(0);
+        *cursor = (*cursor).max(id);
+    }
+
     /// Routes a reply to whoever waits for it, and keeps the task's view of
     /// rooms and nickname current.
     fn on_reply(&mut self, pending: Pending, reply: ServerMessage) {
         let (message, tx) = match pending {
             Pending::Rejoin(room) => {
                 match &reply {
-                    ServerMessage::Members { .. } => self.rejoined(room, true),
+                    ServerMessage::Members { last_id, .. } => {
+                        if let Some(id) = last_id {
+                            self.seen(&room, *id);
+                        }
+                        self.rejoined(room, true);
+                    }
+                    ServerMessage::Error {
+                        code: ErrorCode::BadCursor,
+                        ..
+                    } => {
+                        // The server no longer has the room's past (it
+                        // restarted without its history): join afresh.
+                        self.cursors.remove(&room.key());
+                        self.plain_rejoins.push(room);
+                    }
                     ServerMessage::Error { code, message } => {
                         self.emit(Event::Error {
                             code: *code,
@@ -409,11 +454,25 @@ impl<C: Connector> Task<C> {
             return;
         }
         match (&message, &reply) {
-            (ClientMessage::Join { room, .. }, ServerMessage::Members { .. }) => {
+            (ClientMessage::Join { room, .. }, ServerMessage::Members { last_id, .. }) => {
                 self.rooms.insert(room.key(), room.clone());
+                if let Some(id) = last_id {
+                    self.seen(room, *id);
+                }
+            }
+            (
+                ClientMessage::Say { .. },
+                ServerMessage::Ok {
+                    room: Some(room),
+                    id: Some(id),
+                },
+            ) => {
+                let (room, id) = (room.clone(), *id);
+                self.seen(&room, id);
             }
             (ClientMessage::Leave { room }, ServerMessage::Ok { .. }) => {
                 self.rooms.remove(&room.key());
+                self.cursors.remove(&room.key());
             }
             (ClientMessage::Nick { nick }, ServerMessage::Ok { .. }) => {
                 self.shared.set_nick(nick.clone());
@@ -581,8 +640,9 @@ impl<C: Connector> Task<C> {
         }
     }
 
-    /// Sends a join for every room the client was in; [`Event::Reconnected`]
-    /// follows once all are answered.
+    /// Sends a join for every room the client was in, resuming after the
+    /// last message seen in each; [`Event::Reconnected`] follows once all
+    /// are answered.
     async fn rejoin(&mut self, link: &mut Link) -> std::io::Result<()> {
         let rooms: Vec<RoomName> = self.rooms.values().cloned().collect();
         if rooms.is_empty() {
@@ -593,23 +653,36 @@ impl<C: Connector> Task<C> {
             return Ok(());
         }
         self.rejoining = Some((rooms.len(), Vec::new()));
-        let mut out = Vec::new();
-        for room in rooms {
-            let reference = self.fresh_ref();
-            let join = ClientMessage::Join {
-                room: room.clone(),
-                key: None,
-                history: None,
-            };
-            protocol::encode_into(&ClientFrame::with_ref(join, reference.clone()), &mut out);
-            self.pending.insert(reference, Pending::Rejoin(room));
-        }
-        let result = write_frame(&mut link.writer, &out).await;
+        self.plain_rejoins = rooms;
+        let result = self.send_rejoins(link, true).await;
         if result.is_err() {
             self.pending.clear();
             self.rejoining = None;
         }
         result
+    }
+
+    /// Sends the joins queued in `plain_rejoins`, with their cursors when
+    /// `resume` is true.
+    async fn send_rejoins(&mut self, link: &mut Link, resume: bool) -> std::io::Result<()> {
+        let mut out = Vec::new();
+        for room in std::mem::take(&mut self.plain_rejoins) {
+            let reference = self.fresh_ref();
+            let after = if resume {
+                self.cursors.get(&room.key()).copied()
+            } else {
+                None
+            };
+            let join = ClientMessage::Join {
+                room: room.clone(),
+                key: None,
+                history: None,
+                after,
+            };
+            protocol::encode_into(&ClientFrame::with_ref(join, reference.clone()), &mut out);
+            self.pending.insert(reference, Pending::Rejoin(room));
+        }
+        write_frame(&mut link.writer, &out).await
     }
 }
 

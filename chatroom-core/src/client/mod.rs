@@ -484,6 +484,7 @@ impl Client {
             room: room.clone(),
             key: None,
             history: None,
+            after: None,
         };
         match self.request(message).await? {
             ServerMessage::Members { members, .. } => Ok(members),

@@ -89,6 +89,7 @@ mod tests {
                         room: room("lobby"),
                         key: None,
                         history: None,
+                        after: None,
                     },
                     "1",
                 ),

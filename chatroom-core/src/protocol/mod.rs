@@ -121,6 +121,10 @@ pub enum ClientMessage {
         /// How many recent messages to receive on join (at most the server's default).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         history: Option<u32>,
+        /// Rejoin after a lost connection: every message with an id above
+        /// this one, instead of the recent ones.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        after: Option<MessageId>,
     },
     /// Leave a room.
     Leave {
@@ -288,6 +292,11 @@ pub enum ServerMessage {
         room: RoomName,
         /// Its members' nicknames, sorted ignoring case.
         members: Vec<Nickname>,
+        /// In the reply to a `join`: the room's last message id when the
+        /// joiner became a member. Every later message reaches the joiner
+        /// live, so this is where a resume cursor starts.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        last_id: Option<MessageId>,
     },
     /// A page of history.
     History {

@@ -192,7 +192,7 @@ pub fn render(message: &ServerMessage) -> Option<String> {
                 format!("* rooms: {}", list.join(", "))
             }
         }
-        ServerMessage::Members { room, members } => {
+        ServerMessage::Members { room, members, .. } => {
             let list: Vec<&str> = members.iter().map(Nickname::as_str).collect();
             format!("* in #{room}: {}", list.join(", "))
         }

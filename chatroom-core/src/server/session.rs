@@ -657,12 +657,38 @@ impl Session {
                     "hello was already said",
                 ));
             }
-            ClientMessage::Join { room, history, .. } => {
-                let on_join = self.shared.limits.history_on_join;
-                let n = history.map_or(on_join, |h| u64::from(h).min(on_join));
-                self.join(&room, Backlog::Last(n)).await?;
+            ClientMessage::Join {
+                room,
+                history,
+                after,
+                ..
+            } => {
+                let backlog = match after {
+                    Some(cursor) => {
+                        let last = self.shared.registry.last_id(&room).unwrap_or(0);
+                        if cursor > last {
+                            return Err(future_cursor(cursor, last));
+                        }
+                        Backlog::After(cursor)
+                    }
+                    None => {
+                        let on_join = self.shared.limits.history_on_join;
+                        Backlog::Last(history.map_or(on_join, |h| u64::from(h).min(on_join)))
+                    }
+                };
+                self.join(&room, backlog).await?;
                 let members = self.shared.registry.members(&room)?;
-                self.reply(ServerMessage::Members { room, members }, reference);
+                // Read after the join: every message up to this id is
+                // already queued ahead of this reply.
+                let last_id = self.rooms.get(&room.key()).map(|r| r.last_id());
+                self.reply(
+                    ServerMessage::Members {
+                        room,
+                        members,
+                        last_id,
+                    },
+                    reference,
+                );
             }
             ClientMessage::Leave { room } => {
                 self.leave(&room)?;
@@ -707,7 +733,14 @@ impl Session {
             }
             ClientMessage::Who { room } => {
                 let members = self.shared.registry.members(&room)?;
-                self.reply(ServerMessage::Members { room, members }, reference);
+                self.reply(
+                    ServerMessage::Members {
+                        room,
+                        members,
+                        last_id: None,
+                    },
+                    reference,
+                );
             }
             ClientMessage::History {
                 room,
@@ -824,7 +857,14 @@ impl Session {
         }
         let members = self.shared.registry.members(&room)?;
         self.current = Some(room.clone());
-        self.reply(ServerMessage::Members { room, members }, None);
+        self.reply(
+            ServerMessage::Members {
+                room,
+                members,
+                last_id: None,
+            },
+            None,
+        );
         Ok(())
     }
 

@@ -103,7 +103,7 @@ async fn replies_echo_the_request_ref() {
     assert_eq!(a.frame().await["type"], "joined");
     assert_eq!(
         a.frame().await,
-        json!({"ref": "j", "type": "members", "room": "Lobby", "members": ["refs"]})
+        json!({"ref": "j", "type": "members", "room": "Lobby", "members": ["refs"], "last_id": 0})
     );
     a.send_json(json!({"ref": "r", "type": "rooms"})).await;
     assert_eq!(
