@@ -102,7 +102,7 @@ fn acknowledged_messages_survive_sigkill() {
             break;
         }
         sent += 1;
-        if sent % 100 == 0 {
+        if sent.is_multiple_of(100) {
             thread::sleep(Duration::from_millis(5));
         }
     }
