@@ -130,17 +130,23 @@ impl TcpConnector {
     }
 }
 
+/// Opens a TCP stream to `addr` with Nagle off, returning it with the
+/// peer's address; shared by the plain and TLS connectors.
+pub(super) async fn connect_stream(addr: &str) -> Result<(TcpStream, SocketAddr), TransportError> {
+    let stream = TcpStream::connect(addr)
+        .await
+        .map_err(|source| TransportError::Connect {
+            addr: addr.to_owned(),
+            source,
+        })?;
+    let _ = stream.set_nodelay(true);
+    let peer = stream.peer_addr().map_err(TransportError::Io)?;
+    Ok((stream, peer))
+}
+
 impl Connector for TcpConnector {
     async fn connect(&self) -> Result<Connection, TransportError> {
-        let stream =
-            TcpStream::connect(&self.addr)
-                .await
-                .map_err(|source| TransportError::Connect {
-                    addr: self.addr.clone(),
-                    source,
-                })?;
-        let _ = stream.set_nodelay(true);
-        let peer = stream.peer_addr().map_err(TransportError::Io)?;
+        let (stream, peer) = connect_stream(&self.addr).await?;
         let (r, w) = stream.into_split();
         Ok(Connection::new(r, w, PeerAddr::Net(peer)))
     }
