@@ -14,7 +14,6 @@ use std::time::Duration;
 use futures::stream::{FuturesUnordered, StreamExt};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-use tokio::net::TcpStream;
 
 use super::{Connection, Connector, Listener, PeerAddr, TcpListener, TransportError};
 
@@ -208,15 +207,7 @@ impl fmt::Debug for TlsConnector {
 
 impl Connector for TlsConnector {
     async fn connect(&self) -> Result<Connection, TransportError> {
-        let stream =
-            TcpStream::connect(&self.addr)
-                .await
-                .map_err(|source| TransportError::Connect {
-                    addr: self.addr.clone(),
-                    source,
-                })?;
-        let _ = stream.set_nodelay(true);
-        let peer = stream.peer_addr().map_err(TransportError::Io)?;
+        let (stream, peer) = super::tcp::connect_stream(&self.addr).await?;
         let tls = self
             .connector
             .connect(self.name.clone(), stream)
