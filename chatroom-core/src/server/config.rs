@@ -73,6 +73,12 @@ pub struct ServerConfig {
     pub history_page_max: u32,
     /// Latest messages each live room keeps in memory for joins and resumes.
     pub recent_per_room: usize,
+    /// Serve the web page at `/` and the WebSocket endpoint at `/ws` on the
+    /// chat port (an HTTP `GET` is told apart from chat by its first line).
+    pub web: bool,
+    /// Origins (`scheme://host:port`) besides the server's own whose pages
+    /// may open the WebSocket; empty allows the same origin only.
+    pub web_origins: Vec<String>,
 }
 
 /// Which history store the server binary opens.
@@ -114,6 +120,8 @@ impl Default for ServerConfig {
             history_on_join: 20,
             history_page_max: 200,
             recent_per_room: 256,
+            web: true,
+            web_origins: Vec::new(),
         }
     }
 }
@@ -144,6 +152,9 @@ pub(crate) struct Limits {
     pub(crate) history_on_join: u64,
     pub(crate) history_page_max: usize,
     pub(crate) recent_per_room: usize,
+    pub(crate) web: bool,
+    /// Allowed origins, lower-cased, without a trailing `/`.
+    pub(crate) web_origins: Vec<String>,
 }
 
 fn positive(field: &'static str, value: u64) -> Result<(), ConfigError> {
@@ -239,6 +250,12 @@ impl ServerConfig {
             history_on_join: u64::from(self.history_on_join),
             history_page_max: self.history_page_max as usize,
             recent_per_room: self.recent_per_room,
+            web: self.web,
+            web_origins: self
+                .web_origins
+                .iter()
+                .map(|o| o.trim_end_matches('/').to_ascii_lowercase())
+                .collect(),
         })
     }
 }

@@ -26,6 +26,7 @@ mod config;
 mod error;
 mod rate;
 mod session;
+mod web;
 mod writer;
 
 use std::future::Future;

@@ -27,12 +27,12 @@ use crate::protocol::{
     PROTOCOL_VERSION, ProtocolError, RoomName, ServerFrame, ServerMessage,
 };
 use crate::registry::{Backlog, Outbound, Outbox, RegistryError, Room, SessionId, outbox};
-use crate::transport::{BoxReader, Connection, Frame, LineFramer, PeerAddr};
+use crate::transport::{BoxReader, BoxWriter, Connection, Frame, LineFramer, PeerAddr};
 
-use super::Shared;
 use super::backlog::{self, BacklogError};
 use super::rate::TokenBucket;
 use super::writer::{self, Dialect, WriterEnd};
+use super::{Shared, web};
 
 /// Read buffer a connection starts with; the framer grows it for long lines
 /// up to the line limit. Small, because idle connections are the common case.
@@ -170,12 +170,23 @@ struct Session {
     pinged: bool,
 }
 
+/// What a connection's first bytes say it is.
+enum Opening {
+    /// A chat client, in this dialect, with the first line if one came.
+    Chat(Dialect, Option<Frame>),
+    /// An HTTP request (a browser): the bytes read so far.
+    Http(Bytes),
+    /// The peer closed before saying anything.
+    Closed,
+}
+
 /// Serves one connection until it closes or `shutdown` fires.
 pub(crate) async fn serve(shared: Arc<Shared>, conn: Connection, shutdown: CancellationToken) {
     let Connection {
         reader,
         writer,
         peer,
+        ..
     } = conn;
     let limits = &shared.limits;
     let mut reader = FramedRead::with_capacity(
@@ -183,20 +194,81 @@ pub(crate) async fn serve(shared: Arc<Shared>, conn: Connection, shutdown: Cance
         LineFramer::new(limits.max_line_len),
         INITIAL_READ_BUFFER,
     );
-
-    let (dialect, first_line) = tokio::select! {
+    let opening = tokio::select! {
         _ = shutdown.cancelled() => return,
-        sniffed = sniff(&mut reader, limits.sniff) => match sniffed {
-            Some(s) => s,
-            None => return,
-        },
+        opening = sniff(&mut reader, limits.sniff) => opening,
     };
+    match opening {
+        Opening::Closed => {}
+        Opening::Http(first_line) if limits.web => {
+            let parts = reader.into_parts();
+            let mut read = bytes::BytesMut::from(&first_line[..]);
+            read.extend_from_slice(&parts.read_buf);
+            web::serve(shared, read.freeze(), parts.io, writer, peer, shutdown).await;
+        }
+        Opening::Http(first_line) => {
+            let mut line = first_line;
+            line.truncate(line.len() - 1);
+            let first = Some(Frame::Line(line));
+            chat(shared, reader, writer, peer, Dialect::Text, first, shutdown).await;
+        }
+        Opening::Chat(dialect, first) => {
+            chat(shared, reader, writer, peer, dialect, first, shutdown).await;
+        }
+    }
+}
 
+/// Serves a connection that speaks the native dialect and nothing else (a
+/// WebSocket, whose messages are already lines).
+pub(crate) async fn serve_native(
+    shared: Arc<Shared>,
+    conn: Connection,
+    shutdown: CancellationToken,
+) {
+    let reader = FramedRead::with_capacity(
+        conn.reader,
+        LineFramer::new(shared.limits.max_line_len),
+        INITIAL_READ_BUFFER,
+    );
+    chat(
+        shared,
+        reader,
+        conn.writer,
+        conn.peer,
+        Dialect::Native,
+        None,
+        shutdown,
+    )
+    .await;
+}
+
+/// Runs a chat session once the dialect is known.
+async fn chat(
+    shared: Arc<Shared>,
+    mut reader: Reader,
+    writer: BoxWriter,
+    peer: PeerAddr,
+    dialect: Dialect,
+    first_line: Option<Frame>,
+    shutdown: CancellationToken,
+) {
+    let limits = &shared.limits;
     let (tx, rx) = outbox(limits.outbox_frames, limits.outbox_bytes);
     let mut writer_task = WriterTask(tokio::spawn(writer::run(writer, rx, dialect)));
 
     let session = match dialect {
-        Dialect::Text => Some(Session::start_text(&shared, peer, tx).await),
+        Dialect::Text => {
+            let mut session = Session::start_text(&shared, peer, tx).await;
+            // A line typed before the greeting still counts.
+            if let Some(frame) = first_line
+                && let Flow::Close(end) = session.on_frame(frame).await
+            {
+                session.finish(&end);
+                let _ = tokio::time::timeout(Duration::from_secs(1), &mut writer_task.0).await;
+                return;
+            }
+            Some(session)
+        }
         Dialect::Native => {
             tokio::select! {
                 _ = shutdown.cancelled() => None,
@@ -226,12 +298,19 @@ pub(crate) async fn serve(shared: Arc<Shared>, conn: Connection, shutdown: Cance
 /// window, is a person or the seed's client speaking text. Returns the first
 /// complete line when one arrived during the window, or `None` when the
 /// peer closed.
-async fn sniff(reader: &mut Reader, window: Duration) -> Option<(Dialect, Option<Frame>)> {
+async fn sniff(reader: &mut Reader, window: Duration) -> Opening {
     let first = match tokio::time::timeout(window, reader.next()).await {
         Ok(Some(Ok(frame))) => Some(frame),
-        Ok(Some(Err(_)) | None) => return None,
+        Ok(Some(Err(_)) | None) => return Opening::Closed,
         Err(_) => None,
     };
+    if let Some(Frame::Line(line)) = &first
+        && is_http_request_line(line)
+    {
+        let mut bytes = bytes::BytesMut::from(&line[..]);
+        bytes.extend_from_slice(b"\n");
+        return Opening::Http(bytes.freeze());
+    }
     let first_byte = match &first {
         Some(Frame::Line(line)) => line.first().copied(),
         Some(Frame::TooLong { .. }) => None,
@@ -242,7 +321,13 @@ async fn sniff(reader: &mut Reader, window: Duration) -> Option<(Dialect, Option
     } else {
         Dialect::Text
     };
-    Some((dialect, first))
+    Opening::Chat(dialect, first)
+}
+
+/// `GET /path HTTP/1.x`: a browser, not a person typing.
+fn is_http_request_line(line: &[u8]) -> bool {
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    line.starts_with(b"GET /") && (line.ends_with(b" HTTP/1.1") || line.ends_with(b" HTTP/1.0"))
 }
 
 /// A nick from the peer's address, as the seed named users by IP:

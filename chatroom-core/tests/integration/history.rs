@@ -2,6 +2,7 @@
 use std::path::PathBuf;
 #[cfg(feature = "sqlite")]
 use std::sync::Arc;
+#[cfg(feature = "sqlite")]
 use std::time::Duration;
 
 #[cfg(feature = "sqlite")]

@@ -49,8 +49,12 @@ async fn a_full_server_refuses_with_server_full_and_keeps_serving_others() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_reader_is_cut_off_and_the_others_get_everything_in_order() {
+    // Queues big enough that the healthy peers keep up even on a loaded
+    // machine; the stalled one overflows its queue once its socket buffers
+    // are full.
     let server = TestServer::with(ServerConfig {
-        outbox_frames: 64,
+        outbox_frames: 1024,
+        outbox_bytes: 4 * 1024 * 1024,
         rate_per_sec: 100_000.0,
         rate_burst: 100_000,
         ..ServerConfig::default()
@@ -64,9 +68,9 @@ async fn a_stalled_reader_is_cut_off_and_the_others_get_everything_in_order() {
     healthy.until_type("joined").await;
     stalled.nick = "stalled".into();
 
-    // Enough bytes to fill the stalled peer's socket buffers and then its
-    // 64-frame queue; the healthy peer reads as it goes.
-    let total = 3000u64;
+    // Enough bytes (20 MB) to fill the stalled peer's socket buffers and
+    // then its queue; the healthy peer reads as it goes.
+    let total = 5000u64;
     let text = "z".repeat(4000);
     let reader = tokio::spawn(async move {
         let mut ids = Vec::new();

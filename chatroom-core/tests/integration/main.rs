@@ -16,3 +16,5 @@ mod limits;
 mod seed;
 /// Graceful shutdown: every client hears `bye`, the server stops in time.
 mod shutdown;
+/// The page and the WebSocket endpoint on the chat port.
+mod web;
