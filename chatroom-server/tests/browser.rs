@@ -10,7 +10,7 @@
 //! Chromium and chromedriver come from Debian's packages
 //! (`bash .ci/install-browser`). When they are missing or cannot start, the
 //! test prints `skipped: <reason>` and passes, unless
-//! `CHATROOM_REQUIRE_BROWSER=1` is set (as `.ci/run` does once it has
+//! `BROWSER_TEST_REQUIRED=1` is set (as `.ci/run` does once it has
 //! installed them), in which case that is a failure. Every wait has a
 //! deadline.
 
@@ -313,7 +313,7 @@ impl Driver {
             "--disable-background-networking",
             "--disable-component-update",
             "--disable-sync",
-            "--window-size=1100,700",
+            "--window-size=1100,760",
             &profile,
         ];
         let mut caps = serde_json::Map::new();
@@ -489,9 +489,9 @@ impl Page {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_page_chats_renders_text_as_text_and_resumes() {
-    let required = std::env::var("CHATROOM_REQUIRE_BROWSER").is_ok_and(|v| v == "1");
+    let required = std::env::var("BROWSER_TEST_REQUIRED").is_ok_and(|v| v == "1");
     let skip = |reason: String| {
-        assert!(!required, "CHATROOM_REQUIRE_BROWSER=1 but {reason}");
+        assert!(!required, "BROWSER_TEST_REQUIRED=1 but {reason}");
         println!("skipped: {reason}");
     };
     let out = output_dir();
