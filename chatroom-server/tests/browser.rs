@@ -50,19 +50,28 @@ fn output_dir() -> PathBuf {
 }
 
 /// Polls `check` until it gives a value; fails the test after [`STEP`].
-async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+async fn eventually<T, F, Fut>(what: &str, check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
 {
-    let end = Instant::now() + STEP;
+    eventually_within(STEP, what, check).await
+}
+
+/// Polls `check` until it gives a value; fails the test after `limit`.
+async fn eventually_within<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let end = Instant::now() + limit;
     loop {
         if let Some(value) = check().await {
             return value;
         }
         assert!(
             Instant::now() < end,
-            "timed out after {STEP:?} waiting for {what}"
+            "timed out after {limit:?} waiting for {what}"
         );
         tokio::time::sleep(POLL).await;
     }
@@ -678,18 +687,24 @@ async fn scenario(alice: Page, bob: Page, out: PathBuf) {
     for page in [&alice, &bob] {
         page.wait_status("waiting").await;
     }
-    // Wait until both pages are far enough into their backoff that the
-    // messages below are certainly sent while they are disconnected.
-    eventually("both pages to be between two far-apart retries", || async {
-        let mut ready = true;
-        for page in [&alice, &bob] {
-            let s = page.status().await;
-            ready &= s["state"] == "waiting"
-                && s["attempt"].as_u64().unwrap_or(0) >= 3
-                && s["retry_in"].as_f64().unwrap_or(0.0) > 1500.0;
-        }
-        ready.then_some(())
-    })
+    // Wait until both pages are far enough into their backoff (0.5 s, 1 s,
+    // 2 s, 4 s, 8 s, ... between attempts) that the messages below are
+    // certainly sent while they are disconnected.
+    let backoff = Duration::from_secs(45);
+    eventually_within(
+        backoff,
+        "both pages to be between two far-apart retries",
+        || async {
+            let mut ready = true;
+            for page in [&alice, &bob] {
+                let s = page.status().await;
+                ready &= s["state"] == "waiting"
+                    && s["attempt"].as_u64().unwrap_or(0) >= 3
+                    && s["retry_in"].as_f64().unwrap_or(0.0) > 2500.0;
+            }
+            ready.then_some(())
+        },
+    )
     .await;
 
     // The server comes back on the same port with the same history, and
