@@ -28,6 +28,7 @@ use std::time::Duration;
 use chatroom_core::client::{Client, ClientError, ClientOptions, Event, Events, Reconnect};
 use chatroom_core::protocol::text::{self, TextInput};
 use chatroom_core::protocol::{ClientMessage, ErrorCode, Nickname, RoomName};
+use chatroom_core::transport::{TlsConnector, tls};
 use clap::Parser;
 use rustyline_async::{Readline, ReadlineEvent, SharedWriter};
 use tokio::io::{AsyncBufReadExt, BufReader, Lines, Stdin};
@@ -88,6 +89,13 @@ struct Args {
     /// Never reconnect: end when the connection ends.
     #[arg(long)]
     no_reconnect: bool,
+    /// Connect with TLS, checking the server's certificate against the
+    /// system's roots (and --tls-ca).
+    #[arg(long)]
+    tls: bool,
+    /// PEM file of a private CA to trust as well (implies --tls).
+    #[arg(long, value_name = "FILE")]
+    tls_ca: Option<std::path::PathBuf>,
     /// Never colour output, even on a terminal (NO_COLOR does the same).
     #[arg(long)]
     no_color: bool,
@@ -169,7 +177,20 @@ async fn run(args: Args) -> u8 {
     if args.reconnect || (on_a_terminal && !args.no_reconnect) {
         options = options.with_reconnect(Reconnect::new());
     }
-    let (client, events) = match Client::connect(addr.clone(), options).await {
+    let connected = if args.tls || args.tls_ca.is_some() {
+        let connector = tls::client_config(args.tls_ca.as_deref())
+            .and_then(|config| TlsConnector::new(addr.clone(), config));
+        match connector {
+            Ok(connector) => Client::connect_with(connector, options).await,
+            Err(e) => {
+                eprintln!("error: {}", render::clean(&e.to_string()));
+                return 2;
+            }
+        }
+    } else {
+        Client::connect(addr.clone(), options).await
+    };
+    let (client, events) = match connected {
         Ok(connected) => connected,
         Err(e) => {
             let message = match &e {

@@ -308,6 +308,74 @@ async fn after_a_lost_connection_every_missed_line_is_shown_once() {
     .await;
 }
 
+#[tokio::test]
+async fn tls_with_a_private_ca_carries_the_chat() {
+    use chatroom_core::transport::{TlsConnector, TlsListener, tls};
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+
+    within(async {
+        let dir = std::env::temp_dir().join(format!("chatroom-cli-tls-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca_key = KeyPair::generate().unwrap();
+        let ca = ca_params.self_signed(&ca_key).unwrap();
+        let issuer = Issuer::new(ca_params, ca_key);
+        let key = KeyPair::generate().unwrap();
+        let cert = CertificateParams::new(vec!["127.0.0.1".to_owned()])
+            .unwrap()
+            .signed_by(&key, &issuer)
+            .unwrap();
+        std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
+        std::fs::write(dir.join("cert.pem"), cert.pem()).unwrap();
+        std::fs::write(dir.join("key.pem"), key.serialize_pem()).unwrap();
+
+        let config = tls::server_config(&dir.join("cert.pem"), &dir.join("key.pem")).unwrap();
+        let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = tcp.local_socket_addr().to_string();
+        let stop = CancellationToken::new();
+        let server = Server::new(ServerConfig::default()).unwrap();
+        let task = tokio::spawn(server.run(
+            TlsListener::new(tcp, config),
+            stop.clone().cancelled_owned(),
+        ));
+
+        let connector = TlsConnector::new(
+            addr.clone(),
+            tls::client_config(Some(&dir.join("ca.pem"))).unwrap(),
+        )
+        .unwrap();
+        let options = ClientOptions::new().with_nick(nick("bob"));
+        let (bob, mut bob_events) = Client::connect_with(connector, options).await.unwrap();
+        bob.join(&lobby()).await.unwrap();
+
+        let ca_path = dir.join("ca.pem");
+        let ca_arg = ca_path.to_str().unwrap();
+        let mut child = client_binary(&["--server", &addr, "--nick", "alice", "--tls-ca", ca_arg]);
+        let mut stdin = child.stdin.take().unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+        read_until(&mut stdout, "* in #lobby: alice, bob").await;
+        stdin.write_all(b"over tls\n").await.unwrap();
+        assert_eq!(
+            next_message(&mut bob_events).await,
+            (nick("alice"), "over tls".to_owned(), false)
+        );
+        drop(stdin);
+        assert!(child.wait().await.unwrap().success());
+
+        // Without the CA the certificate is not trusted: a clear failure.
+        let mut untrusted = client_binary(&["--server", &addr, "--nick", "eve", "--tls"]);
+        drop(untrusted.stdin.take());
+        let status = untrusted.wait().await.unwrap();
+        assert_eq!(status.code(), Some(1));
+        stop.cancel();
+        task.await.unwrap().unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+    })
+    .await;
+}
+
 /// Writes one JSON frame as a line.
 async fn send_json(writer: &mut tokio::net::tcp::OwnedWriteHalf, frame: serde_json::Value) {
     let mut line = frame.to_string();

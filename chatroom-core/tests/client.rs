@@ -15,6 +15,7 @@ use chatroom_core::client::{
 use chatroom_core::protocol::{ErrorCode, Nickname, RoomName};
 use chatroom_core::server::{Server, ServerConfig};
 use chatroom_core::transport::{TcpListener, memory};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -459,4 +460,136 @@ async fn server_pings_are_answered_over_the_memory_transport() {
     tokio::time::timeout(limit, test)
         .await
         .expect("test timed out");
+}
+
+#[tokio::test]
+async fn whisper_copies_reach_the_sender_and_its_errors_answer_the_caller() {
+    within(async {
+        let server = TestServer::start().await;
+        let (alice, mut alice_events) = connect(&server, "alice").await;
+        let (_bob, mut bob_events) = connect(&server, "bob").await;
+        let is_private = |e: &Event| matches!(e, Event::Private { .. });
+
+        alice.whisper(&nick("BOB"), "psst").await.unwrap();
+        for events in [&mut bob_events, &mut alice_events] {
+            let event = wait_for(events, is_private).await;
+            assert!(
+                matches!(&event, Event::Private { from, to, text, .. }
+                    if *from == nick("alice") && *to == nick("bob") && text == "psst"),
+                "{event:?}"
+            );
+        }
+
+        // Each reply, error or not, goes to the call that asked.
+        let (nobody, bob, nowhere) = (nick("nobody"), nick("bob"), room("nowhere"));
+        let (to_nobody, to_bob, who_nowhere) = tokio::join!(
+            alice.whisper(&nobody, "hello?"),
+            alice.whisper(&bob, "second"),
+            alice.who(&nowhere),
+        );
+        let err = to_nobody.unwrap_err();
+        assert!(
+            matches!(&err, ClientError::Server { code: ErrorCode::NoSuchNick, message } if message.contains("nobody")),
+            "{err:?}"
+        );
+        to_bob.unwrap();
+        assert_eq!(who_nowhere.unwrap_err().code(), Some(ErrorCode::NoSuchRoom));
+        let event = wait_for(&mut bob_events, is_private).await;
+        assert!(matches!(&event, Event::Private { text, .. } if text == "second"), "{event:?}");
+        let event = wait_for(&mut alice_events, is_private).await;
+        assert!(matches!(&event, Event::Private { text, .. } if text == "second"), "{event:?}");
+
+        // A whisper to oneself arrives once.
+        alice.whisper(&nick("alice"), "note to self").await.unwrap();
+        alice.whisper(&nick("bob"), "after").await.unwrap();
+        let texts: Vec<String> = [
+            wait_for(&mut alice_events, is_private).await,
+            wait_for(&mut alice_events, is_private).await,
+        ]
+        .into_iter()
+        .map(|e| match e {
+            Event::Private { text, .. } => text,
+            _ => unreachable!(),
+        })
+        .collect();
+        assert_eq!(texts, ["note to self", "after"]);
+        server.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn presence_events_say_who_joined_or_left_which_room() {
+    within(async {
+        let server = TestServer::start().await;
+        let (alice, mut alice_events) = connect(&server, "alice").await;
+        let (bob, mut bob_events) = connect(&server, "bob").await;
+        let (lobby, side) = (room("lobby"), room("side"));
+        let is_presence = |e: &Event| matches!(e, Event::Joined { .. } | Event::Left { .. });
+
+        alice.join(&lobby).await.unwrap();
+        alice.join(&side).await.unwrap();
+        for r in [&lobby, &side] {
+            let event = wait_for(&mut alice_events, is_presence).await;
+            assert!(
+                matches!(&event, Event::Joined { room: got, nick: n } if got == r && *n == nick("alice")),
+                "the joiner hears its own join first: {event:?}"
+            );
+        }
+
+        bob.join(&lobby).await.unwrap();
+        let event = wait_for(&mut alice_events, is_presence).await;
+        assert!(
+            matches!(&event, Event::Joined { room: r, nick: n } if *r == lobby && *n == nick("bob")),
+            "{event:?}"
+        );
+        let event = wait_for(&mut bob_events, is_presence).await;
+        assert!(
+            matches!(&event, Event::Joined { room: r, nick: n } if *r == lobby && *n == nick("bob")),
+            "{event:?}"
+        );
+
+        // Joining again changes nothing: no second `joined`, so the next
+        // presence event alice sees is bob leaving.
+        bob.join(&lobby).await.unwrap();
+        bob.leave(&lobby).await.unwrap();
+        let event = wait_for(&mut alice_events, is_presence).await;
+        assert!(
+            matches!(&event, Event::Left { room: r, nick: n, .. } if *r == lobby && *n == nick("bob")),
+            "{event:?}"
+        );
+
+        // A plain-text user (put in #lobby on arrival) who drops the
+        // connection without quitting is seen leaving every room.
+        let mut carol = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+        // Wait for the greeting: a line sent before it is sometimes lost.
+        let mut greeting = [0u8; 1];
+        carol.read_exact(&mut greeting).await.unwrap();
+        carol
+            .write_all(b"/nick carol\r\n/join side\r\n")
+            .await
+            .unwrap();
+        let is_carol = |e: &Event| match e {
+            Event::Joined { nick: n, .. } | Event::Left { nick: n, .. } => *n == nick("carol"),
+            _ => false,
+        };
+        let event = wait_for(&mut alice_events, is_carol).await;
+        assert!(
+            matches!(&event, Event::Joined { room: r, .. } if *r == side),
+            "{event:?}"
+        );
+        drop(carol);
+        let mut left = Vec::new();
+        for _ in 0..2 {
+            match wait_for(&mut alice_events, is_carol).await {
+                Event::Left { room: r, .. } => left.push(r),
+                other => panic!("expected carol to leave: {other:?}"),
+            }
+        }
+        left.sort_by_key(|r| r.key().to_owned());
+        assert_eq!(left, [lobby.clone(), side.clone()]);
+        assert_eq!(alice.who(&side).await.unwrap(), vec![nick("alice")]);
+        server.stop().await;
+    })
+    .await;
 }

@@ -45,6 +45,15 @@ pub(crate) struct Cli {
     #[arg(short, long = "set", value_name = "KEY=VALUE", value_parser = parse_key_value)]
     pub(crate) set: Vec<(String, String)>,
 
+    /// PEM certificate chain: serve TLS on every listen address (with
+    /// --tls-key). Same as `--set tls_cert=FILE`.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub(crate) tls_cert: Option<String>,
+
+    /// PEM private key for --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub(crate) tls_key: Option<String>,
+
     /// Prints the effective settings as TOML on stdout and exits: 0 when
     /// they are valid, 2 when not. Nothing is bound.
     #[arg(long)]

@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use chatroom_core::history::{HistoryError, SqliteStore};
 use chatroom_core::server::{HistoryKind, Server, ServerError};
-use chatroom_core::transport::{TcpListener, TransportError};
+use chatroom_core::transport::{TcpListener, TlsListener, TransportError, tls};
 
 use crate::cli::Cli;
 use crate::settings::SettingsError;
@@ -36,6 +36,9 @@ enum Failure {
     /// An address could not be bound (exit 3).
     #[error(transparent)]
     Listen(TransportError),
+    /// The TLS certificate or key cannot be used (exit 2).
+    #[error(transparent)]
+    Tls(TransportError),
     /// The history store could not be opened (exit 1).
     #[error("cannot open the history store")]
     History(#[source] HistoryError),
@@ -53,7 +56,7 @@ enum Failure {
 impl Failure {
     fn exit_code(&self) -> ExitCode {
         match self {
-            Self::Settings(_) | Self::Config(_) => ExitCode::from(2),
+            Self::Settings(_) | Self::Config(_) | Self::Tls(_) => ExitCode::from(2),
             Self::Listen(_) => ExitCode::from(3),
             Self::History(_) | Self::Runtime(_) | Self::Signals(_) | Self::Serve(_) => {
                 ExitCode::FAILURE
@@ -92,8 +95,17 @@ fn run(cli: &Cli) -> Result<(), Failure> {
         print!("{}", settings.to_toml());
         return Ok(());
     }
-    init_logging();
+    // Certificates are checked before anything is bound or opened: a
+    // missing or mismatched key is a configuration error (exit 2).
     let config = &settings.server;
+    let tls = if config.tls_cert.is_empty() {
+        None
+    } else {
+        let cert = std::path::Path::new(&config.tls_cert);
+        let key = std::path::Path::new(&config.tls_key);
+        Some(tls::server_config(cert, key).map_err(Failure::Tls)?)
+    };
+    init_logging();
     let server = match config.history {
         HistoryKind::Memory => server,
         HistoryKind::Sqlite => {
@@ -107,10 +119,14 @@ fn run(cli: &Cli) -> Result<(), Failure> {
         .enable_all()
         .build()
         .map_err(Failure::Runtime)?;
-    runtime.block_on(serve(server, &settings.listen))
+    runtime.block_on(serve(server, &settings.listen, tls))
 }
 
-async fn serve(server: Server, addrs: &[String]) -> Result<(), Failure> {
+async fn serve(
+    server: Server,
+    addrs: &[String],
+    tls: Option<Arc<rustls::ServerConfig>>,
+) -> Result<(), Failure> {
     // Hooked before binding, so a signal that arrives as soon as the
     // `listening` line is out already shuts down gracefully.
     let shutdown = shutdown_signal().map_err(Failure::Signals)?;
@@ -122,10 +138,17 @@ async fn serve(server: Server, addrs: &[String]) -> Result<(), Failure> {
                 .map_err(Failure::Listen)?,
         );
     }
-    server
-        .run_all(listeners, shutdown)
-        .await
-        .map_err(Failure::Serve)
+    let served = match tls {
+        None => server.run_all(listeners, shutdown).await,
+        Some(config) => {
+            let listeners = listeners
+                .into_iter()
+                .map(|tcp| TlsListener::new(tcp, config.clone()))
+                .collect();
+            server.run_all(listeners, shutdown).await
+        }
+    };
+    served.map_err(Failure::Serve)
 }
 
 /// Completes on the first SIGINT or SIGTERM (Ctrl-C elsewhere).

@@ -139,6 +139,11 @@ pub(crate) fn load(
     for (key, value) in &cli.set {
         layers.set_raw(key, value, &Origin::CommandLine)?;
     }
+    for (key, value) in [("tls_cert", &cli.tls_cert), ("tls_key", &cli.tls_key)] {
+        if let Some(path) = value {
+            layers.set(key, Value::String(path.clone()), &Origin::CommandLine)?;
+        }
+    }
     let listen = cli.listen_addrs();
     if !listen.is_empty() {
         let value = Value::Array(listen.into_iter().map(Value::String).collect());

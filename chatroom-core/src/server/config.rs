@@ -79,6 +79,11 @@ pub struct ServerConfig {
     /// Origins (`scheme://host:port`) besides the server's own whose pages
     /// may open the WebSocket; empty allows the same origin only.
     pub web_origins: Vec<String>,
+    /// PEM certificate chain: when set (with `tls_key`), the server binary
+    /// speaks TLS on every listen address. Empty: plain TCP.
+    pub tls_cert: String,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: String,
 }
 
 /// Which history store the server binary opens.
@@ -122,6 +127,8 @@ impl Default for ServerConfig {
             recent_per_room: 256,
             web: true,
             web_origins: Vec::new(),
+            tls_cert: String::new(),
+            tls_key: String::new(),
         }
     }
 }
@@ -203,6 +210,16 @@ impl ServerConfig {
         positive("history_max_messages", self.history_max_messages)?;
         positive("history_sweep_secs", self.history_sweep_secs)?;
         positive("history_page_max", u64::from(self.history_page_max))?;
+        if self.tls_cert.is_empty() != self.tls_key.is_empty() {
+            return Err(ConfigError::Invalid {
+                field: if self.tls_cert.is_empty() {
+                    "tls_cert"
+                } else {
+                    "tls_key"
+                },
+                reason: "tls_cert and tls_key go together".to_owned(),
+            });
+        }
         if self.data_dir.is_empty() {
             return Err(ConfigError::Invalid {
                 field: "data_dir",

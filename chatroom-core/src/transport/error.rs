@@ -28,6 +28,26 @@ pub enum TransportError {
     /// The in-memory listener was dropped.
     #[error("the in-memory listener is gone")]
     ListenerClosed,
+    /// A certificate, key or CA file could not be used.
+    #[error("cannot use {path}: {reason}")]
+    TlsFile {
+        /// The file.
+        path: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// rustls refused the certificates or keys (a key that does not match
+    /// its certificate, say).
+    #[cfg(feature = "tls")]
+    #[error("tls setup failed")]
+    Tls(#[source] rustls::Error),
+    /// A TLS connection was asked for a host that is neither a DNS name nor
+    /// an IP address.
+    #[error("{host} is not a valid TLS server name")]
+    TlsName {
+        /// The host part of the address.
+        host: String,
+    },
     /// Reading or writing an established connection failed.
     #[error(transparent)]
     Io(#[from] std::io::Error),

@@ -12,6 +12,8 @@ mod error;
 pub mod framing;
 pub mod memory;
 pub mod tcp;
+#[cfg(feature = "tls")]
+pub mod tls;
 
 use std::fmt;
 use std::future::Future;
@@ -24,6 +26,8 @@ pub use error::TransportError;
 pub use framing::{Frame, LineFramer};
 pub use memory::{MemoryConnector, MemoryListener};
 pub use tcp::{TcpConnector, TcpListener};
+#[cfg(feature = "tls")]
+pub use tls::{TlsConnector, TlsListener};
 
 /// The reading half of a connection.
 pub type BoxReader = Pin<Box<dyn AsyncRead + Send>>;

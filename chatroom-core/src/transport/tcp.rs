@@ -77,15 +77,22 @@ fn tune(stream: &TcpStream) {
     let _ = SockRef::from(stream).set_tcp_keepalive(&keepalive);
 }
 
-impl Listener for TcpListener {
-    async fn accept(&mut self) -> Result<Connection, TransportError> {
+impl TcpListener {
+    /// Accepts the next TCP stream, tuned (no delay, keepalive), retrying
+    /// transient failures with a short backoff.
+    ///
+    /// # Cancel safety
+    /// Cancel-safe, as [`tokio::net::TcpListener::accept`].
+    ///
+    /// # Errors
+    /// [`TransportError::Accept`] for failures retrying cannot fix.
+    pub async fn accept_stream(&mut self) -> Result<(TcpStream, SocketAddr), TransportError> {
         let mut backoff = Duration::from_millis(5);
         loop {
             match self.inner.accept().await {
                 Ok((stream, peer)) => {
                     tune(&stream);
-                    let (r, w) = stream.into_split();
-                    return Ok(Connection::new(r, w, PeerAddr::Net(peer)));
+                    return Ok((stream, peer));
                 }
                 Err(e) if is_transient(&e) => {
                     tracing::warn!(error = %e, "accept failed, retrying");
@@ -95,6 +102,14 @@ impl Listener for TcpListener {
                 Err(e) => return Err(TransportError::Accept(e)),
             }
         }
+    }
+}
+
+impl Listener for TcpListener {
+    async fn accept(&mut self) -> Result<Connection, TransportError> {
+        let (stream, peer) = self.accept_stream().await?;
+        let (r, w) = stream.into_split();
+        Ok(Connection::new(r, w, PeerAddr::Net(peer)))
     }
 
     fn local_addr(&self) -> String {

@@ -97,3 +97,16 @@ async fn bad_bytes_get_typed_errors_in_both_dialects() {
     assert!(t.line().await.starts_with("! nick name may only hold"));
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_text_line_sent_before_the_greeting_is_not_lost() {
+    let server = TestServer::start().await;
+    let mut watcher = Peer::native_in(server.addr, "watcher", "lobby").await;
+    let mut quick = Peer::connect(server.addr).await;
+    // Typed at once, inside the window the server waits to pick a dialect.
+    quick.send("/nick quick").await;
+    assert!(quick.line().await.starts_with("* welcome"));
+    let renamed = watcher.until_type("nick_changed").await;
+    assert_eq!(renamed["new"], "quick");
+    server.stop().await;
+}

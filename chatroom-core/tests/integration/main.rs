@@ -16,5 +16,8 @@ mod limits;
 mod seed;
 /// Graceful shutdown: every client hears `bye`, the server stops in time.
 mod shutdown;
+/// TLS: certificates made by the test, chat over TLS, plain text refused.
+#[cfg(feature = "tls")]
+mod tls;
 /// The page and the WebSocket endpoint on the chat port.
 mod web;

@@ -33,6 +33,15 @@ impl TestServer {
     pub(crate) async fn serve(server: Server) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_socket_addr();
+        Self::serve_on(server, listener, addr)
+    }
+
+    /// Runs `server` on a listener the caller made (say, a TLS one).
+    pub(crate) fn serve_on<L: chatroom_core::transport::Listener>(
+        server: Server,
+        listener: L,
+        addr: SocketAddr,
+    ) -> Self {
         let stop = CancellationToken::new();
         let handle = tokio::spawn(server.run(listener, stop.clone().cancelled_owned()));
         Self { addr, stop, handle }

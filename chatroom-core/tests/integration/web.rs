@@ -195,3 +195,22 @@ async fn a_page_from_another_origin_cannot_open_the_websocket() {
     tokio::time::sleep(Duration::from_millis(10)).await;
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_message_holding_a_newline_is_refused_with_close_code_1007() {
+    let server = TestServer::start().await;
+    let mut ws = ws_connect(server.addr, None).await.unwrap();
+    ws_send(
+        &mut ws,
+        json!({"type": "hello", "version": 1, "nick": "nl"}),
+    )
+    .await;
+    ws_frame(&mut ws).await;
+    ws.send(Message::text("{\"type\":\"ping\"}\n{\"type\":\"ping\"}"))
+        .await
+        .unwrap();
+    let (frames, code) = ws_close(&mut ws).await;
+    assert_eq!(frames.last().unwrap()["code"], "bad_frame", "{frames:?}");
+    assert_eq!(code, Some(CloseCode::Invalid));
+    server.stop().await;
+}
