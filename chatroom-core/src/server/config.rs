@@ -50,6 +50,16 @@ pub struct ServerConfig {
     pub error_refill_secs: u64,
     /// How long a graceful shutdown may take before connections are dropped.
     pub shutdown_timeout_secs: u64,
+    /// Most connections open at once from one peer address; more are
+    /// refused with `too_many_connections`. An IPv6 peer's /64 counts as
+    /// one address, since one host usually holds a whole /64.
+    pub max_connections_per_ip: usize,
+    /// Connections per second one peer address may open, on average;
+    /// faster attempts are refused with `connecting_too_fast`.
+    pub connect_rate_per_ip: f64,
+    /// Connections one peer address may open in a burst above
+    /// `connect_rate_per_ip`.
+    pub connect_burst_per_ip: u32,
 }
 
 impl Default for ServerConfig {
@@ -72,6 +82,9 @@ impl Default for ServerConfig {
             max_errors: 20,
             error_refill_secs: 3,
             shutdown_timeout_secs: 5,
+            max_connections_per_ip: 64,
+            connect_rate_per_ip: 10.0,
+            connect_burst_per_ip: 64,
         }
     }
 }
@@ -97,6 +110,9 @@ pub(crate) struct Limits {
     pub(crate) max_errors: u32,
     pub(crate) error_refill: Duration,
     pub(crate) shutdown_timeout: Duration,
+    pub(crate) max_connections_per_ip: usize,
+    pub(crate) connect_rate_per_ip: f64,
+    pub(crate) connect_burst_per_ip: u32,
 }
 
 fn positive(field: &'static str, value: u64) -> Result<(), ConfigError> {
@@ -155,6 +171,14 @@ impl ServerConfig {
                 reason: "must be a number greater than 0".to_owned(),
             });
         }
+        positive("max_connections_per_ip", self.max_connections_per_ip as u64)?;
+        positive("connect_burst_per_ip", u64::from(self.connect_burst_per_ip))?;
+        if !(self.connect_rate_per_ip.is_finite() && self.connect_rate_per_ip > 0.0) {
+            return Err(ConfigError::Invalid {
+                field: "connect_rate_per_ip",
+                reason: "must be a number greater than 0".to_owned(),
+            });
+        }
         Ok(Limits {
             server_name: self.server_name.clone(),
             default_room,
@@ -174,6 +198,9 @@ impl ServerConfig {
             max_errors: self.max_errors,
             error_refill: Duration::from_secs(self.error_refill_secs),
             shutdown_timeout: Duration::from_secs(self.shutdown_timeout_secs),
+            max_connections_per_ip: self.max_connections_per_ip,
+            connect_rate_per_ip: self.connect_rate_per_ip,
+            connect_burst_per_ip: self.connect_burst_per_ip,
         })
     }
 }
@@ -218,6 +245,38 @@ mod tests {
             "outbox_frames",
             "idle_timeout_secs",
             "rate_per_sec",
+        ];
+        for (config, field) in bad.iter().zip(fields) {
+            let e = config.validate().unwrap_err();
+            assert!(e.to_string().contains(field), "{e}");
+        }
+    }
+
+    #[test]
+    fn per_address_limits_must_be_positive() {
+        let bad = [
+            ServerConfig {
+                max_connections_per_ip: 0,
+                ..Default::default()
+            },
+            ServerConfig {
+                connect_rate_per_ip: -1.0,
+                ..Default::default()
+            },
+            ServerConfig {
+                connect_rate_per_ip: f64::INFINITY,
+                ..Default::default()
+            },
+            ServerConfig {
+                connect_burst_per_ip: 0,
+                ..Default::default()
+            },
+        ];
+        let fields = [
+            "max_connections_per_ip",
+            "connect_rate_per_ip",
+            "connect_rate_per_ip",
+            "connect_burst_per_ip",
         ];
         for (config, field) in bad.iter().zip(fields) {
             let e = config.validate().unwrap_err();
