@@ -8,6 +8,8 @@ mod support;
 mod chat;
 /// Line framing as clients really send it: split, glued, CRLF, too long.
 mod framing;
+/// Regressions found by the abuse suite and the fuzzers.
+mod hardening;
 /// Every configured limit triggers as documented and spares other clients.
 mod limits;
 /// The seed tutorial's Python client talks through the server.
