@@ -85,3 +85,36 @@ async fn a_timed_out_peer_with_a_full_socket_releases_its_slot() {
     drop(stalled);
     server.stop().await;
 }
+
+/// `bye` is the last frame a client gets. Room traffic from other threads
+/// could still land in a closing session's queue between its `bye` and its
+/// leaving the rooms, so a text client timed out together with many others
+/// saw their `left` lines after its own `* bye`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_follows_bye_when_many_leave_at_once() {
+    let server = TestServer::with(ServerConfig {
+        text_idle_timeout_secs: 1,
+        max_connections_per_ip: 1000,
+        connect_burst_per_ip: 1000,
+        ..ServerConfig::default()
+    })
+    .await;
+    let mut silent = Vec::new();
+    for _ in 0..500 {
+        silent.push(Peer::connect(server.addr).await);
+    }
+    let mut endings = Vec::new();
+    for mut p in silent {
+        endings.push(tokio::spawn(async move { p.until_closed().await }));
+    }
+    for ending in endings {
+        let lines = ending.await.unwrap();
+        assert_eq!(
+            lines.last().map(String::as_str),
+            Some("* bye: idle timeout"),
+            "{:?}",
+            &lines[lines.len().saturating_sub(3)..]
+        );
+    }
+    server.stop().await;
+}
