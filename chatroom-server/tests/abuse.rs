@@ -843,16 +843,23 @@ fn stalled_readers_are_cut_off_and_everyone_else_gets_everything_in_order() {
                 (got.len() as u64) < total,
                 "a stalled reader was never cut off"
             );
-            let tail: Vec<&String> = lines
+            // After its last message: presence of other members, then, as
+            // far as its socket took them, the reason and `bye`, which is
+            // the last line if it arrived at all.
+            let tail = lines
                 .iter()
                 .rev()
-                .take_while(|l| !l.starts_with(r#"{"type":"message""#))
-                .collect();
+                .take_while(|l| !l.starts_with(r#"{"type":"message""#));
             for line in tail {
+                let kind: Value = serde_json::from_str(line).expect("a frame");
                 assert!(
-                    line.contains("slow_consumer") || line.contains(r#""type":"bye""#),
+                    matches!(kind["type"].as_str(), Some("left" | "joined" | "bye"))
+                        || kind["code"] == "slow_consumer",
                     "{line}"
                 );
+            }
+            if let Some(at) = lines.iter().position(|l| l.contains(r#""type":"bye""#)) {
+                assert_eq!(at, lines.len() - 1, "frames after bye");
             }
             cut_after.push(got.len());
         }
