@@ -102,31 +102,7 @@ fn client_message() -> impl Strategy<Value = ClientMessage> {
 }
 
 fn error_code() -> impl Strategy<Value = ErrorCode> {
-    prop::sample::select(vec![
-        ErrorCode::BadFrame,
-        ErrorCode::BadUtf8,
-        ErrorCode::FrameTooLong,
-        ErrorCode::TextTooLong,
-        ErrorCode::InvalidText,
-        ErrorCode::InvalidName,
-        ErrorCode::NickTaken,
-        ErrorCode::NotInRoom,
-        ErrorCode::NoSuchNick,
-        ErrorCode::NoSuchRoom,
-        ErrorCode::TooManyRooms,
-        ErrorCode::RateLimited,
-        ErrorCode::HandshakeRequired,
-        ErrorCode::UnsupportedVersion,
-        ErrorCode::BadRef,
-        ErrorCode::Unsupported,
-        ErrorCode::BadCursor,
-        ErrorCode::UnknownCommand,
-        ErrorCode::SlowConsumer,
-        ErrorCode::TooManyErrors,
-        ErrorCode::ServerFull,
-        ErrorCode::IdleTimeout,
-        ErrorCode::Internal,
-    ])
+    prop::sample::select(ErrorCode::ALL)
 }
 
 fn history_entry() -> impl Strategy<Value = HistoryEntry> {

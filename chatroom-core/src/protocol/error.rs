@@ -60,6 +60,12 @@ pub enum ErrorCode {
     IdleTimeout,
     /// Something failed inside the server; the request may be retried.
     Internal,
+    /// The client's address already holds as many connections as the server
+    /// allows one address.
+    TooManyConnections,
+    /// The client's address opens connections faster than the server allows
+    /// one address.
+    ConnectingTooFast,
 }
 
 impl ErrorCode {
@@ -91,6 +97,8 @@ impl ErrorCode {
         Self::ServerFull,
         Self::IdleTimeout,
         Self::Internal,
+        Self::TooManyConnections,
+        Self::ConnectingTooFast,
     ];
 
     /// The code as it appears on the wire.
@@ -119,6 +127,8 @@ impl ErrorCode {
             Self::ServerFull => "server_full",
             Self::IdleTimeout => "idle_timeout",
             Self::Internal => "internal",
+            Self::TooManyConnections => "too_many_connections",
+            Self::ConnectingTooFast => "connecting_too_fast",
         }
     }
 }
@@ -225,8 +235,10 @@ mod tests {
             ErrorCode::ServerFull => 20,
             ErrorCode::IdleTimeout => 21,
             ErrorCode::Internal => 22,
+            ErrorCode::TooManyConnections => 23,
+            ErrorCode::ConnectingTooFast => 24,
         };
-        assert_eq!(ErrorCode::ALL.len(), 23);
+        assert_eq!(ErrorCode::ALL.len(), 25);
         for (i, code) in ErrorCode::ALL.iter().enumerate() {
             assert_eq!(index(*code), i, "{code} is out of place in ALL");
         }

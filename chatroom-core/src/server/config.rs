@@ -84,6 +84,16 @@ pub struct ServerConfig {
     pub tls_cert: String,
     /// PEM private key of `tls_cert`.
     pub tls_key: String,
+    /// Most connections open at once from one peer address; more are
+    /// refused with `too_many_connections`. An IPv6 peer's /64 counts as
+    /// one address, since one host usually holds a whole /64.
+    pub max_connections_per_ip: usize,
+    /// Connections per second one peer address may open, on average;
+    /// faster attempts are refused with `connecting_too_fast`.
+    pub connect_rate_per_ip: f64,
+    /// Connections one peer address may open in a burst above
+    /// `connect_rate_per_ip`.
+    pub connect_burst_per_ip: u32,
 }
 
 /// Which history store the server binary opens.
@@ -129,6 +139,9 @@ impl Default for ServerConfig {
             web_origins: Vec::new(),
             tls_cert: String::new(),
             tls_key: String::new(),
+            max_connections_per_ip: 64,
+            connect_rate_per_ip: 10.0,
+            connect_burst_per_ip: 64,
         }
     }
 }
@@ -162,6 +175,9 @@ pub(crate) struct Limits {
     pub(crate) web: bool,
     /// Allowed origins, lower-cased, without a trailing `/`.
     pub(crate) web_origins: Vec<String>,
+    pub(crate) max_connections_per_ip: usize,
+    pub(crate) connect_rate_per_ip: f64,
+    pub(crate) connect_burst_per_ip: u32,
 }
 
 fn positive(field: &'static str, value: u64) -> Result<(), ConfigError> {
@@ -239,6 +255,14 @@ impl ServerConfig {
                 reason: "must be a number greater than 0".to_owned(),
             });
         }
+        positive("max_connections_per_ip", self.max_connections_per_ip as u64)?;
+        positive("connect_burst_per_ip", u64::from(self.connect_burst_per_ip))?;
+        if !(self.connect_rate_per_ip.is_finite() && self.connect_rate_per_ip > 0.0) {
+            return Err(ConfigError::Invalid {
+                field: "connect_rate_per_ip",
+                reason: "must be a number greater than 0".to_owned(),
+            });
+        }
         Ok(Limits {
             server_name: self.server_name.clone(),
             default_room,
@@ -273,6 +297,9 @@ impl ServerConfig {
                 .iter()
                 .map(|o| o.trim_end_matches('/').to_ascii_lowercase())
                 .collect(),
+            max_connections_per_ip: self.max_connections_per_ip,
+            connect_rate_per_ip: self.connect_rate_per_ip,
+            connect_burst_per_ip: self.connect_burst_per_ip,
         })
     }
 }
@@ -317,6 +344,38 @@ mod tests {
             "outbox_frames",
             "idle_timeout_secs",
             "rate_per_sec",
+        ];
+        for (config, field) in bad.iter().zip(fields) {
+            let e = config.validate().unwrap_err();
+            assert!(e.to_string().contains(field), "{e}");
+        }
+    }
+
+    #[test]
+    fn per_address_limits_must_be_positive() {
+        let bad = [
+            ServerConfig {
+                max_connections_per_ip: 0,
+                ..Default::default()
+            },
+            ServerConfig {
+                connect_rate_per_ip: -1.0,
+                ..Default::default()
+            },
+            ServerConfig {
+                connect_rate_per_ip: f64::INFINITY,
+                ..Default::default()
+            },
+            ServerConfig {
+                connect_burst_per_ip: 0,
+                ..Default::default()
+            },
+        ];
+        let fields = [
+            "max_connections_per_ip",
+            "connect_rate_per_ip",
+            "connect_rate_per_ip",
+            "connect_burst_per_ip",
         ];
         for (config, field) in bad.iter().zip(fields) {
             let e = config.validate().unwrap_err();

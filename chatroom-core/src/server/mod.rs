@@ -24,6 +24,7 @@
 mod backlog;
 mod config;
 mod error;
+mod peers;
 mod rate;
 mod session;
 mod web;
@@ -45,6 +46,7 @@ pub use config::{HistoryKind, ServerConfig};
 pub use error::{ConfigError, ServerError, SessionError};
 
 use config::Limits;
+use peers::{PeerTable, Refusal};
 
 /// What every session shares.
 #[derive(Debug)]
@@ -153,13 +155,14 @@ impl Server {
         }
 
         let permits = Arc::new(Semaphore::new(self.shared.limits.max_connections));
+        let peers = Arc::new(PeerTable::new(&self.shared.limits));
         let mut sessions = JoinSet::new();
         tokio::pin!(shutdown);
         let result = loop {
             tokio::select! {
                 _ = &mut shutdown => break Ok(()),
                 accepted = conn_rx.recv() => match accepted {
-                    Some(Ok(conn)) => self.admit(conn, &permits, &mut sessions, &stop),
+                    Some(Ok(conn)) => self.admit(conn, &permits, &peers, &mut sessions, &stop),
                     Some(Err(e)) => break Err(ServerError::Transport(e)),
                     None => break Ok(()),
                 },
@@ -194,23 +197,44 @@ impl Server {
         result
     }
 
-    /// Starts a session for `conn`, or turns it away when the server is full.
+    /// Starts a session for `conn`, or turns it away when the server is
+    /// full or the peer's address has used up its share.
     fn admit(
         &self,
         conn: Connection,
         permits: &Arc<Semaphore>,
+        peers: &Arc<PeerTable>,
         sessions: &mut JoinSet<()>,
         stop: &CancellationToken,
     ) {
         let Ok(permit) = permits.clone().try_acquire_owned() else {
             tracing::warn!(peer = %conn.peer, "refused: server full");
-            sessions.spawn(refuse(conn));
+            sessions.spawn(refuse(conn, ErrorCode::ServerFull));
             return;
+        };
+        // Taken after the permit, so addresses that hold connections are
+        // never more than max_connections: that bounds the table.
+        let slot = match conn.peer.ip().map(|ip| peers.admit(ip)).transpose() {
+            Ok(slot) => slot,
+            Err(refused) => {
+                let code = match refused.reason {
+                    Refusal::TooMany => ErrorCode::TooManyConnections,
+                    Refusal::TooFast => ErrorCode::ConnectingTooFast,
+                };
+                if refused.first {
+                    tracing::warn!(peer = %conn.peer, %code, "refused: per-address limit");
+                } else {
+                    tracing::debug!(peer = %conn.peer, %code, "refused: per-address limit");
+                }
+                sessions.spawn(refuse(conn, code));
+                return;
+            }
         };
         let shared = self.shared.clone();
         let stop = stop.child_token();
         sessions.spawn(async move {
             session::serve(shared, conn, stop).await;
+            drop(slot);
             drop(permit);
         });
     }
@@ -239,18 +263,40 @@ async fn sweep_history(
     }
 }
 
-/// Tells a client the server is full and closes. The dialect is not known
-/// yet, so the line is JSON, which a person can still read.
-async fn refuse(conn: Connection) {
-    use tokio::io::AsyncWriteExt;
+/// Tells a client why it is turned away and closes. The dialect is not
+/// known yet, so the line is JSON, which a person can still read.
+async fn refuse(conn: Connection, code: ErrorCode) {
+    use futures::FutureExt;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let message = match code {
+        ErrorCode::TooManyConnections => "too many connections from your address",
+        ErrorCode::ConnectingTooFast => "your address connects too fast; slow down",
+        _ => "the server is full; try again later",
+    };
     let frame = crate::protocol::encode(&ServerFrame::new(ServerMessage::Error {
-        code: ErrorCode::ServerFull,
-        message: "the server is full; try again later".to_owned(),
+        code,
+        message: message.to_owned(),
     }));
-    let mut writer = conn.writer;
+    let Connection {
+        mut reader,
+        mut writer,
+        ..
+    } = conn;
     let _ = tokio::time::timeout(std::time::Duration::from_secs(1), async {
         writer.write_all(&frame).await?;
         writer.shutdown().await
     })
     .await;
+    // Closing a socket with unread input sends a reset, which some client
+    // stacks answer by dropping the error line unread (a client typically
+    // sends `hello` at once). Discard what has already arrived, without
+    // waiting: a refused peer must not hold a descriptor for long, or a
+    // connect flood would turn refusals into descriptor exhaustion.
+    let mut sink = [0u8; 4096];
+    for _ in 0..16 {
+        match reader.read(&mut sink).now_or_never() {
+            Some(Ok(n)) if n > 0 => {}
+            _ => break,
+        }
+    }
 }

@@ -43,6 +43,13 @@ impl TokenBucket {
             false
         }
     }
+
+    /// True when the bucket would be full at `now`: it remembers nothing
+    /// that a fresh bucket would not, so it can be forgotten.
+    pub(crate) fn is_full(&self, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.tokens + elapsed * self.per_sec >= self.burst
+    }
 }
 
 #[cfg(test)]

@@ -38,6 +38,10 @@ use super::{Shared, web};
 /// up to the line limit. Small, because idle connections are the common case.
 const INITIAL_READ_BUFFER: usize = 1024;
 
+/// How long a session that ended (other than by shutdown) waits for its
+/// writer to flush the last frames, such as an error and `bye`.
+const CLOSE_LINGER: Duration = Duration::from_secs(2);
+
 type Reader = FramedRead<BoxReader, LineFramer>;
 
 /// Why a session ended; logged, and shown to the rooms it leaves.
@@ -256,18 +260,13 @@ async fn chat(
     let (tx, rx) = outbox(limits.outbox_frames, limits.outbox_bytes);
     let mut writer_task = WriterTask(tokio::spawn(writer::run(writer, rx, dialect)));
 
+    // A text client's first line may have arrived during the sniff; it is
+    // handled before anything else is read.
+    let mut first_text = None;
     let session = match dialect {
         Dialect::Text => {
-            let mut session = Session::start_text(&shared, peer, tx).await;
-            // A line typed before the greeting still counts.
-            if let Some(frame) = first_line
-                && let Flow::Close(end) = session.on_frame(frame).await
-            {
-                session.finish(&end);
-                let _ = tokio::time::timeout(Duration::from_secs(1), &mut writer_task.0).await;
-                return;
-            }
-            Some(session)
+            first_text = first_line;
+            Some(Session::start_text(&shared, peer, tx).await)
         }
         Dialect::Native => {
             tokio::select! {
@@ -283,13 +282,27 @@ async fn chat(
     };
     tracing::info!(%peer, nick = %session.nick, ?dialect, "connected");
 
-    let end = session.run(&mut reader, &mut writer_task, &shutdown).await;
+    let first = match first_text {
+        Some(frame) => Some(session.on_frame(frame).await),
+        None => None,
+    };
+    let end = match first {
+        Some(Flow::Close(end)) => end,
+        _ => session.run(&mut reader, &mut writer_task, &shutdown).await,
+    };
     tracing::info!(%peer, nick = %session.nick, reason = %end, "disconnected");
     session.finish(&end);
     if !writer_task.0.is_finished() {
-        // The writer drains what is queued (a `bye`, say) and closes; the
-        // server's shutdown deadline bounds this wait from outside.
-        let _ = (&mut writer_task.0).await;
+        // The writer drains what is queued (a `bye`, say) and closes. On
+        // shutdown the server's deadline bounds this wait from outside;
+        // otherwise a peer that stopped reading would keep its connection
+        // and its slot for as long as it stays stalled, so the wait is
+        // bounded here and the writer is aborted with the session.
+        if matches!(end, End::Shutdown) {
+            let _ = (&mut writer_task.0).await;
+        } else {
+            let _ = tokio::time::timeout(CLOSE_LINGER, &mut writer_task.0).await;
+        }
     }
 }
 

@@ -42,7 +42,8 @@ impl Dialect {
 /// How the writer ended.
 #[derive(Debug)]
 pub(crate) enum WriterEnd {
-    /// Every sender was dropped and the queue was written out.
+    /// Every sender was dropped and the queue was written out, or `bye`
+    /// was written (nothing is written after it).
     Drained,
     /// The session was cut off (its queue overflowed).
     Cut(CutReason),
@@ -71,6 +72,16 @@ pub(crate) async fn run(
             return WriterEnd::Drained;
         }
         let queued: usize = batch.iter().map(|f| f.json().len()).sum();
+        // `bye` is the last frame a peer gets. Room traffic can still reach
+        // the queue after it, from other sessions' threads, until the
+        // session has left its rooms; that traffic is dropped here.
+        let said_bye = match batch.iter().position(is_bye) {
+            Some(at) => {
+                batch.truncate(at + 1);
+                true
+            }
+            None => false,
+        };
         // Cloning a `Bytes` bumps a reference count; the encoded frame itself
         // is shared with every other recipient.
         pending
@@ -90,7 +101,15 @@ pub(crate) async fn run(
         if let Err(e) = result {
             return WriterEnd::Failed(e);
         }
+        if said_bye {
+            let _ = writer.shutdown().await;
+            return WriterEnd::Drained;
+        }
     }
+}
+
+fn is_bye(frame: &Arc<Outbound>) -> bool {
+    matches!(frame.frame().message, ServerMessage::Bye { .. })
 }
 
 /// Encoded frames not yet written, front first.

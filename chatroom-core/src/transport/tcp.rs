@@ -18,6 +18,13 @@ const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
 #[cfg(any(target_os = "linux", target_os = "macos", target_os = "freebsd"))]
 const KEEPALIVE_PROBES: u32 = 3;
 
+/// Connections the kernel queues for `accept` before it drops new SYNs.
+/// The standard library's 128 overflows when a few hundred clients connect
+/// at once (every client reconnecting after a restart): each dropped SYN
+/// costs its client a one-second retransmission. The kernel caps this at
+/// `net.core.somaxconn`.
+const LISTEN_BACKLOG: u32 = 1024;
+
 /// A TCP listening socket.
 #[derive(Debug)]
 pub struct TcpListener {
@@ -34,23 +41,44 @@ impl TcpListener {
         addr: impl ToSocketAddrs + std::fmt::Display,
     ) -> Result<Self, TransportError> {
         let shown = addr.to_string();
-        let inner = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(|source| TransportError::Bind {
-                addr: shown.clone(),
-                source,
-            })?;
-        let local = inner.local_addr().map_err(|source| TransportError::Bind {
-            addr: shown,
+        let bind_error = |source| TransportError::Bind {
+            addr: shown.clone(),
             source,
-        })?;
-        Ok(Self { inner, local })
+        };
+        // As std's bind: each resolved address in turn, the first that binds.
+        let mut last = io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "could not resolve to any address",
+        );
+        for candidate in tokio::net::lookup_host(addr).await.map_err(bind_error)? {
+            match listen(candidate) {
+                Ok(inner) => {
+                    let local = inner.local_addr().map_err(bind_error)?;
+                    return Ok(Self { inner, local });
+                }
+                Err(e) => last = e,
+            }
+        }
+        Err(bind_error(last))
     }
 
     /// The bound address (with the real port when port 0 was asked for).
     pub fn local_socket_addr(&self) -> SocketAddr {
         self.local
     }
+}
+
+fn listen(addr: SocketAddr) -> io::Result<tokio::net::TcpListener> {
+    let socket = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    // As std does for listeners on Unix: a restarted server can bind its
+    // port while connections of the old one are still in TIME_WAIT.
+    #[cfg(unix)]
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 /// Errors after which accepting again can succeed.

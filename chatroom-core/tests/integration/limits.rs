@@ -260,3 +260,50 @@ async fn a_text_client_idle_too_long_is_closed() {
     assert_eq!(lines, vec!["! no data for too long", "* bye: idle timeout"]);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn one_address_may_hold_only_its_share_of_connections() {
+    let server = TestServer::with(ServerConfig {
+        max_connections_per_ip: 2,
+        ..ServerConfig::default()
+    })
+    .await;
+    let mut a = Peer::native_in(server.addr, "a", "lobby").await;
+    let b = Peer::native_in(server.addr, "b", "lobby").await;
+    // The third sends its hello at once, as a real client does; the refusal
+    // must still arrive intact, not be lost to a reset.
+    let mut third = Peer::connect(server.addr).await;
+    third
+        .send_json(json!({"type": "hello", "version": 1, "nick": "c"}))
+        .await;
+    let refused = third.frame().await;
+    assert_eq!(refused["code"], "too_many_connections", "{refused}");
+    assert_eq!(third.try_line().await, None);
+    a.until_type("joined").await;
+    drop(b);
+    a.until_type("left").await;
+    Peer::native(server.addr, "c").await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn one_address_connecting_too_fast_is_throttled() {
+    let server = TestServer::with(ServerConfig {
+        connect_rate_per_ip: 2.0,
+        connect_burst_per_ip: 3,
+        ..ServerConfig::default()
+    })
+    .await;
+    let mut kept = Vec::new();
+    for i in 0..3 {
+        kept.push(Peer::native(server.addr, &format!("n{i}")).await);
+    }
+    let mut fourth = Peer::connect(server.addr).await;
+    let refused = fourth.frame().await;
+    assert_eq!(refused["code"], "connecting_too_fast", "{refused}");
+    assert_eq!(fourth.try_line().await, None);
+    // Half a second at 2 per second gives one connection back.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    Peer::native(server.addr, "later").await;
+    server.stop().await;
+}

@@ -8,6 +8,8 @@ mod support;
 mod chat;
 /// Line framing as clients really send it: split, glued, CRLF, too long.
 mod framing;
+/// Regressions found by the abuse suite and the fuzzers.
+mod hardening;
 /// History: backlog on join, pages, resume cursors, restarts, retention.
 mod history;
 /// Every configured limit triggers as documented and spares other clients.
