@@ -11,7 +11,7 @@
 use std::sync::Arc;
 
 use chatroom_core::protocol::{Nickname, RoomName};
-use chatroom_core::registry::{OutboxReceiver, Room, RoomRegistry, SessionId, outbox};
+use chatroom_core::registry::{Backlog, OutboxReceiver, Room, RoomRegistry, SessionId, outbox};
 use divan::Bencher;
 use divan::counter::ItemsCount;
 
@@ -39,13 +39,13 @@ fn setup(members: usize) -> Setup {
         let id = registry
             .register(Nickname::new(format!("m{i}")).unwrap(), tx)
             .unwrap();
-        registry.join(id, &name, 8).unwrap();
+        registry.join(id, &name, 8, Backlog::None).unwrap();
         receivers.push(rx);
     }
     let nick = Nickname::new("publisher").unwrap();
     let (tx, mut own) = outbox(capacity, 1 << 30);
     let publisher = registry.register(nick.clone(), tx).unwrap();
-    let room = registry.join(publisher, &name, 8).unwrap();
+    let room = registry.join(publisher, &name, 8, Backlog::None).unwrap();
     while own.try_recv().is_some() {}
     for rx in &mut receivers {
         while rx.try_recv().is_some() {}

@@ -17,12 +17,16 @@
 //!   for TCP and an in-memory pipe. Knows nothing of messages.
 //! - [`registry`]: who is in which room. Membership, nicknames, presence,
 //!   per-room ids and encode-once fanout into bounded queues. No I/O.
+//! - [`history`]: where room messages are kept: the store trait, a
+//!   bounded in-memory store and (feature `sqlite`) a durable one.
 //! - [`server`]: the engine that joins them: accept loop, one session per
 //!   connection, limits, graceful shutdown.
-//! - `client`: the async client API (being added).
+//! - [`client`]: the async client API.
 //!
 //! Dependencies point one way, as drawn; CI checks it.
 
+pub mod client;
+pub mod history;
 pub mod protocol;
 pub mod registry;
 pub mod server;

@@ -1,3 +1,182 @@
-//! The chatroom server binary (being written).
+//! The chatroom server binary: reads its settings, sets up logging and
+//! signal handling, binds the listen addresses and runs the engine from
+//! `chatroom-core` until SIGINT or SIGTERM.
+//!
+//! It is the error boundary: every failure is printed once, with its cause
+//! chain, on one stderr line, and mapped to an exit code (see `--help`):
+//! 0 clean shutdown, 1 runtime failure, 2 usage or configuration error,
+//! 3 cannot listen.
 
-fn main() {}
+mod cli;
+mod settings;
+
+use std::error::Error;
+use std::future::Future;
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use std::sync::Arc;
+
+use chatroom_core::history::{HistoryError, SqliteStore};
+use chatroom_core::server::{HistoryKind, Server, ServerError};
+use chatroom_core::transport::{TcpListener, TransportError};
+
+use crate::cli::Cli;
+use crate::settings::SettingsError;
+
+/// Why the server did not run to a clean shutdown.
+#[derive(Debug, thiserror::Error)]
+enum Failure {
+    /// A setting could not be read (exit 2).
+    #[error(transparent)]
+    Settings(#[from] SettingsError),
+    /// The engine refused a setting's value (exit 2).
+    #[error(transparent)]
+    Config(ServerError),
+    /// An address could not be bound (exit 3).
+    #[error(transparent)]
+    Listen(TransportError),
+    /// The history store could not be opened (exit 1).
+    #[error("cannot open the history store")]
+    History(#[source] HistoryError),
+    /// The async runtime could not be built (exit 1).
+    #[error("cannot start the async runtime")]
+    Runtime(#[source] std::io::Error),
+    /// SIGINT or SIGTERM could not be hooked (exit 1).
+    #[error("cannot install signal handlers")]
+    Signals(#[source] std::io::Error),
+    /// The engine stopped with an error (exit 1).
+    #[error("server failed")]
+    Serve(#[source] ServerError),
+}
+
+impl Failure {
+    fn exit_code(&self) -> ExitCode {
+        match self {
+            Self::Settings(_) | Self::Config(_) => ExitCode::from(2),
+            Self::Listen(_) => ExitCode::from(3),
+            Self::History(_) | Self::Runtime(_) | Self::Signals(_) | Self::Serve(_) => {
+                ExitCode::FAILURE
+            }
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::parse_from(std::env::args_os()) {
+        Ok(cli) => cli,
+        Err(e) => {
+            // Help and version go to stdout with 0; usage errors to stderr with 2.
+            let _ = e.print();
+            return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2));
+        }
+    };
+    match run(&cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            report(&e);
+            e.exit_code()
+        }
+    }
+}
+
+fn run(cli: &Cli) -> Result<(), Failure> {
+    let settings = settings::load(cli, std::env::vars_os())?;
+    // Values are checked before anything is bound, so a bad value is a
+    // configuration error and never a half-started server.
+    let server = Server::new(settings.server.clone()).map_err(|e| match e {
+        ServerError::Config(_) => Failure::Config(e),
+        other => Failure::Serve(other),
+    })?;
+    if cli.print_config {
+        print!("{}", settings.to_toml());
+        return Ok(());
+    }
+    init_logging();
+    let config = &settings.server;
+    let server = match config.history {
+        HistoryKind::Memory => server,
+        HistoryKind::Sqlite => {
+            let dir = std::path::Path::new(&config.data_dir);
+            let store = SqliteStore::open(dir, config.history_sync).map_err(Failure::History)?;
+            tracing::info!(path = %store.path().display(), "history store opened");
+            Server::with_history(config.clone(), Arc::new(store)).map_err(Failure::Config)?
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(Failure::Runtime)?;
+    runtime.block_on(serve(server, &settings.listen))
+}
+
+async fn serve(server: Server, addrs: &[String]) -> Result<(), Failure> {
+    // Hooked before binding, so a signal that arrives as soon as the
+    // `listening` line is out already shuts down gracefully.
+    let shutdown = shutdown_signal().map_err(Failure::Signals)?;
+    let mut listeners = Vec::with_capacity(addrs.len());
+    for addr in addrs {
+        listeners.push(
+            TcpListener::bind(addr.as_str())
+                .await
+                .map_err(Failure::Listen)?,
+        );
+    }
+    server
+        .run_all(listeners, shutdown)
+        .await
+        .map_err(Failure::Serve)
+}
+
+/// Completes on the first SIGINT or SIGTERM (Ctrl-C elsewhere).
+#[cfg(unix)]
+fn shutdown_signal() -> std::io::Result<impl Future<Output = ()> + Send> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    Ok(async move {
+        let name = tokio::select! {
+            _ = interrupt.recv() => "SIGINT",
+            _ = terminate.recv() => "SIGTERM",
+        };
+        tracing::info!(signal = %name, "shutdown requested");
+    })
+}
+
+/// Completes on the first Ctrl-C.
+#[cfg(not(unix))]
+fn shutdown_signal() -> std::io::Result<impl Future<Output = ()> + Send> {
+    Ok(async {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            tracing::info!(signal = "Ctrl-C", "shutdown requested");
+        } else {
+            std::future::pending::<()>().await;
+        }
+    })
+}
+
+/// Logs to stderr, filtered by `RUST_LOG` (default `info`), in colour only
+/// on a terminal.
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    use tracing_subscriber::filter::LevelFilter;
+    let filter = EnvFilter::builder()
+        .with_default_directive(LevelFilter::INFO.into())
+        .from_env_lossy();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+}
+
+/// Prints `error: ` and the error with each of its causes once, on one line.
+fn report(e: &dyn Error) {
+    let mut line = format!("error: {e}");
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        line.push_str(&format!(": {c}"));
+        cause = c.source();
+    }
+    eprintln!("{}", line.replace('\n', " "));
+}

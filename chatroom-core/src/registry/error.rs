@@ -25,6 +25,13 @@ pub enum RegistryError {
     /// The room does not exist.
     #[error("no room named #{0}")]
     NoSuchRoom(RoomName),
+    /// A join's backlog is too long to hand over at once: stream the
+    /// messages after `after` first, then join again.
+    #[error("the backlog after id {after} must be streamed first")]
+    Behind {
+        /// The cursor the backlog starts after.
+        after: crate::protocol::MessageId,
+    },
     /// The session is not registered (it disconnected).
     #[error("session is not registered")]
     UnknownSession,
@@ -39,7 +46,7 @@ impl RegistryError {
             Self::TooManyRooms { .. } => ErrorCode::TooManyRooms,
             Self::NoSuchNick(_) => ErrorCode::NoSuchNick,
             Self::NoSuchRoom(_) => ErrorCode::NoSuchRoom,
-            Self::UnknownSession => ErrorCode::Internal,
+            Self::Behind { .. } | Self::UnknownSession => ErrorCode::Internal,
         }
     }
 }

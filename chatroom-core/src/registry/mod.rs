@@ -18,7 +18,8 @@ use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use crate::protocol::{Nickname, RoomInfo, RoomName, ServerMessage};
+use crate::history::HistoryStore;
+use crate::protocol::{MessageId, Nickname, RoomInfo, RoomName, ServerMessage};
 
 pub use error::RegistryError;
 pub use outbox::{CutReason, Outbound, Outbox, OutboxReceiver, PushError, outbox};
@@ -36,16 +37,41 @@ impl fmt::Display for SessionId {
     }
 }
 
+/// How many of a room's latest messages a room keeps in memory by default.
+pub const DEFAULT_RECENT_PER_ROOM: usize = 256;
+
+/// Most messages a join hands over under the locks; a longer catch-up is
+/// streamed first (see [`RoomRegistry::join`]).
+pub const MAX_ATOMIC_BACKLOG: MessageId = 64;
+
+/// Which past messages a joiner is sent before the live ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backlog {
+    /// None: only what is said from now on.
+    None,
+    /// The last N messages of the room.
+    Last(MessageId),
+    /// Every message with an id above this one (a resume cursor).
+    After(MessageId),
+}
+
 /// The room registry. Cheap to clone: clones share one state.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct RoomRegistry {
     shared: Arc<Shared>,
 }
 
-#[derive(Default)]
+impl Default for RoomRegistry {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 struct Shared {
     next_session: AtomicU64,
     state: Mutex<State>,
+    recent_per_room: usize,
+    history: Option<Arc<dyn HistoryStore>>,
 }
 
 #[derive(Default)]
@@ -65,9 +91,37 @@ struct SessionEntry {
 }
 
 impl RoomRegistry {
-    /// An empty registry.
+    /// An empty registry without a history store; each room keeps its
+    /// last [`DEFAULT_RECENT_PER_ROOM`] messages in memory.
     pub fn new() -> Self {
-        Self::default()
+        Self::with_history(None, DEFAULT_RECENT_PER_ROOM)
+    }
+
+    /// An empty registry whose rooms keep their last `recent_per_room`
+    /// messages in memory and tell `history` every message.
+    pub fn with_history(history: Option<Arc<dyn HistoryStore>>, recent_per_room: usize) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                next_session: AtomicU64::new(0),
+                state: Mutex::new(State::default()),
+                recent_per_room,
+                history,
+            }),
+        }
+    }
+
+    /// The history store, if the registry has one.
+    pub fn history(&self) -> Option<&Arc<dyn HistoryStore>> {
+        self.shared.history.as_ref()
+    }
+
+    /// The last message id of `room`: from the live room, else from the
+    /// history store. `None` for a room that never had a message or member.
+    pub fn last_id(&self, room: &RoomName) -> Option<MessageId> {
+        if let Some(live) = self.room(room) {
+            return Some(live.last_id());
+        }
+        self.shared.history.as_ref().and_then(|h| h.last_id(room))
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -166,18 +220,27 @@ impl RoomRegistry {
         Ok(old)
     }
 
-    /// Adds the session to `room` (created if needed) and tells the room,
-    /// the joiner included. Joining a room one is in already changes nothing
-    /// and tells no one.
+    /// Adds the session to `room` (created if needed), hands it the
+    /// `backlog` it asked for, and tells the room, the joiner included.
+    /// Joining a room one is in already changes nothing and tells no one.
+    ///
+    /// Under the locks the joiner is sent `joined`, then the backlog, and is
+    /// then a member: no message can fall between the backlog and the live
+    /// ones, and none can come twice. Only a backlog of at most
+    /// [`MAX_ATOMIC_BACKLOG`] messages, all still in memory, is handed over
+    /// this way; for a longer one the join is refused with
+    /// [`RegistryError::Behind`], and the caller streams the older messages
+    /// itself (paced by its queue) and joins again with a later cursor.
     ///
     /// # Errors
     /// [`RegistryError::TooManyRooms`] when the session is in `max_rooms`
-    /// rooms already.
+    /// rooms already; [`RegistryError::Behind`] as above.
     pub fn join(
         &self,
         id: SessionId,
         room: &RoomName,
         max_rooms: usize,
+        backlog: Backlog,
     ) -> Result<Arc<Room>, RegistryError> {
         let mut guard = self.lock();
         let state = &mut *guard;
@@ -194,25 +257,41 @@ impl RoomRegistry {
         if entry.rooms.len() >= max_rooms {
             return Err(RegistryError::TooManyRooms { max: max_rooms });
         }
-        let handle = state
-            .rooms
-            .entry(key.clone())
-            .or_insert_with(|| Arc::new(Room::new(room.clone(), 0)))
-            .clone();
-        entry.rooms.insert(key);
+        let handle = match state.rooms.get(&key) {
+            Some(live) => live.clone(),
+            None => Arc::new(Room::new(
+                room.clone(),
+                self.shared.recent_per_room,
+                self.shared.history.clone(),
+            )),
+        };
+        let mut room_state = handle.lock();
+        let after = match backlog {
+            Backlog::None => room_state.last_id,
+            Backlog::Last(n) => room_state.last_id.saturating_sub(n),
+            Backlog::After(cursor) => cursor.min(room_state.last_id),
+        };
+        if room_state.last_id - after > MAX_ATOMIC_BACKLOG || after + 1 < room_state.recent_from() {
+            return Err(RegistryError::Behind { after });
+        }
         let frame = Outbound::message(ServerMessage::Joined {
             room: handle.name().clone(),
             nick: entry.nick.clone(),
         });
-        let mut room_state = handle.lock();
+        for member in &room_state.members {
+            let _ = member.outbox.push(&frame);
+        }
+        let _ = entry.outbox.push(&frame);
+        for missed in room_state.recent_after(after) {
+            let _ = entry.outbox.push(missed);
+        }
         room_state.members.push(Member {
             session: id,
             outbox: entry.outbox.clone(),
         });
-        for member in &room_state.members {
-            let _ = member.outbox.push(&frame);
-        }
         drop(room_state);
+        entry.rooms.insert(key.clone());
+        state.rooms.entry(key).or_insert_with(|| handle.clone());
         Ok(handle)
     }
 

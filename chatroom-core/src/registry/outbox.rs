@@ -178,6 +178,15 @@ impl Outbox {
         self.cut.cancel();
     }
 
+    /// True when the queue holds half its frames or half its bytes: a
+    /// producer that can wait (a backlog being streamed) waits then.
+    pub fn is_half_full(&self) -> bool {
+        let frames_free = self.tx.capacity();
+        let frames_max = self.tx.max_capacity();
+        frames_free < frames_max / 2
+            || self.queued_bytes.load(Ordering::Relaxed) > self.max_bytes / 2
+    }
+
     /// True once the session has been cut off or its writer is gone.
     pub fn is_closed(&self) -> bool {
         self.cut.is_cancelled() || self.tx.is_closed()

@@ -1,10 +1,12 @@
 //! One room: its members' queues, its message counter, and fanout.
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::protocol::{MessageId, Nickname, RoomName, ServerMessage, Timestamp};
+use crate::history::HistoryStore;
+use crate::protocol::{HistoryEntry, MessageId, Nickname, RoomName, ServerMessage, Timestamp};
 
 use super::outbox::{Outbound, Outbox};
 use super::{RegistryError, SessionId};
@@ -39,6 +41,25 @@ pub(super) struct Member {
 pub(super) struct RoomState {
     pub(super) last_id: MessageId,
     pub(super) members: Vec<Member>,
+    /// The room's latest message frames, oldest first, already encoded: a
+    /// joiner or a resuming client is sent these without any encoding.
+    pub(super) recent: VecDeque<Arc<Outbound>>,
+}
+
+impl RoomState {
+    /// The id of the oldest message in `recent`, or `last_id + 1` when it
+    /// is empty: every message from this id on is in memory.
+    pub(super) fn recent_from(&self) -> MessageId {
+        self.last_id + 1 - self.recent.len() as MessageId
+    }
+
+    /// The recent frames with an id above `after`.
+    pub(super) fn recent_after(&self, after: MessageId) -> impl Iterator<Item = &Arc<Outbound>> {
+        let skip = after.saturating_sub(self.recent_from() - 1);
+        self.recent
+            .iter()
+            .skip(usize::try_from(skip).unwrap_or(usize::MAX))
+    }
 }
 
 /// A room. Sessions hold an `Arc<Room>` for each room they joined, so
@@ -48,16 +69,30 @@ pub struct Room {
     // A std mutex: it is never held across an .await, and every critical
     // section is a bounded loop of non-blocking queue pushes.
     state: Mutex<RoomState>,
+    /// How many frames `recent` keeps.
+    recent_cap: usize,
+    /// Told every message, in id order (appends happen under the lock).
+    history: Option<Arc<dyn HistoryStore>>,
 }
 
 impl Room {
-    pub(super) fn new(name: RoomName, last_id: MessageId) -> Self {
+    pub(super) fn new(
+        name: RoomName,
+        recent_cap: usize,
+        history: Option<Arc<dyn HistoryStore>>,
+    ) -> Self {
+        // Ids continue after the last one stored, across restarts and
+        // across the room emptying and being created again.
+        let last_id = history.as_ref().and_then(|h| h.last_id(&name)).unwrap_or(0);
         Self {
             name,
             state: Mutex::new(RoomState {
                 last_id,
                 members: Vec::new(),
+                recent: VecDeque::new(),
             }),
+            recent_cap,
+            history,
         }
     }
 
@@ -114,6 +149,18 @@ impl Room {
         state.last_id += 1;
         let id = state.last_id;
         let ts = now_ms();
+        if let Some(history) = &self.history {
+            history.append(
+                &self.name,
+                HistoryEntry {
+                    id,
+                    from: from.clone(),
+                    text: text.clone(),
+                    ts,
+                    action,
+                },
+            );
+        }
         let frame = Outbound::message(ServerMessage::Message {
             room: self.name.clone(),
             id,
@@ -123,12 +170,32 @@ impl Room {
             action,
         });
         let (delivered, slow) = fan_out(&state, &frame, (!echo).then_some(sender));
+        if self.recent_cap > 0 {
+            if state.recent.len() == self.recent_cap {
+                state.recent.pop_front();
+            }
+            state.recent.push_back(frame);
+        }
         Ok(Published {
             id,
             ts,
             delivered,
             slow,
         })
+    }
+
+    /// The store this room's messages go to, if any.
+    pub fn history(&self) -> Option<&Arc<dyn HistoryStore>> {
+        self.history.as_ref()
+    }
+
+    /// Copies out up to `limit` recent frames with an id above `after`,
+    /// with the id of the oldest frame held in memory (every later message
+    /// is held too).
+    pub fn recent_after(&self, after: MessageId, limit: usize) -> (Vec<Arc<Outbound>>, MessageId) {
+        let state = self.lock();
+        let frames = state.recent_after(after).take(limit).cloned().collect();
+        (frames, state.recent_from())
     }
 
     /// Pushes an already-stamped frame to every member but `except`.

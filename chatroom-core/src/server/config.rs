@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::history::{Retention, SyncMode};
 use crate::protocol::{DEFAULT_MAX_LINE_LEN, MAX_TEXT_LEN, RoomName};
 
 use super::error::ConfigError;
@@ -50,6 +51,38 @@ pub struct ServerConfig {
     pub error_refill_secs: u64,
     /// How long a graceful shutdown may take before connections are dropped.
     pub shutdown_timeout_secs: u64,
+    /// Where the server binary keeps history: `sqlite` (durable, under
+    /// `data_dir`) or `memory` (lost on restart). An embedder that calls
+    /// `Server::new` gets memory; it passes its own store to
+    /// `Server::with_history` otherwise.
+    pub history: HistoryKind,
+    /// The directory of the durable history store.
+    pub data_dir: String,
+    /// `normal`: a message survives the server being killed once committed;
+    /// `full`: also a power loss (an fsync per commit).
+    pub history_sync: SyncMode,
+    /// Most messages kept per room; older ones are removed in the background.
+    pub history_max_messages: u64,
+    /// Oldest message kept, in seconds of age (0: no age limit).
+    pub history_max_age_secs: u64,
+    /// How often retention runs.
+    pub history_sweep_secs: u64,
+    /// Messages sent to a client when it joins a room (it may ask for fewer).
+    pub history_on_join: u32,
+    /// Most messages in one `history` reply.
+    pub history_page_max: u32,
+    /// Latest messages each live room keeps in memory for joins and resumes.
+    pub recent_per_room: usize,
+}
+
+/// Which history store the server binary opens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HistoryKind {
+    /// The durable SQLite store under `data_dir`.
+    Sqlite,
+    /// A bounded in-memory store, lost on restart.
+    Memory,
 }
 
 impl Default for ServerConfig {
@@ -72,6 +105,15 @@ impl Default for ServerConfig {
             max_errors: 20,
             error_refill_secs: 3,
             shutdown_timeout_secs: 5,
+            history: HistoryKind::Sqlite,
+            data_dir: "./chatroom-data".to_owned(),
+            history_sync: SyncMode::Normal,
+            history_max_messages: 100_000,
+            history_max_age_secs: 30 * 24 * 3600,
+            history_sweep_secs: 60,
+            history_on_join: 20,
+            history_page_max: 200,
+            recent_per_room: 256,
         }
     }
 }
@@ -97,6 +139,11 @@ pub(crate) struct Limits {
     pub(crate) max_errors: u32,
     pub(crate) error_refill: Duration,
     pub(crate) shutdown_timeout: Duration,
+    pub(crate) retention: Retention,
+    pub(crate) sweep_every: Duration,
+    pub(crate) history_on_join: u64,
+    pub(crate) history_page_max: usize,
+    pub(crate) recent_per_room: usize,
 }
 
 fn positive(field: &'static str, value: u64) -> Result<(), ConfigError> {
@@ -142,6 +189,15 @@ impl ServerConfig {
         positive("rate_burst", u64::from(self.rate_burst))?;
         positive("max_errors", u64::from(self.max_errors))?;
         positive("error_refill_secs", self.error_refill_secs)?;
+        positive("history_max_messages", self.history_max_messages)?;
+        positive("history_sweep_secs", self.history_sweep_secs)?;
+        positive("history_page_max", u64::from(self.history_page_max))?;
+        if self.data_dir.is_empty() {
+            return Err(ConfigError::Invalid {
+                field: "data_dir",
+                reason: "must not be empty".to_owned(),
+            });
+        }
         if self.idle_timeout_secs <= self.ping_interval_secs {
             return Err(ConfigError::Invalid {
                 field: "idle_timeout_secs",
@@ -174,6 +230,15 @@ impl ServerConfig {
             max_errors: self.max_errors,
             error_refill: Duration::from_secs(self.error_refill_secs),
             shutdown_timeout: Duration::from_secs(self.shutdown_timeout_secs),
+            retention: Retention {
+                max_messages: self.history_max_messages,
+                max_age_ms: (self.history_max_age_secs > 0)
+                    .then(|| self.history_max_age_secs.saturating_mul(1000)),
+            },
+            sweep_every: Duration::from_secs(self.history_sweep_secs),
+            history_on_join: u64::from(self.history_on_join),
+            history_page_max: self.history_page_max as usize,
+            recent_per_room: self.recent_per_room,
         })
     }
 }

@@ -21,6 +21,7 @@
 //! # Ok(()) }
 //! ```
 
+mod backlog;
 mod config;
 mod error;
 mod rate;
@@ -34,11 +35,12 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::history::{HistoryStore, MemoryStore};
 use crate::protocol::{ErrorCode, ServerFrame, ServerMessage};
-use crate::registry::RoomRegistry;
+use crate::registry::{RoomRegistry, now_ms};
 use crate::transport::{Connection, Listener, TransportError};
 
-pub use config::ServerConfig;
+pub use config::{HistoryKind, ServerConfig};
 pub use error::{ConfigError, ServerError, SessionError};
 
 use config::Limits;
@@ -57,17 +59,29 @@ pub struct Server {
 }
 
 impl Server {
-    /// Validates `config` and builds an engine with an empty registry.
+    /// Validates `config` and builds an engine that keeps history in
+    /// memory (a [`MemoryStore`] of `history_max_messages` per room).
     ///
     /// # Errors
     /// [`ServerError::Config`] naming the first setting that is out of range.
     pub fn new(config: ServerConfig) -> Result<Self, ServerError> {
+        let per_room = usize::try_from(config.history_max_messages).unwrap_or(usize::MAX);
+        Self::with_history(config, Arc::new(MemoryStore::new(per_room)))
+    }
+
+    /// Validates `config` and builds an engine whose rooms keep their
+    /// messages in `store`.
+    ///
+    /// # Errors
+    /// [`ServerError::Config`] naming the first setting that is out of range.
+    pub fn with_history(
+        config: ServerConfig,
+        store: Arc<dyn HistoryStore>,
+    ) -> Result<Self, ServerError> {
         let limits = config.validate()?;
+        let registry = RoomRegistry::with_history(Some(store), limits.recent_per_room);
         Ok(Self {
-            shared: Arc::new(Shared {
-                limits,
-                registry: RoomRegistry::new(),
-            }),
+            shared: Arc::new(Shared { limits, registry }),
         })
     }
 
@@ -127,6 +141,16 @@ impl Server {
         }
         drop(conn_tx);
 
+        if let Some(store) = self.shared.registry.history().cloned() {
+            let limits = &self.shared.limits;
+            acceptors.spawn(sweep_history(
+                store,
+                limits.retention,
+                limits.sweep_every,
+                stop.clone(),
+            ));
+        }
+
         let permits = Arc::new(Semaphore::new(self.shared.limits.max_connections));
         let mut sessions = JoinSet::new();
         tokio::pin!(shutdown);
@@ -157,6 +181,14 @@ impl Server {
             );
             sessions.shutdown().await;
         }
+        if let Some(store) = self.shared.registry.history().cloned() {
+            // What the sessions said last is committed before run returns.
+            match tokio::task::spawn_blocking(move || store.flush()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::error!(error = %e, "history flush failed"),
+                Err(e) => tracing::error!(error = %e, "history flush panicked"),
+            }
+        }
         tracing::info!("stopped");
         result
     }
@@ -180,6 +212,29 @@ impl Server {
             session::serve(shared, conn, stop).await;
             drop(permit);
         });
+    }
+}
+
+/// Applies the retention policy every `every` until `stop`.
+async fn sweep_history(
+    store: Arc<dyn HistoryStore>,
+    retention: crate::history::Retention,
+    every: std::time::Duration,
+    stop: CancellationToken,
+) {
+    let mut ticks = tokio::time::interval(every);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = ticks.tick() => {}
+        }
+        let store = store.clone();
+        match tokio::task::spawn_blocking(move || store.sweep(retention, now_ms())).await {
+            Ok(Ok(0)) => {}
+            Ok(Ok(removed)) => tracing::info!(removed, "history retention applied"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "history retention failed"),
+            Err(e) => tracing::warn!(error = %e, "history retention panicked"),
+        }
     }
 }
 

@@ -7,7 +7,7 @@
 //! session's socket: everything it says to others goes through the registry
 //! into their queues.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,15 +20,17 @@ use tokio::time::Instant;
 use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 
+use crate::history::{Page, PageQuery};
 use crate::protocol::text::{self, TextInput};
 use crate::protocol::{
-    self, ClientFrame, ClientMessage, ErrorCode, MAX_TEXT_LEN, Nickname, PROTOCOL_VERSION,
-    ProtocolError, RoomName, ServerFrame, ServerMessage,
+    self, ClientFrame, ClientMessage, ErrorCode, MAX_TEXT_LEN, MessageId, Nickname,
+    PROTOCOL_VERSION, ProtocolError, RoomName, ServerFrame, ServerMessage,
 };
-use crate::registry::{Outbound, Outbox, RegistryError, Room, SessionId, outbox};
+use crate::registry::{Backlog, Outbound, Outbox, RegistryError, Room, SessionId, outbox};
 use crate::transport::{BoxReader, Connection, Frame, LineFramer, PeerAddr};
 
 use super::Shared;
+use super::backlog::{self, BacklogError};
 use super::rate::TokenBucket;
 use super::writer::{self, Dialect, WriterEnd};
 
@@ -96,6 +98,26 @@ impl From<ProtocolError> for Failure {
     fn from(e: ProtocolError) -> Self {
         Self::new(e.code(), e.to_string())
     }
+}
+
+impl From<BacklogError> for Failure {
+    fn from(e: BacklogError) -> Self {
+        match e {
+            BacklogError::Registry(e) => e.into(),
+            other => Self::new(ErrorCode::Internal, other.to_string()),
+        }
+    }
+}
+
+fn bad_cursor(why: &str) -> Failure {
+    Failure::new(ErrorCode::BadCursor, why)
+}
+
+fn future_cursor(id: MessageId, last: MessageId) -> Failure {
+    Failure::new(
+        ErrorCode::BadCursor,
+        format!("id {id} is in the future: the room's last id is {last}"),
+    )
 }
 
 impl From<RegistryError> for Failure {
@@ -174,7 +196,7 @@ pub(crate) async fn serve(shared: Arc<Shared>, conn: Connection, shutdown: Cance
     let mut writer_task = WriterTask(tokio::spawn(writer::run(writer, rx, dialect)));
 
     let session = match dialect {
-        Dialect::Text => Some(Session::start_text(&shared, peer, tx)),
+        Dialect::Text => Some(Session::start_text(&shared, peer, tx).await),
         Dialect::Native => {
             tokio::select! {
                 _ = shutdown.cancelled() => None,
@@ -306,7 +328,7 @@ async fn handshake(
             },
         };
         let (failure, reference) = match hello_of(&frame) {
-            Ok((version, nick, reference)) => {
+            Ok((version, nick, resume, reference)) => {
                 if version != PROTOCOL_VERSION {
                     error(
                         &outbox,
@@ -332,8 +354,9 @@ async fn handshake(
                 };
                 match registered {
                     Ok((id, nick)) => {
-                        let session = Session::new(shared, id, nick, Dialect::Native, outbox);
-                        session.welcome(reference);
+                        let mut session = Session::new(shared, id, nick, Dialect::Native, outbox);
+                        session.welcome(reference.clone());
+                        session.resume(resume, reference).await;
                         return Some(session);
                     }
                     Err(e) => (Failure::from(e), reference),
@@ -349,7 +372,13 @@ async fn handshake(
     }
 }
 
-type Hello = (u32, Option<Nickname>, Option<String>);
+/// What a `hello` asks for: version, nick, resume cursors, and its `ref`.
+type Hello = (
+    u32,
+    Option<Nickname>,
+    BTreeMap<RoomName, MessageId>,
+    Option<String>,
+);
 
 /// Reads a `hello` out of a frame, or says what is wrong with it.
 fn hello_of(frame: &Frame) -> Result<Hello, (Failure, Option<String>)> {
@@ -368,7 +397,11 @@ fn hello_of(frame: &Frame) -> Result<Hello, (Failure, Option<String>)> {
     let parsed: ClientFrame =
         protocol::decode(line).map_err(|e| (Failure::from(e), ref_of_bad_frame(line)))?;
     match parsed.message {
-        ClientMessage::Hello { version, nick, .. } => Ok((version, nick, parsed.reference)),
+        ClientMessage::Hello {
+            version,
+            nick,
+            resume,
+        } => Ok((version, nick, resume, parsed.reference)),
         _ => Err((
             Failure::new(ErrorCode::HandshakeRequired, "say hello first"),
             parsed.reference,
@@ -403,14 +436,17 @@ impl Session {
 
     /// Registers a text-dialect client under a nick from its address, greets
     /// it and puts it in the default room.
-    fn start_text(shared: &Arc<Shared>, peer: PeerAddr, outbox: Outbox) -> Self {
+    async fn start_text(shared: &Arc<Shared>, peer: PeerAddr, outbox: Outbox) -> Self {
         let (id, nick) = shared
             .registry
             .register_unique(&nick_for(&peer), outbox.clone());
         let mut session = Self::new(shared, id, nick, Dialect::Text, outbox);
         session.welcome(None);
         let room = shared.limits.default_room.clone();
-        match session.join(&room) {
+        match session
+            .join(&room, Backlog::Last(shared.limits.history_on_join))
+            .await
+        {
             Ok(()) => session.current = Some(room),
             Err(failure) => error(&session.outbox, failure, None),
         }
@@ -456,7 +492,7 @@ impl Session {
                 item = reader.next() => match item {
                     None => return End::PeerClosed,
                     Some(Err(e)) => return End::ReadFailed(e),
-                    Some(Ok(frame)) => self.on_frame(frame),
+                    Some(Ok(frame)) => self.on_frame(frame).await,
                 },
                 _ = tokio::time::sleep_until(deadline) => self.on_silence(),
             };
@@ -498,7 +534,7 @@ impl Session {
         Flow::Close(End::IdleTimeout)
     }
 
-    fn on_frame(&mut self, frame: Frame) -> Flow {
+    async fn on_frame(&mut self, frame: Frame) -> Flow {
         self.last_heard = Instant::now();
         self.pinged = false;
         let line = match frame {
@@ -514,12 +550,12 @@ impl Session {
             }
         };
         match self.dialect {
-            Dialect::Native => self.on_native_line(&line),
-            Dialect::Text => self.on_text_line(&line),
+            Dialect::Native => self.on_native_line(&line).await,
+            Dialect::Text => self.on_text_line(&line).await,
         }
     }
 
-    fn on_native_line(&mut self, line: &Bytes) -> Flow {
+    async fn on_native_line(&mut self, line: &Bytes) -> Flow {
         let frame: ClientFrame = match protocol::decode(line) {
             Ok(frame) => frame,
             Err(e) => return self.reject(e.into(), ref_of_bad_frame(line)),
@@ -530,10 +566,10 @@ impl Session {
         {
             return self.reject(e.into(), None);
         }
-        self.request(message, reference)
+        self.request(message, reference).await
     }
 
-    fn on_text_line(&mut self, line: &Bytes) -> Flow {
+    async fn on_text_line(&mut self, line: &Bytes) -> Flow {
         let Ok(line) = std::str::from_utf8(line) else {
             return self.reject(ProtocolError::InvalidUtf8.into(), None);
         };
@@ -561,12 +597,12 @@ impl Session {
                 if !self.take_rate_token() {
                     return self.rate_limited(None);
                 }
-                match self.switch(room) {
+                match self.switch(room).await {
                     Ok(()) => Flow::Continue,
                     Err(failure) => self.reject(failure, None),
                 }
             }
-            TextInput::Request(message) => self.request(message, None),
+            TextInput::Request(message) => self.request(message, None).await,
             // TextInput is non_exhaustive for other crates, not this one.
         }
     }
@@ -586,18 +622,18 @@ impl Session {
     }
 
     /// Rate-limits and serves one request, answering errors.
-    fn request(&mut self, message: ClientMessage, reference: Option<String>) -> Flow {
+    async fn request(&mut self, message: ClientMessage, reference: Option<String>) -> Flow {
         // A pong only proves liveness; it costs no rate.
         if !matches!(message, ClientMessage::Pong) && !self.take_rate_token() {
             return self.rate_limited(reference);
         }
-        match self.dispatch(message, reference.clone()) {
+        match self.dispatch(message, reference.clone()).await {
             Ok(flow) => flow,
             Err(failure) => self.reject(failure, reference),
         }
     }
 
-    fn dispatch(
+    async fn dispatch(
         &mut self,
         message: ClientMessage,
         reference: Option<String>,
@@ -609,8 +645,10 @@ impl Session {
                     "hello was already said",
                 ));
             }
-            ClientMessage::Join { room, .. } => {
-                self.join(&room)?;
+            ClientMessage::Join { room, history, .. } => {
+                let on_join = self.shared.limits.history_on_join;
+                let n = history.map_or(on_join, |h| u64::from(h).min(on_join));
+                self.join(&room, Backlog::Last(n)).await?;
                 let members = self.shared.registry.members(&room)?;
                 self.reply(ServerMessage::Members { room, members }, reference);
             }
@@ -659,11 +697,21 @@ impl Session {
                 let members = self.shared.registry.members(&room)?;
                 self.reply(ServerMessage::Members { room, members }, reference);
             }
-            ClientMessage::History { .. } => {
-                return Err(Failure::new(
-                    ErrorCode::Unsupported,
-                    "history is not kept by this server",
-                ));
+            ClientMessage::History {
+                room,
+                before,
+                after,
+                limit,
+            } => {
+                let page = self.history_page(&room, before, after, limit).await?;
+                self.reply(
+                    ServerMessage::History {
+                        room,
+                        messages: page.messages,
+                        more: page.more,
+                    },
+                    reference,
+                );
             }
             ClientMessage::Ping => self.reply(ServerMessage::Pong, reference),
             ClientMessage::Pong => {}
@@ -683,13 +731,63 @@ impl Session {
         Ok(Flow::Continue)
     }
 
-    fn join(&mut self, room: &RoomName) -> Result<(), Failure> {
-        let handle = self
-            .shared
-            .registry
-            .join(self.id, room, self.shared.limits.max_rooms)?;
+    async fn join(&mut self, room: &RoomName, backlog: Backlog) -> Result<(), Failure> {
+        let shared = &self.shared;
+        let handle = backlog::join(
+            &shared.registry,
+            self.id,
+            &self.outbox,
+            room,
+            shared.limits.max_rooms,
+            backlog,
+        )
+        .await?;
         self.rooms.insert(room.key(), handle);
         Ok(())
+    }
+
+    /// Checks a `history` request and reads its page.
+    async fn history_page(
+        &self,
+        room: &RoomName,
+        before: Option<MessageId>,
+        after: Option<MessageId>,
+        limit: Option<u32>,
+    ) -> Result<Page, Failure> {
+        let registry = &self.shared.registry;
+        let last = registry
+            .last_id(room)
+            .ok_or_else(|| RegistryError::NoSuchRoom(room.clone()))?;
+        let max = self.shared.limits.history_page_max;
+        let limit = match limit {
+            None => max.min(50),
+            Some(0) => return Err(bad_cursor("limit must be at least 1")),
+            Some(n) => (n as usize).min(max),
+        };
+        let query = match (before, after) {
+            (Some(_), Some(_)) => return Err(bad_cursor("give before or after, not both")),
+            (Some(b), None) if b > last + 1 => return Err(future_cursor(b, last)),
+            (None, Some(a)) if a > last => return Err(future_cursor(a, last)),
+            (before, None) => PageQuery::Before { before, limit },
+            (None, Some(after)) => PageQuery::After { after, limit },
+        };
+        Ok(backlog::page(registry, room, query).await?)
+    }
+
+    /// Rejoins the rooms of a `hello`'s resume cursors, each with exactly
+    /// the messages after its cursor. A bad cursor is answered with an error
+    /// and skipped; the others still resume.
+    async fn resume(&mut self, cursors: BTreeMap<RoomName, MessageId>, reference: Option<String>) {
+        for (room, cursor) in cursors {
+            let checked = match self.shared.registry.last_id(&room) {
+                None => Err(Failure::from(RegistryError::NoSuchRoom(room.clone()))),
+                Some(last) if cursor > last => Err(future_cursor(cursor, last)),
+                Some(_) => self.join(&room, Backlog::After(cursor)).await,
+            };
+            if let Err(failure) = checked {
+                self.fail(failure, reference.clone());
+            }
+        }
     }
 
     fn leave(&mut self, room: &RoomName) -> Result<(), Failure> {
@@ -703,11 +801,12 @@ impl Session {
 
     /// The text dialect's `/join`: join the new room first, so a refused
     /// join leaves the user where they were, then leave the old one.
-    fn switch(&mut self, room: RoomName) -> Result<(), Failure> {
+    async fn switch(&mut self, room: RoomName) -> Result<(), Failure> {
         if self.current.as_ref().is_some_and(|c| c.key() == room.key()) {
             return Ok(());
         }
-        self.join(&room)?;
+        self.join(&room, Backlog::Last(self.shared.limits.history_on_join))
+            .await?;
         if let Some(old) = self.current.take() {
             self.leave(&old)?;
         }

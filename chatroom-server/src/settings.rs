@@ -1,0 +1,528 @@
+//! The effective settings: the defaults, then a TOML file, then
+//! `CHATROOM_*` environment variables, then the command line, each layer
+//! overriding the one before.
+//!
+//! Layers are merged as TOML tables. The defaults, serialized, name every
+//! known key and the type its value takes, so each field of
+//! [`ServerConfig`] is covered without being listed here a second time.
+//! Every value is checked as it is applied, so an error names its key and
+//! where it came from; the ranges are checked afterwards by
+//! [`chatroom_core::server::Server::new`].
+
+use std::ffi::OsString;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use chatroom_core::server::ServerConfig;
+use toml::{Table, Value};
+
+use crate::cli::Cli;
+
+/// Where the server listens when nothing says otherwise.
+pub(crate) const DEFAULT_LISTEN: &str = "127.0.0.1:7878";
+/// What environment variables for settings start with.
+pub(crate) const ENV_PREFIX: &str = "CHATROOM_";
+/// The one key that is not a [`ServerConfig`] field.
+const LISTEN: &str = "listen";
+
+/// Everything the binary needs to start a server.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Settings {
+    /// Addresses to bind, in order.
+    pub(crate) listen: Vec<String>,
+    /// The engine's settings, not yet validated.
+    pub(crate) server: ServerConfig,
+}
+
+/// Where a value came from, for error messages.
+#[derive(Debug, Clone)]
+pub(crate) enum Origin {
+    /// The `--config` file.
+    File(PathBuf),
+    /// An environment variable, by name.
+    Env(String),
+    /// `--set`, `--listen` or the `IP PORT` arguments.
+    CommandLine,
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::File(path) => write!(f, "config file {}", path.display()),
+            Self::Env(name) => write!(f, "environment variable {name}"),
+            Self::CommandLine => f.write_str("the command line"),
+        }
+    }
+}
+
+/// A setting that could not be read. Every one is a configuration error.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum SettingsError {
+    /// The config file could not be read.
+    #[error("cannot read config file {}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The operating system's reason.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The config file is not TOML.
+    #[error("config file {} is not valid TOML at line {line}, column {column}: {message}", path.display())]
+    Syntax {
+        /// The file.
+        path: PathBuf,
+        /// Where the parser stopped, counted from 1.
+        line: usize,
+        /// Where on that line, counted from 1.
+        column: usize,
+        /// The parser's complaint.
+        message: String,
+    },
+    /// A key that is not a setting (often a typo).
+    #[error("unknown setting `{key}` in {origin}; --help lists the settings")]
+    Unknown {
+        /// The key as written.
+        key: String,
+        /// Where it was written.
+        origin: Origin,
+    },
+    /// A value of the wrong type for its key.
+    #[error("bad value for setting `{key}` in {origin}: {reason}")]
+    Value {
+        /// The setting.
+        key: String,
+        /// Where the value was written.
+        origin: Origin,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// An environment variable with a setting's name holds bytes that are
+    /// not UTF-8.
+    #[error("environment variable {name} is not valid UTF-8")]
+    NotUnicode {
+        /// The variable.
+        name: String,
+    },
+}
+
+/// Reads every layer: the file named by `cli`, the `CHATROOM_*` variables
+/// among `env`, then the command line's values.
+///
+/// # Errors
+/// The first value that cannot be used, naming its key and its origin.
+pub(crate) fn load(
+    cli: &Cli,
+    env: impl IntoIterator<Item = (OsString, OsString)>,
+) -> Result<Settings, SettingsError> {
+    let mut layers = Layers::new();
+    if let Some(path) = &cli.config {
+        let origin = Origin::File(path.clone());
+        for (key, value) in read_file(path)? {
+            layers.set(&key, value, &origin)?;
+        }
+    }
+    let mut vars: Vec<(String, OsString)> = env
+        .into_iter()
+        .filter_map(|(name, value)| Some((name.into_string().ok()?, value)))
+        .filter(|(name, _)| name.starts_with(ENV_PREFIX))
+        .collect();
+    vars.sort();
+    for (name, value) in vars {
+        let key = name[ENV_PREFIX.len()..].to_ascii_lowercase();
+        let Ok(value) = value.into_string() else {
+            return Err(SettingsError::NotUnicode { name });
+        };
+        layers.set_raw(&key, &value, &Origin::Env(name))?;
+    }
+    for (key, value) in &cli.set {
+        layers.set_raw(key, value, &Origin::CommandLine)?;
+    }
+    let listen = cli.listen_addrs();
+    if !listen.is_empty() {
+        let value = Value::Array(listen.into_iter().map(Value::String).collect());
+        layers.set(LISTEN, value, &Origin::CommandLine)?;
+    }
+    layers.finish()
+}
+
+impl Settings {
+    /// The settings as a TOML file that [`load`] reads back unchanged.
+    pub(crate) fn to_toml(&self) -> String {
+        let mut listen = Table::new();
+        listen.insert(
+            LISTEN.to_owned(),
+            Value::Array(self.listen.iter().cloned().map(Value::String).collect()),
+        );
+        // Both serialize: the table holds strings, and every field of the
+        // config is a TOML scalar.
+        let listen = toml::to_string(&listen).unwrap_or_default();
+        let server = toml::to_string(&self.server).unwrap_or_default();
+        format!("{listen}{server}")
+    }
+}
+
+/// The settings table for `--help`: key, default and environment variable,
+/// in the order `ServerConfig` declares its fields.
+pub(crate) fn help_table() -> String {
+    let mut rows = vec![(
+        LISTEN.to_owned(),
+        format!("[\"{DEFAULT_LISTEN}\"]"),
+        format!("{ENV_PREFIX}LISTEN (comma-separated)"),
+    )];
+    let defaults = toml::to_string(&ServerConfig::default()).unwrap_or_default();
+    for (key, value) in defaults.lines().filter_map(|l| l.split_once(" = ")) {
+        rows.push((
+            key.to_owned(),
+            value.to_owned(),
+            format!("{ENV_PREFIX}{}", key.to_ascii_uppercase()),
+        ));
+    }
+    let key_width = rows.iter().map(|r| r.0.len()).max().unwrap_or(0);
+    let value_width = rows.iter().map(|r| r.1.len()).max().unwrap_or(0);
+    let mut out = format!(
+        "  {:key_width$}  {:value_width$}  ENVIRONMENT\n",
+        "SETTING", "DEFAULT"
+    );
+    for (key, value, env) in rows {
+        out.push_str(&format!(
+            "  {key:key_width$}  {value:value_width$}  {env}\n"
+        ));
+    }
+    out
+}
+
+/// Checks a listen address's shape: `IP:PORT`, `[IPv6]:PORT` or
+/// `HOST:PORT`. Whether it can be bound is only known when binding.
+///
+/// # Errors
+/// A message saying what was expected.
+pub(crate) fn parse_listen_addr(s: &str) -> Result<String, String> {
+    if let Ok(addr) = s.parse::<SocketAddr>() {
+        return Ok(addr.to_string());
+    }
+    match s.rsplit_once(':') {
+        Some((host, port))
+            if !host.is_empty()
+                && !host.contains([':', '[', ']', ' '])
+                && port.parse::<u16>().is_ok() =>
+        {
+            Ok(s.to_owned())
+        }
+        _ => Err(format!(
+            "`{s}` is not an address: expected HOST:PORT, like 127.0.0.1:7878 or [::1]:7878"
+        )),
+    }
+}
+
+/// The merged table, and the defaults it started from.
+struct Layers {
+    defaults: Table,
+    merged: Table,
+}
+
+impl Layers {
+    fn new() -> Self {
+        // The default config is a flat struct of scalars; it always fits.
+        let mut defaults = Table::try_from(ServerConfig::default()).unwrap_or_default();
+        defaults.insert(
+            LISTEN.to_owned(),
+            Value::Array(vec![Value::String(DEFAULT_LISTEN.to_owned())]),
+        );
+        Self {
+            merged: defaults.clone(),
+            defaults,
+        }
+    }
+
+    /// Sets `key` to a typed value (from a file or the command line).
+    fn set(&mut self, key: &str, value: Value, origin: &Origin) -> Result<(), SettingsError> {
+        if !self.defaults.contains_key(key) {
+            return Err(SettingsError::Unknown {
+                key: key.to_owned(),
+                origin: origin.clone(),
+            });
+        }
+        check(key, &value).map_err(|reason| SettingsError::Value {
+            key: key.to_owned(),
+            origin: origin.clone(),
+            reason,
+        })?;
+        self.merged.insert(key.to_owned(), value);
+        Ok(())
+    }
+
+    /// Sets `key` from text (an environment variable or `--set`), read as
+    /// the type the key's default has.
+    fn set_raw(&mut self, key: &str, raw: &str, origin: &Origin) -> Result<(), SettingsError> {
+        let Some(default) = self.defaults.get(key) else {
+            return Err(SettingsError::Unknown {
+                key: key.to_owned(),
+                origin: origin.clone(),
+            });
+        };
+        let value = typed(default, raw).map_err(|reason| SettingsError::Value {
+            key: key.to_owned(),
+            origin: origin.clone(),
+            reason,
+        })?;
+        self.set(key, value, origin)
+    }
+
+    fn finish(mut self) -> Result<Settings, SettingsError> {
+        let invalid = |key: &str, reason: String| SettingsError::Value {
+            key: key.to_owned(),
+            origin: Origin::CommandLine,
+            reason,
+        };
+        let listen = self
+            .merged
+            .remove(LISTEN)
+            .unwrap_or(Value::Array(Vec::new()));
+        let listen = listen_list(&listen).map_err(|r| invalid(LISTEN, r))?;
+        // Each value was checked on its own as it was set, so the whole
+        // table deserializes; this only guards against that changing.
+        let server = self
+            .merged
+            .try_into::<ServerConfig>()
+            .map_err(|e| invalid("*", e.message().to_owned()))?;
+        Ok(Settings { listen, server })
+    }
+}
+
+/// Reads the config file into a table.
+fn read_file(path: &Path) -> Result<Table, SettingsError> {
+    let text = std::fs::read_to_string(path).map_err(|source| SettingsError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    text.parse::<Table>().map_err(|e| {
+        let at = e.span().map_or(0, |s| s.start).min(text.len());
+        let before = &text[..at];
+        let line = before.matches('\n').count() + 1;
+        let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+        SettingsError::Syntax {
+            path: path.to_owned(),
+            line,
+            column,
+            message: e.message().trim().to_owned(),
+        }
+    })
+}
+
+/// Checks one value against its key's type, alone, so the error is about
+/// that key only.
+fn check(key: &str, value: &Value) -> Result<(), String> {
+    if key == LISTEN {
+        return listen_list(value).map(drop);
+    }
+    let mut one = Table::new();
+    one.insert(key.to_owned(), value.clone());
+    one.try_into::<ServerConfig>()
+        .map(drop)
+        .map_err(|e| e.message().trim().to_owned())
+}
+
+/// Reads `raw` as a value of the same TOML type as `default`. Lists are
+/// comma-separated.
+fn typed(default: &Value, raw: &str) -> Result<Value, String> {
+    let raw_trimmed = raw.trim();
+    match default {
+        Value::Integer(_) => raw_trimmed
+            .parse()
+            .map(Value::Integer)
+            .map_err(|_| format!("expected a whole number, got `{raw}`")),
+        Value::Float(_) => raw_trimmed
+            .parse()
+            .map(Value::Float)
+            .map_err(|_| format!("expected a number, got `{raw}`")),
+        Value::Boolean(_) => raw_trimmed
+            .parse()
+            .map(Value::Boolean)
+            .map_err(|_| format!("expected true or false, got `{raw}`")),
+        Value::Array(_) => Ok(Value::Array(
+            raw.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| Value::String(s.to_owned()))
+                .collect(),
+        )),
+        // Strings, and anything a future field may be: TOML syntax first,
+        // the text as it is otherwise.
+        Value::String(_) => Ok(Value::String(raw.to_owned())),
+        _ => Ok(format!("v = {raw}")
+            .parse::<Table>()
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .unwrap_or_else(|| Value::String(raw.to_owned()))),
+    }
+}
+
+/// The listen addresses in a value: a non-empty list of well-formed
+/// addresses.
+fn listen_list(value: &Value) -> Result<Vec<String>, String> {
+    let Value::Array(items) = value else {
+        return Err("expected a list of addresses, like [\"127.0.0.1:7878\"]".to_owned());
+    };
+    if items.is_empty() {
+        return Err("needs at least one address".to_owned());
+    }
+    items
+        .iter()
+        .map(|item| match item {
+            Value::String(s) => parse_listen_addr(s),
+            other => Err(format!("expected an address string, got `{other}`")),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cli(args: &[&str]) -> Cli {
+        let mut all = vec!["chatroom-server"];
+        all.extend_from_slice(args);
+        Cli::parse_from(all).unwrap()
+    }
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(OsString, OsString)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (OsString::from(k), OsString::from(v)))
+            .collect()
+    }
+
+    fn temp_file(name: &str, text: &str) -> PathBuf {
+        let path = std::env::temp_dir().join(format!(
+            "chatroom-server-unit-{}-{name}.toml",
+            std::process::id()
+        ));
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    #[test]
+    fn defaults_listen_on_loopback_7878() {
+        let s = load(&cli(&[]), env(&[("PATH", "/bin")])).unwrap();
+        assert_eq!(s.listen, [DEFAULT_LISTEN]);
+        assert_eq!(s.server, ServerConfig::default());
+    }
+
+    #[test]
+    fn later_layers_win() {
+        let path = temp_file(
+            "layers",
+            "server_name = \"file\"\nmax_connections = 7\nrate_burst = 9\nlisten = [\"127.0.0.1:1\"]\n",
+        );
+        let file = path.to_str().unwrap();
+        let vars = env(&[
+            ("CHATROOM_SERVER_NAME", "env"),
+            ("CHATROOM_RATE_BURST", "11"),
+            ("CHATROOM_RATE_PER_SEC", "2"),
+            ("CHATROOM_LISTEN", "127.0.0.1:2, [::1]:3"),
+        ]);
+        let s = load(
+            &cli(&["--config", file, "--set", "rate_burst=12"]),
+            vars.clone(),
+        )
+        .unwrap();
+        assert_eq!(s.server.server_name, "env");
+        assert_eq!(s.server.max_connections, 7);
+        assert_eq!(s.server.rate_burst, 12);
+        assert!((s.server.rate_per_sec - 2.0).abs() < f64::EPSILON);
+        assert_eq!(s.listen, ["127.0.0.1:2", "[::1]:3"]);
+        let s = load(&cli(&["--config", file, "127.0.0.1", "4"]), vars).unwrap();
+        assert_eq!(s.listen, ["127.0.0.1:4"]);
+        std::fs::remove_file(path).unwrap();
+    }
+
+    #[test]
+    fn printed_settings_read_back_unchanged() {
+        let s = load(
+            &cli(&["--set", "server_name=a \"quoted\" name", "-l", "[::1]:0"]),
+            env(&[]),
+        )
+        .unwrap();
+        let path = temp_file("roundtrip", &s.to_toml());
+        let again = load(&cli(&["--config", path.to_str().unwrap()]), env(&[])).unwrap();
+        assert_eq!(again, s);
+        std::fs::remove_file(path).unwrap();
+    }
+
+    #[test]
+    fn errors_name_the_key_and_origin() {
+        /// Arguments, environment, and what the error must mention.
+        type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+        let cases: [Case<'_>; 5] = [
+            (
+                &[],
+                &[("CHATROOM_MAX_CONECTIONS", "5")],
+                "CHATROOM_MAX_CONECTIONS",
+            ),
+            (
+                &[],
+                &[("CHATROOM_MAX_CONNECTIONS", "many")],
+                "max_connections",
+            ),
+            (
+                &[],
+                &[("CHATROOM_MAX_CONNECTIONS", "-1")],
+                "max_connections",
+            ),
+            (&[], &[("CHATROOM_LISTEN", "")], "listen"),
+            (&["--set", "nope=1"], &[], "nope"),
+        ];
+        for (args, vars, needle) in cases {
+            let e = load(&cli(args), env(vars)).unwrap_err();
+            assert!(e.to_string().contains(needle), "{needle}: {e}");
+        }
+    }
+
+    #[test]
+    fn file_errors_are_one_line_with_a_position() {
+        let path = temp_file("syntax", "server_name = \"a\"\nmax_connections = = 3\n");
+        let e = load(&cli(&["-c", path.to_str().unwrap()]), env(&[])).unwrap_err();
+        let shown = e.to_string();
+        assert!(shown.contains("line 2"), "{shown}");
+        assert!(!shown.contains('\n'), "{shown}");
+        std::fs::remove_file(path).unwrap();
+        let path = temp_file("unknown", "[server]\nmax_connections = 3\n");
+        let e = load(&cli(&["-c", path.to_str().unwrap()]), env(&[])).unwrap_err();
+        assert!(e.to_string().contains("unknown setting `server`"), "{e}");
+        std::fs::remove_file(path).unwrap();
+    }
+
+    #[test]
+    fn listen_addresses_need_a_port() {
+        for good in [
+            "127.0.0.1:0",
+            "[::1]:7878",
+            "localhost:7878",
+            "0.0.0.0:65535",
+        ] {
+            assert!(parse_listen_addr(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "7878",
+            "127.0.0.1",
+            "::1:7878",
+            "host:99999",
+            ":7878",
+            "a b:1",
+        ] {
+            assert!(parse_listen_addr(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn help_lists_every_field_with_its_variable() {
+        let table = help_table();
+        let defaults = Table::try_from(ServerConfig::default()).unwrap();
+        for key in defaults.keys() {
+            assert!(table.contains(key.as_str()), "{key}");
+            assert!(table.contains(&format!("CHATROOM_{}", key.to_ascii_uppercase())));
+        }
+    }
+}
