@@ -175,6 +175,9 @@ struct ReportArgs {
     /// Write the tables between the bench markers of this Markdown file.
     #[arg(long)]
     into: Option<std::path::PathBuf>,
+    /// Markdown to put before the tables (the run's machine and date).
+    #[arg(long)]
+    header: Option<std::path::PathBuf>,
 }
 
 /// Bounds a duration argument: positive and at most an hour.
@@ -341,7 +344,11 @@ fn write_report(args: &ReportArgs) -> Result<(), String> {
         let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
         rows.extend(report::parse(&text));
     }
-    let tables = report::render(&rows);
+    let mut tables = match &args.header {
+        Some(h) => std::fs::read_to_string(h).map_err(|e| format!("{}: {e}", h.display()))?,
+        None => String::new(),
+    };
+    tables.push_str(&report::render(&rows));
     match &args.into {
         Some(doc) => {
             let old =
