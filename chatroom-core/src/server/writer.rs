@@ -192,9 +192,11 @@ async fn cut_off(
     pending
         .frames
         .truncate(usize::from(pending.front_written > 0));
-    pending
-        .frames
-        .extend([error, bye].into_iter().filter(|f| dialect.bytes(f).is_some()));
+    pending.frames.extend(
+        [error, bye]
+            .into_iter()
+            .filter(|f| dialect.bytes(f).is_some()),
+    );
     // The socket buffer is likely full; give the notice a moment, no more.
     let _ = tokio::time::timeout(std::time::Duration::from_millis(200), async {
         write_pending(&mut writer, &mut pending).await?;
