@@ -217,10 +217,8 @@ pub(crate) fn render(rows: &[Row]) -> String {
         md.push('\n');
     }
 
-    let instr: Vec<&Row> = rows
-        .iter()
-        .filter(|r| r.get("scenario").and_then(Value::as_str) == Some("instructions"))
-        .collect();
+    let instr = groups(rows, "instructions", &["members"]);
+    let instr: Vec<&Row> = instr.values().flat_map(|g| g.values()).collect();
     if !instr.is_empty() {
         md.push_str("### CPU instructions per delivered message (callgrind, server process)\n\n");
         md.push_str("| system | members | messages | deliveries | instructions per delivery |\n");

@@ -7,6 +7,9 @@
 #   bash examples/bench/run.sh            # everything (about 10 minutes)
 #   QUICK=1 bash examples/bench/run.sh    # shorter runs, no callgrind
 #   NO_DOCS=1 bash examples/bench/run.sh  # print the tables, leave the docs alone
+#   PARTS="idle instructions" bash examples/bench/run.sh
+#                                         # only those parts (of: throughput runtime
+#                                         # idle instructions), added to the last results
 #
 # Every server is stopped on exit, also on failure or Ctrl-C.
 set -euo pipefail
@@ -18,7 +21,12 @@ SECS=${SECS:-5}
 OUT=$ROOT/target/bench
 mkdir -p "$OUT"
 RESULTS=$OUT/results.txt
-: >"$RESULTS"
+PARTS=${PARTS:-}
+if [[ -z $PARTS ]]; then
+    PARTS="throughput runtime idle instructions"
+    : >"$RESULTS"
+fi
+part() { [[ " $PARTS " == *" $1 "* ]]; }
 WORK=$(mktemp -d)
 PIDS=()
 
@@ -66,13 +74,15 @@ free_port() {
     done
 }
 
+# wait_port PORT [TENTHS]: waits up to TENTHS tenths of a second (10 s).
 wait_port() {
     local i
-    for ((i = 0; i < 100; i++)); do
+    for ((i = 0; i < ${2:-100}; i++)); do
         (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
         sleep 0.1
     done
     echo "nothing listens on port $1" >&2
+    cat "$WORK"/*-"$1".log >&2 2>/dev/null || true
     return 1
 }
 
@@ -137,41 +147,43 @@ bench() {
 LIFT=(CHATROOM_RATE_PER_SEC=1000000 CHATROOM_RATE_BURST=1000000)
 SYSTEMS=(chatroom chatroom-memory ceiling redis nats)
 declare -A P D
-start chatroom "${LIFT[@]}"
-P[chatroom]=$PORT D[chatroom]=$PID
-start chatroom-memory "${LIFT[@]}" CHATROOM_HISTORY=memory
-P[chatroom-memory]=$PORT D[chatroom-memory]=$PID
-start ceiling
-P[ceiling]=$PORT D[ceiling]=$PID
-start redis
-P[redis]=$PORT D[redis]=$PID
-start nats
-P[nats]=$PORT D[nats]=$PID
+if part throughput; then
+    start chatroom "${LIFT[@]}"
+    P[chatroom]=$PORT D[chatroom]=$PID
+    start chatroom-memory "${LIFT[@]}" CHATROOM_HISTORY=memory
+    P[chatroom-memory]=$PORT D[chatroom-memory]=$PID
+    start ceiling
+    P[ceiling]=$PORT D[ceiling]=$PID
+    start redis
+    P[redis]=$PORT D[redis]=$PID
+    start nats
+    P[nats]=$PORT D[nats]=$PID
 
-# --- fanout and latency: every system back to back, per setting -------------
-for members in 100 1000; do
-    for s in "${SYSTEMS[@]}"; do
-        bench fanout "$s" "${P[$s]}" "${D[$s]}" --members "$members" --publishers 4 --secs "$SECS"
+    # --- fanout and latency: every system back to back, per setting -------------
+    for members in 100 1000; do
+        for s in "${SYSTEMS[@]}"; do
+            bench fanout "$s" "${P[$s]}" "${D[$s]}" --members "$members" --publishers 4 --secs "$SECS"
+        done
     done
-done
-bench fanout chatroom-text "${P[chatroom]}" "${D[chatroom]}" --members 100 --publishers 4 --secs "$SECS"
+    bench fanout chatroom-text "${P[chatroom]}" "${D[chatroom]}" --members 100 --publishers 4 --secs "$SECS"
 
-for rate in 1000 10000; do
-    for s in "${SYSTEMS[@]}"; do
-        bench latency "$s" "${P[$s]}" "${D[$s]}" --members 100 --rate "$rate" --secs "$SECS"
+    for rate in 1000 10000; do
+        for s in "${SYSTEMS[@]}"; do
+            bench latency "$s" "${P[$s]}" "${D[$s]}" --members 100 --rate "$rate" --secs "$SECS"
+        done
     done
-done
 
-for rate in 200 1000; do
-    for s in "${SYSTEMS[@]}"; do
-        bench churn "$s" "${P[$s]}" "${D[$s]}" --rate "$rate" --secs "$SECS" --sources 8
+    for rate in 200 1000; do
+        for s in "${SYSTEMS[@]}"; do
+            bench churn "$s" "${P[$s]}" "${D[$s]}" --rate "$rate" --secs "$SECS" --sources 8
+        done
     done
-done
 
-for s in "${SYSTEMS[@]}"; do stop "${D[$s]}"; done
+    for s in "${SYSTEMS[@]}"; do stop "${D[$s]}"; done
+fi
 
 # --- runtime flavour of the engine, measured rather than assumed ------------
-for flavour in engine-multi engine-current; do
+part runtime && for flavour in engine-multi engine-current; do
     start "$flavour" "${LIFT[@]}"
     bench fanout "$flavour" "$PORT" "$PID" --members 100 --publishers 4 --secs "$SECS"
     bench latency "$flavour" "$PORT" "$PID" --members 100 --rate 1000 --secs "$SECS"
@@ -185,6 +197,7 @@ BIG=$((FDS - 500))
 ((BIG > 50000)) && BIG=50000
 IDLE=(10000 "$BIG")
 [[ -n ${QUICK:-} ]] && IDLE=(2000)
+part idle || IDLE=()
 for conns in "${IDLE[@]}"; do
     for s in chatroom ceiling redis nats; do
         extra=()
@@ -194,7 +207,10 @@ for conns in "${IDLE[@]}"; do
                 redis) extra=(--maxclients $((conns + 100))) ;;
             esac
         fi
-        start "$s" "${extra[@]}"
+        start "$s" "${extra[@]}" || {
+            echo "FAILED idle $s --conns $conns (server did not start)" >>"$RESULTS"
+            continue
+        }
         sleep 1
         bench idle "$s" "$PORT" "$PID" --conns "$conns" --room-size 100 --sources 8 --settle-secs 2
         stop "$PID"
@@ -217,9 +233,11 @@ instructions() {
         port=$(free_port)
         local file="$WORK/callgrind-$system-$n.out"
         case $system in
-            chatroom)
+            chatroom | chatroom-memory)
                 mkdir -p "$WORK/cg-$n"
-                env RUST_LOG=warn CHATROOM_DATA_DIR="$WORK/cg-$n" "${LIFT[@]}" \
+                local history=sqlite
+                [[ $system == chatroom-memory ]] && history=memory
+                env RUST_LOG=warn CHATROOM_DATA_DIR="$WORK/cg-$n" CHATROOM_HISTORY=$history "${LIFT[@]}" \
                     valgrind --tool=callgrind --callgrind-out-file="$file" \
                     "$SERVER" --listen "127.0.0.1:$port" >"$WORK/cg.log" 2>&1 &
                 ;;
@@ -235,9 +253,10 @@ instructions() {
         esac
         local pid=$!
         PIDS+=("$pid")
-        wait_port "$port"
+        # Start-up under valgrind (SQLite included) takes a while.
+        wait_port "$port" 900
         log "callgrind $system: $n messages to $members members"
-        "$BENCH" fanout --target "$(target_of "$system")" --addr "127.0.0.1:$port" \
+        "$BENCH" fanout --target "$(target_of "$system")" --label "$system" --addr "127.0.0.1:$port" \
             --members $members --publishers 1 --max-messages "$n" --secs 600 --concurrency 20 >"$WORK/cg-run.txt"
         grep -q '"lost":0' "$WORK/cg-run.txt" || { echo "callgrind run lost messages" >&2; return 1; }
         kill -TERM "$pid"
@@ -249,8 +268,8 @@ instructions() {
         | tee -a "$RESULTS" >&2
 }
 
-if [[ -z ${QUICK:-} ]]; then
-    for s in chatroom ceiling redis; do
+if [[ -z ${QUICK:-} ]] && part instructions; then
+    for s in chatroom chatroom-memory ceiling redis; do
         instructions "$s" || echo "FAILED instructions $s" >>"$RESULTS"
     done
 fi
