@@ -10,7 +10,7 @@ use std::collections::VecDeque;
 use std::io::{self, IoSlice};
 use std::sync::Arc;
 
-use bytes::{Buf, Bytes};
+use bytes::Bytes;
 use tokio::io::AsyncWriteExt;
 
 use crate::protocol::{ErrorCode, ServerMessage};
@@ -61,7 +61,7 @@ pub(crate) async fn run(
     let mut batch: Vec<Arc<Outbound>> = Vec::new();
     // What is still to be written, front first. It lives out here so that a
     // cut-off in the middle of a write knows where the peer's stream stands.
-    let mut pending = Pending::default();
+    let mut pending = Pending::new(dialect);
     loop {
         let n = match rx.next_batch(&mut batch, BATCH).await {
             Ok(n) => n,
@@ -82,11 +82,13 @@ pub(crate) async fn run(
             }
             None => false,
         };
-        // Cloning a `Bytes` bumps a reference count; the encoded frame itself
-        // is shared with every other recipient.
+        // The frames move over as they are: the encoded bytes stay shared
+        // with every other recipient and are borrowed for the write, so a
+        // delivery costs no copy and no reference-count traffic beyond the
+        // queue's own `Arc`.
         pending
-            .bufs
-            .extend(batch.drain(..).filter_map(|f| dialect.bytes(&f).cloned()));
+            .frames
+            .extend(batch.drain(..).filter(|f| dialect.bytes(f).is_some()));
         let result = tokio::select! {
             biased;
             // A peer that stopped reading can park this write forever; the
@@ -112,12 +114,28 @@ fn is_bye(frame: &Arc<Outbound>) -> bool {
     matches!(frame.frame().message, ServerMessage::Bye { .. })
 }
 
-/// Encoded frames not yet written, front first.
-#[derive(Default)]
+/// Frames not yet written, front first, in the peer's dialect.
 struct Pending {
-    bufs: VecDeque<Bytes>,
-    /// True when the front frame has been partly written.
-    front_started: bool,
+    /// Only frames that have a rendering in `dialect`.
+    frames: VecDeque<Arc<Outbound>>,
+    dialect: Dialect,
+    /// Bytes of the front frame already written.
+    front_written: usize,
+}
+
+impl Pending {
+    fn new(dialect: Dialect) -> Self {
+        Self {
+            frames: VecDeque::new(),
+            dialect,
+            front_written: 0,
+        }
+    }
+
+    fn bytes<'a>(&self, frame: &'a Outbound) -> &'a [u8] {
+        // Frames without a rendering are never queued (see `run`).
+        self.dialect.bytes(frame).map_or(&[], |b| &b[..])
+    }
 }
 
 /// Writes `pending` with vectored writes, dropping what has been written.
@@ -126,29 +144,39 @@ struct Pending {
 /// Cancel-safe: `pending` is updated only after a write returns, so after a
 /// cancellation it holds exactly the bytes the peer has not been sent.
 async fn write_pending(writer: &mut BoxWriter, pending: &mut Pending) -> io::Result<()> {
-    while !pending.bufs.is_empty() {
-        let slices: Vec<IoSlice<'_>> = pending
-            .bufs
-            .iter()
-            .take(BATCH)
-            .map(|b| IoSlice::new(b))
-            .collect();
-        let mut written = writer.write_vectored(&slices).await?;
+    while !pending.frames.is_empty() {
+        let mut written = {
+            let slices: Vec<IoSlice<'_>> = pending
+                .frames
+                .iter()
+                .take(BATCH)
+                .enumerate()
+                .map(|(i, f)| {
+                    let bytes = pending.bytes(f);
+                    IoSlice::new(if i == 0 {
+                        &bytes[pending.front_written..]
+                    } else {
+                        bytes
+                    })
+                })
+                .collect();
+            writer.write_vectored(&slices).await?
+        };
         if written == 0 {
             return Err(io::ErrorKind::WriteZero.into());
         }
         while written > 0 {
             let front = pending
-                .bufs
-                .front_mut()
+                .frames
+                .front()
                 .expect("written bytes came from pending");
-            if written >= front.len() {
-                written -= front.len();
-                pending.bufs.pop_front();
-                pending.front_started = false;
+            let left = pending.bytes(front).len() - pending.front_written;
+            if written >= left {
+                written -= left;
+                pending.frames.pop_front();
+                pending.front_written = 0;
             } else {
-                front.advance(written);
-                pending.front_started = true;
+                pending.front_written += written;
                 written = 0;
             }
         }
@@ -180,11 +208,13 @@ async fn cut_off(
         reason: "slow consumer".to_owned(),
     });
     // Only the front frame can have been started; the rest are dropped.
-    pending.bufs.truncate(usize::from(pending.front_started));
-    pending.bufs.extend(
+    pending
+        .frames
+        .truncate(usize::from(pending.front_written > 0));
+    pending.frames.extend(
         [error, bye]
-            .iter()
-            .filter_map(|f| dialect.bytes(f).cloned()),
+            .into_iter()
+            .filter(|f| dialect.bytes(f).is_some()),
     );
     // The socket buffer is likely full; give the notice a moment, no more.
     let _ = tokio::time::timeout(std::time::Duration::from_millis(200), async {

@@ -88,8 +88,14 @@ impl Decoder for LineFramer {
             }
             self.scanned = buf.len();
             // Ask for no more than the rest of one line, so a flood is never
-            // buffered beyond the limit.
-            buf.reserve((self.max_len + 1 - buf.len()).min(8 * 1024));
+            // buffered beyond the limit; and ask for nothing while the
+            // buffer is empty, so an idle connection keeps the small buffer
+            // it started with. (Reserving here unconditionally gave every
+            // connection an 8 KiB buffer after its first line: most of an
+            // idle connection's memory.)
+            if !buf.is_empty() {
+                buf.reserve((self.max_len + 1 - buf.len()).min(8 * 1024));
+            }
             return Ok(None);
         }
     }

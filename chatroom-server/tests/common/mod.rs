@@ -19,6 +19,9 @@ const QUIET_LOG: &str = "warn,chatroom_core::server=info,chatroom_core::server::
 /// A running server, killed when dropped.
 pub(crate) struct Server {
     child: Child,
+    /// The server's own history directory, removed on drop: runs never
+    /// share rooms or ids.
+    data_dir: std::path::PathBuf,
     /// Where it listens (127.0.0.1, a free port).
     pub(crate) addr: SocketAddr,
     log: mpsc::Receiver<String>,
@@ -28,8 +31,14 @@ impl Server {
     /// Starts the binary on `127.0.0.1:0` with `--set KEY=VALUE` for each
     /// of `settings`, and waits for its `listening addr=...` line.
     pub(crate) fn start(settings: &[(&str, &str)]) -> Self {
+        static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let data_dir =
+            std::env::temp_dir().join(format!("chatroom-abuse-{}-{run}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&data_dir);
         let mut cmd = Command::new(BIN);
         cmd.args(["--listen", "127.0.0.1:0"])
+            .env("CHATROOM_DATA_DIR", &data_dir)
             .env("RUST_LOG", QUIET_LOG)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -54,6 +63,7 @@ impl Server {
         });
         let mut server = Self {
             child,
+            data_dir,
             addr: "0.0.0.0:0".parse().expect("literal"),
             log,
         };
@@ -142,6 +152,7 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.data_dir);
     }
 }
 

@@ -1,0 +1,75 @@
+//! Room fanout without sockets: one `Room::publish` into a room of N
+//! members (encode once, push the shared frame into every member's bounded
+//! queue), then every member's writer side taking its frame off the queue.
+//!
+//! ```text
+//! cargo bench -p chatroom-core --bench fanout
+//! ```
+//!
+//! Under `cargo test --benches` each benchmark runs once, as a test.
+
+use std::sync::Arc;
+
+use chatroom_core::protocol::{Nickname, RoomName};
+use chatroom_core::registry::{Backlog, OutboxReceiver, Room, RoomRegistry, SessionId, outbox};
+use divan::Bencher;
+use divan::counter::ItemsCount;
+
+fn main() {
+    divan::main();
+}
+
+/// A room of `members` members plus one publisher, with every queue
+/// drained of the presence frames the joins produced.
+struct Setup {
+    room: Arc<Room>,
+    publisher: SessionId,
+    nick: Nickname,
+    receivers: Vec<OutboxReceiver>,
+}
+
+fn setup(members: usize) -> Setup {
+    let registry = RoomRegistry::new();
+    let name = RoomName::new("lobby").unwrap();
+    // Deep enough for every join announcement and then some.
+    let capacity = members + 64;
+    let mut receivers = Vec::with_capacity(members);
+    for i in 0..members {
+        let (tx, rx) = outbox(capacity, 1 << 30);
+        let id = registry
+            .register(Nickname::new(format!("m{i}")).unwrap(), tx)
+            .unwrap();
+        registry.join(id, &name, 8, Backlog::None).unwrap();
+        receivers.push(rx);
+    }
+    let nick = Nickname::new("publisher").unwrap();
+    let (tx, mut own) = outbox(capacity, 1 << 30);
+    let publisher = registry.register(nick.clone(), tx).unwrap();
+    let room = registry.join(publisher, &name, 8, Backlog::None).unwrap();
+    while own.try_recv().is_some() {}
+    for rx in &mut receivers {
+        while rx.try_recv().is_some() {}
+    }
+    Setup {
+        room,
+        publisher,
+        nick,
+        receivers,
+    }
+}
+
+#[divan::bench(args = [10, 100, 1000])]
+fn publish_and_take(bencher: Bencher<'_, '_>, members: usize) {
+    let mut s = setup(members);
+    let text = "x".repeat(64);
+    bencher.counter(ItemsCount::new(members)).bench_local(|| {
+        let published = s
+            .room
+            .publish(s.publisher, &s.nick, text.clone(), false, false)
+            .unwrap();
+        assert_eq!(published.delivered, members);
+        for rx in &mut s.receivers {
+            divan::black_box(rx.try_recv().expect("one frame each"));
+        }
+    });
+}

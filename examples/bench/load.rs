@@ -1,0 +1,661 @@
+//! The scenarios: fanout, latency, idle and churn. Each is bounded in
+//! connections, messages and time, and returns one [`Report`].
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use serde_json::{Value, json};
+use tokio::io::AsyncWriteExt;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::check::{self, Percentiles, Receipts, histogram, secs, write_payload};
+use crate::net::{self, Conn, ROOM, Reply, STEP_TIMEOUT, Target};
+
+/// How long receivers may take to catch up after the last publish.
+const DRAIN: Duration = Duration::from_secs(15);
+/// Most messages a publisher encodes into one write.
+const WRITE_BATCH: u64 = 32;
+
+/// What every scenario needs to know about its target.
+#[derive(Debug, Clone)]
+pub(crate) struct Common {
+    pub(crate) target: Target,
+    pub(crate) addr: SocketAddr,
+    /// The server's process, for its RSS.
+    pub(crate) server_pid: Option<u32>,
+    /// How many 127.0.0.x source addresses to spread connections over.
+    pub(crate) sources: u8,
+    /// Connections set up at once.
+    pub(crate) concurrency: usize,
+    /// Bytes of message text.
+    pub(crate) size: usize,
+}
+
+/// One scenario's figures: a flat JSON object, printed as a table for
+/// people and as one `RESULT` line for the report.
+#[derive(Debug)]
+pub(crate) struct Report(pub(crate) serde_json::Map<String, Value>);
+
+impl Report {
+    fn new(scenario: &str, common: &Common) -> Self {
+        let mut map = serde_json::Map::new();
+        map.insert("scenario".into(), json!(scenario));
+        map.insert("target".into(), json!(common.target.name()));
+        map.insert("size".into(), json!(common.size));
+        Self(map)
+    }
+
+    fn set(&mut self, key: &str, value: impl Into<Value>) {
+        self.0.insert(key.to_owned(), value.into());
+    }
+
+    fn latency(&mut self, prefix: &str, h: &Histogram<u64>) {
+        let p = Percentiles::of(h);
+        self.set(&format!("{prefix}_p50_us"), p.p50);
+        self.set(&format!("{prefix}_p99_us"), p.p99);
+        self.set(&format!("{prefix}_p999_us"), p.p999);
+        self.set(&format!("{prefix}_max_us"), p.max);
+    }
+}
+
+/// The server's resident set, in KiB, from `/proc/PID/status`.
+pub(crate) fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// Opens `n` connections and readies each with `ready`, at most
+/// `common.concurrency` at a time. Returns them in index order with the
+/// setup time (connect to ready) of each.
+async fn open_many<F, Fut>(
+    common: &Common,
+    n: usize,
+    offset: usize,
+    ready: F,
+) -> io::Result<(Vec<Conn>, Histogram<u64>)>
+where
+    F: Fn(usize, Conn) -> Fut,
+    Fut: Future<Output = io::Result<Conn>> + Send + 'static,
+{
+    let mut setup = histogram();
+    let mut slots: Vec<Option<Conn>> = (0..n).map(|_| None).collect();
+    let mut tasks = JoinSet::new();
+    let mut next = 0;
+    let mut done = 0;
+    while done < n {
+        while next < n && tasks.len() < common.concurrency.max(1) {
+            let t0 = Instant::now();
+            let conn = net::connect(common.addr, offset + next, common.sources).await?;
+            let fut = ready(next, conn);
+            let i = next;
+            tasks.spawn(async move { (i, fut.await, t0.elapsed()) });
+            next += 1;
+        }
+        let Some(joined) = tasks.join_next().await else {
+            break;
+        };
+        let (i, conn, took) = joined.map_err(io::Error::other)?;
+        slots[i] = Some(conn?);
+        setup.saturating_record(took.as_micros().max(1) as u64);
+        done += 1;
+    }
+    Ok((slots.into_iter().flatten().collect(), setup))
+}
+
+/// How publishers pace themselves.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Pace {
+    /// As fast as the server acknowledges, with at most `window` messages
+    /// unacknowledged per publisher and the room's slowest receiver at
+    /// most `max_lag` messages behind (so no server's queue limit is hit
+    /// by a receiver that is only slow because it shares the CPU).
+    Flat {
+        window: u32,
+        max_lag: u64,
+        max_messages: u64,
+    },
+    /// A fixed total rate, shared evenly by the publishers.
+    Rate { per_sec: f64 },
+}
+
+/// The room's progress, shared by publishers and the lag monitor.
+#[derive(Debug, Default)]
+struct Flow {
+    published: AtomicU64,
+    slowest: AtomicU64,
+}
+
+/// What one publisher did.
+#[derive(Debug, Default, Clone, Copy)]
+struct Sent {
+    count: u64,
+    refused: u64,
+}
+
+/// Fanout and latency: `members` receivers and `publishers` publishers in
+/// one room, for `duration`.
+pub(crate) async fn room(
+    common: &Common,
+    scenario: &str,
+    members: usize,
+    publishers: usize,
+    pace: Pace,
+    duration: Duration,
+) -> io::Result<Report> {
+    check::start_clock();
+    let target = common.target;
+    let (receivers, setup) = open_many(common, members, 0, |i, mut conn| async move {
+        net::subscribe(target, &mut conn, &format!("r{i}"), ROOM).await?;
+        Ok(conn)
+    })
+    .await?;
+    // Publishers always speak the native dialect.
+    let pub_target = match target {
+        Target::ChatroomText => Target::Chatroom,
+        t => t,
+    };
+    let (pubs, _) = open_many(common, publishers, members, |i, mut conn| async move {
+        net::prepare_publisher(pub_target, &mut conn, &format!("p{i}"), ROOM).await?;
+        Ok(conn)
+    })
+    .await?;
+
+    let stop = CancellationToken::new();
+    let progress: Arc<Vec<AtomicU64>> = Arc::new((0..members).map(|_| AtomicU64::new(0)).collect());
+    let mut receiving = Vec::with_capacity(members);
+    for (i, conn) in receivers.into_iter().enumerate() {
+        receiving.push(tokio::spawn(receive(
+            target,
+            conn,
+            publishers,
+            progress.clone(),
+            i,
+            stop.clone(),
+        )));
+    }
+    let flow = Arc::new(Flow::default());
+    let monitor = tokio::spawn(watch_slowest(progress.clone(), flow.clone(), stop.clone()));
+
+    let started = Instant::now();
+    let until = started + duration;
+    let mut publishing = Vec::with_capacity(publishers);
+    for (i, conn) in pubs.into_iter().enumerate() {
+        let flow = flow.clone();
+        let size = common.size;
+        let share = publishers as f64;
+        publishing.push(tokio::spawn(async move {
+            match pace {
+                Pace::Flat {
+                    window,
+                    max_lag,
+                    max_messages,
+                } => {
+                    publish_flat(
+                        pub_target,
+                        conn,
+                        i as u32,
+                        size,
+                        until,
+                        max_messages,
+                        window,
+                        max_lag,
+                        flow,
+                    )
+                    .await
+                }
+                Pace::Rate { per_sec } => {
+                    publish_at_rate(
+                        pub_target,
+                        conn,
+                        i as u32,
+                        size,
+                        until,
+                        per_sec / share,
+                        flow,
+                    )
+                    .await
+                }
+            }
+        }));
+    }
+    let mut sent = Vec::with_capacity(publishers);
+    for p in publishing {
+        sent.push(p.await.map_err(io::Error::other)??);
+    }
+    let published_for = started.elapsed();
+    let counts: Vec<u64> = sent.iter().map(|s| s.count).collect();
+    let total: u64 = counts.iter().sum();
+
+    let drain_until = Instant::now() + DRAIN;
+    while Instant::now() < drain_until && progress.iter().any(|p| p.load(Ordering::Relaxed) < total)
+    {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    stop.cancel();
+    let _ = monitor.await;
+    let mut all = Vec::with_capacity(members);
+    for r in receiving {
+        all.push(r.await.map_err(io::Error::other)?);
+    }
+
+    let mut latency = histogram();
+    let mut report = Report::new(scenario, common);
+    let (mut delivered, mut lost, mut dup, mut reord, mut breaks) = (0, 0, 0, 0, 0);
+    let mut last = started;
+    let mut cut = 0;
+    for r in &all {
+        delivered += r.received;
+        lost += r.lost(&counts);
+        dup += r.duplicated;
+        reord += r.reordered;
+        breaks += r.id_breaks;
+        latency.add(&r.latency).expect("same bounds");
+        if let Some(at) = r.last_at {
+            last = last.max(at);
+        }
+        if r.closed_early {
+            cut += 1;
+        }
+    }
+    let delivering = secs(last - started);
+    report.set("members", members);
+    report.set("publishers", publishers);
+    if let Pace::Rate { per_sec } = pace {
+        report.set("rate", per_sec);
+    }
+    report.set("secs", duration.as_secs_f64());
+    report.set("published", total);
+    report.set("refused", sent.iter().map(|s| s.refused).sum::<u64>());
+    report.set(
+        "publishes_per_sec",
+        (total as f64 / secs(published_for)).round(),
+    );
+    report.set("deliveries", delivered);
+    report.set(
+        "deliveries_per_sec",
+        (delivered as f64 / delivering).round(),
+    );
+    report.set("lost", lost);
+    report.set("duplicated", dup);
+    report.set("reordered", reord);
+    report.set("id_breaks", breaks);
+    report.set("receivers_closed", cut);
+    report.latency("lat", &latency);
+    report.latency("setup", &setup);
+    if let Some(kib) = common.server_pid.and_then(rss_kib) {
+        report.set("rss_kib", kib);
+    }
+    Ok(report)
+}
+
+/// Keeps `flow.slowest` at the smallest receiver count, every millisecond.
+async fn watch_slowest(progress: Arc<Vec<AtomicU64>>, flow: Arc<Flow>, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_millis(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    while !stop.is_cancelled() {
+        tick.tick().await;
+        let min = progress
+            .iter()
+            .map(|p| p.load(Ordering::Relaxed))
+            .min()
+            .unwrap_or(u64::MAX);
+        flow.slowest.store(min, Ordering::Relaxed);
+    }
+}
+
+/// One receiver: checks every line until `stop`.
+async fn receive(
+    target: Target,
+    conn: Conn,
+    publishers: usize,
+    progress: Arc<Vec<AtomicU64>>,
+    index: usize,
+    stop: CancellationToken,
+) -> Receipts {
+    let Conn { mut lines, mut wr } = conn;
+    let mut r = Receipts::new(publishers);
+    loop {
+        while let Some(range) = lines.next_range() {
+            let line = lines.get(range);
+            if !r.on_line(line)
+                && let Some(answer) = net::keepalive_reply(target, line)
+                && wr.write_all(answer).await.is_err()
+            {
+                r.closed_early = true;
+                return r;
+            }
+        }
+        progress[index].store(r.received, Ordering::Relaxed);
+        tokio::select! {
+            _ = stop.cancelled() => return r,
+            more = lines.fill() => if !matches!(more, Ok(true)) {
+                r.closed_early = true;
+                // Let the publishers go on: a receiver that was cut off must
+                // not stall the others.
+                progress[index].store(u64::MAX, Ordering::Relaxed);
+                return r;
+            },
+        }
+    }
+}
+
+/// Reads a publisher's replies: returns acknowledged permits to `window`
+/// and counts refusals, until the connection closes or `stop`.
+async fn read_acks(
+    target: Target,
+    mut lines: net::Lines,
+    window: Option<Arc<Semaphore>>,
+    refused: Arc<AtomicU64>,
+    stop: CancellationToken,
+) {
+    loop {
+        while let Some(range) = lines.next_range() {
+            match net::classify(target, lines.get(range)) {
+                Reply::Ack(n) => {
+                    if let Some(w) = &window {
+                        w.add_permits(n as usize);
+                    }
+                }
+                Reply::Refused => {
+                    refused.fetch_add(1, Ordering::Relaxed);
+                    if let Some(w) = &window {
+                        w.add_permits(1);
+                    }
+                }
+                Reply::Other => {}
+            }
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            more = lines.fill() => if !matches!(more, Ok(true)) { return },
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn publish_flat(
+    target: Target,
+    conn: Conn,
+    index: u32,
+    size: usize,
+    until: Instant,
+    max_messages: u64,
+    window: u32,
+    max_lag: u64,
+    flow: Arc<Flow>,
+) -> io::Result<Sent> {
+    let Conn { lines, mut wr } = conn;
+    let permits = target
+        .ack_unit()
+        .map(|_| Arc::new(Semaphore::new(window as usize)));
+    let refused = Arc::new(AtomicU64::new(0));
+    let stop = CancellationToken::new();
+    let acks = tokio::spawn(read_acks(
+        target,
+        lines,
+        permits.clone(),
+        refused.clone(),
+        stop.clone(),
+    ));
+    let mut buf = Vec::with_capacity(8 * 1024);
+    let mut payload = Vec::with_capacity(size + 32);
+    let mut count = 0u64;
+    'publish: while count < max_messages && Instant::now() < until {
+        let room = loop {
+            let ahead = flow
+                .published
+                .load(Ordering::Relaxed)
+                .saturating_sub(flow.slowest.load(Ordering::Relaxed));
+            if ahead < max_lag {
+                break max_lag - ahead;
+            }
+            if Instant::now() >= until {
+                break 'publish;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        };
+        let mut n = room.min(WRITE_BATCH).min(max_messages - count);
+        if let Some(p) = &permits {
+            let first = tokio::time::timeout(STEP_TIMEOUT, p.acquire())
+                .await
+                .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "no acknowledgement"))?
+                .map_err(io::Error::other)?;
+            first.forget();
+            let mut took = 1;
+            while took < n {
+                match p.try_acquire() {
+                    Ok(permit) => permit.forget(),
+                    Err(_) => break,
+                }
+                took += 1;
+            }
+            n = took;
+        }
+        buf.clear();
+        for _ in 0..n {
+            payload.clear();
+            write_payload(&mut payload, index, count, size);
+            net::encode_publish(target, ROOM, &payload, count, &mut buf);
+            count += 1;
+        }
+        flow.published.fetch_add(n, Ordering::Relaxed);
+        wr.write_all(&buf).await?;
+    }
+    // Give the last acknowledgements a moment, for the refusal count.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    stop.cancel();
+    let _ = acks.await;
+    Ok(Sent {
+        count,
+        refused: refused.load(Ordering::Relaxed),
+    })
+}
+
+async fn publish_at_rate(
+    target: Target,
+    conn: Conn,
+    index: u32,
+    size: usize,
+    until: Instant,
+    per_sec: f64,
+    flow: Arc<Flow>,
+) -> io::Result<Sent> {
+    let Conn { lines, mut wr } = conn;
+    let refused = Arc::new(AtomicU64::new(0));
+    let stop = CancellationToken::new();
+    let acks = tokio::spawn(read_acks(
+        target,
+        lines,
+        None,
+        refused.clone(),
+        stop.clone(),
+    ));
+    let mut buf = Vec::with_capacity(8 * 1024);
+    let mut payload = Vec::with_capacity(size + 32);
+    let start = Instant::now();
+    let total = (per_sec * until.saturating_duration_since(start).as_secs_f64()) as u64;
+    let mut count = 0u64;
+    while count < total && Instant::now() < until + Duration::from_secs(1) {
+        let due = ((start.elapsed().as_secs_f64() * per_sec) as u64 + 1).min(total);
+        if due > count {
+            buf.clear();
+            let before = count;
+            while count < due {
+                payload.clear();
+                write_payload(&mut payload, index, count, size);
+                net::encode_publish(target, ROOM, &payload, count, &mut buf);
+                count += 1;
+            }
+            wr.write_all(&buf).await?;
+            flow.published.fetch_add(due - before, Ordering::Relaxed);
+        }
+        let next = start + Duration::from_secs_f64(count as f64 / per_sec);
+        tokio::time::sleep_until(next.into()).await;
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    stop.cancel();
+    let _ = acks.await;
+    Ok(Sent {
+        count,
+        refused: refused.load(Ordering::Relaxed),
+    })
+}
+
+/// Idle: `conns` connections, each subscribed to a room of `room_size`,
+/// then left silent; reports the server's RSS per connection.
+pub(crate) async fn idle(
+    common: &Common,
+    conns: usize,
+    room_size: usize,
+    settle: Duration,
+) -> io::Result<Report> {
+    let pid = common
+        .server_pid
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "idle needs --server-pid"))?;
+    let base = rss_kib(pid).unwrap_or(0);
+    let target = common.target;
+    let started = Instant::now();
+    let (open, setup) = open_many(common, conns, 0, |i, mut conn| async move {
+        let room = format!("idle-{}", i / room_size.max(1));
+        net::subscribe(target, &mut conn, &format!("i{i}"), &room).await?;
+        Ok(conn)
+    })
+    .await?;
+    let opened_in = started.elapsed();
+    tokio::time::sleep(settle).await;
+    let loaded = rss_kib(pid).unwrap_or(0);
+    drop(open);
+    tokio::time::sleep(settle).await;
+    let after = rss_kib(pid).unwrap_or(0);
+
+    let mut report = Report::new("idle", common);
+    report.set("conns", conns);
+    report.set("room_size", room_size);
+    report.set("rss_base_kib", base);
+    report.set("rss_kib", loaded);
+    report.set("rss_after_close_kib", after);
+    report.set(
+        "rss_per_conn_bytes",
+        (loaded.saturating_sub(base) * 1024) as f64 / conns.max(1) as f64,
+    );
+    report.set("conns_per_sec", (conns as f64 / secs(opened_in)).round());
+    report.latency("setup", &setup);
+    Ok(report)
+}
+
+/// Churn: a connection every `1/rate` seconds for `duration`; each one
+/// gets ready, publishes one line, waits for its acknowledgement where the
+/// target gives one, and closes.
+pub(crate) async fn churn(
+    common: &Common,
+    rate: f64,
+    duration: Duration,
+    max_in_flight: usize,
+) -> io::Result<Report> {
+    check::start_clock();
+    let target = match common.target {
+        Target::ChatroomText => Target::Chatroom,
+        t => t,
+    };
+    let total = (rate * duration.as_secs_f64()) as u64;
+    let start = Instant::now();
+    let mut tasks = JoinSet::new();
+    let mut setup = histogram();
+    let mut cycle = histogram();
+    let (mut ok, mut failed, mut skipped) = (0u64, 0u64, 0u64);
+    let mut record = |r: Result<io::Result<(u64, u64)>, tokio::task::JoinError>| match r {
+        Ok(Ok((s, c))) => {
+            setup.saturating_record(s.max(1));
+            cycle.saturating_record(c.max(1));
+            ok += 1;
+        }
+        _ => failed += 1,
+    };
+    for k in 0..total {
+        let due = start + Duration::from_secs_f64(k as f64 / rate);
+        tokio::time::sleep_until(due.into()).await;
+        while let Some(r) = tasks.try_join_next() {
+            record(r);
+        }
+        if tasks.len() >= max_in_flight {
+            skipped += 1;
+            continue;
+        }
+        let addr = common.addr;
+        let (sources, size) = (common.sources, common.size);
+        tasks.spawn(async move {
+            tokio::time::timeout(STEP_TIMEOUT, one_chat(target, addr, k, sources, size))
+                .await
+                .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "churn cycle timed out"))?
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        record(r);
+    }
+    let took = start.elapsed();
+    let mut report = Report::new("churn", common);
+    report.set("rate", rate);
+    report.set("secs", duration.as_secs_f64());
+    report.set("attempted", total);
+    report.set("completed", ok);
+    report.set("failed", failed);
+    report.set("skipped", skipped);
+    report.set("conns_per_sec", (ok as f64 / secs(took)).round());
+    report.latency("setup", &setup);
+    report.latency("cycle", &cycle);
+    if let Some(kib) = common.server_pid.and_then(rss_kib) {
+        report.set("rss_kib", kib);
+    }
+    Ok(report)
+}
+
+/// One churn connection; returns (setup, whole cycle) in microseconds.
+async fn one_chat(
+    target: Target,
+    addr: SocketAddr,
+    k: u64,
+    sources: u8,
+    size: usize,
+) -> io::Result<(u64, u64)> {
+    let t0 = Instant::now();
+    let mut conn = net::connect(addr, k as usize, sources).await?;
+    net::prepare_publisher(target, &mut conn, &format!("c{k}"), ROOM).await?;
+    let setup = t0.elapsed().as_micros() as u64;
+    let mut payload = Vec::new();
+    write_payload(&mut payload, 0, k, size);
+    let mut buf = Vec::new();
+    // NATS acknowledges a batch with its PONG; ask for one after this line.
+    let count = match target {
+        Target::Nats => u64::from(net::NATS_BATCH) - 1,
+        _ => 0,
+    };
+    net::encode_publish(target, ROOM, &payload, count, &mut buf);
+    conn.wr.write_all(&buf).await?;
+    if target.ack_unit().is_some() {
+        let mut refused = false;
+        conn.lines
+            .until(|l| match net::classify(target, l) {
+                Reply::Ack(_) => true,
+                Reply::Refused => {
+                    refused = true;
+                    true
+                }
+                Reply::Other => false,
+            })
+            .await?;
+        if refused {
+            return Err(io::Error::other("publish refused"));
+        }
+    }
+    conn.wr.shutdown().await?;
+    Ok((setup, t0.elapsed().as_micros() as u64))
+}
