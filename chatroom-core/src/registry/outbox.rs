@@ -146,7 +146,10 @@ impl Outbox {
     /// [`PushError::Full`] on overflow, [`PushError::Closed`] when the
     /// session is gone or was cut off before.
     pub fn push(&self, frame: &Arc<Outbound>) -> Result<(), PushError> {
-        if self.cut.is_cancelled() {
+        // The reason is set before the token is cancelled, and reading it
+        // is one atomic load; the token's own check takes a lock, which
+        // showed up on the fanout path (docs/benchmarks.md).
+        if self.reason.get().is_some() {
             return Err(PushError::Closed);
         }
         let len = frame.json().len();
@@ -189,7 +192,7 @@ impl Outbox {
 
     /// True once the session has been cut off or its writer is gone.
     pub fn is_closed(&self) -> bool {
-        self.cut.is_cancelled() || self.tx.is_closed()
+        self.reason.get().is_some() || self.tx.is_closed()
     }
 }
 
