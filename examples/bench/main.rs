@@ -39,7 +39,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the chatroom engine (config: defaults plus CHATROOM_<FIELD> variables).
+    /// Run the chatroom engine (config: defaults plus `CHATROOM_<FIELD>` variables).
     Server(Serve),
     /// Run the reference ceiling: a broadcaster with no protocol.
     Ceiling(Serve),
