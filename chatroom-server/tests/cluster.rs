@@ -48,7 +48,8 @@ impl Drop for Proc {
 /// A NATS server with JetStream and three chat nodes on it.
 struct Cluster {
     nodes: Vec<(Proc, SocketAddr)>,
-    _nats: Proc,
+    nats: Option<Proc>,
+    port: u16,
     dir: PathBuf,
 }
 
@@ -67,41 +68,65 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// Starts `nats-server -js` on `port` with its store in `dir` and waits
+/// until it listens.
+fn start_nats(port: u16, dir: &std::path::Path) -> Proc {
+    let binary = nats_server_binary();
+    let nats = Proc(
+        Command::new(&binary)
+            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+            .arg(dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display())),
+    );
+    let started = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            started.elapsed() < DEADLINE,
+            "nats-server did not listen on {port}"
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+    nats
+}
+
 impl Cluster {
     fn start(name: &str) -> Self {
-        let binary = nats_server_binary();
         let dir =
             std::env::temp_dir().join(format!("chatroom-cluster-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let port = free_port();
-        let nats = Proc(
-            Command::new(&binary)
-                .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
-                .arg(dir.join("nats"))
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display())),
-        );
-        let started = Instant::now();
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                started.elapsed() < DEADLINE,
-                "nats-server did not listen on {port}"
-            );
-            thread::sleep(Duration::from_millis(20));
-        }
+        let nats = start_nats(port, &dir.join("nats"));
         let url = format!("nats://127.0.0.1:{port}");
         let nodes = (1..=3)
             .map(|n| start_node(&url, &format!("n{n}"), &dir.join(format!("n{n}"))))
             .collect();
         Self {
             nodes,
-            _nats: nats,
+            nats: Some(nats),
+            port,
             dir,
         }
+    }
+
+    /// Kills a chat node (SIGKILL).
+    fn kill_node(&mut self, node: usize) {
+        let _ = self.nodes[node].0.0.kill();
+        let _ = self.nodes[node].0.0.wait();
+    }
+
+    /// Kills NATS (SIGKILL).
+    fn stop_nats(&mut self) {
+        self.nats = None;
+    }
+
+    /// Starts NATS again on the same port with the same store.
+    fn restart_nats(&mut self) {
+        self.nats = Some(start_nats(self.port, &self.dir.join("nats")));
     }
 
     fn addr(&self, node: usize) -> SocketAddr {
@@ -122,6 +147,10 @@ fn start_node(url: &str, name: &str, dir: &std::path::Path) -> (Proc, SocketAddr
         .env("CHATROOM_DATA_DIR", dir)
         .env("CHATROOM_RATE_PER_SEC", "100000")
         .env("CHATROOM_RATE_BURST", "100000")
+        // Refusals during a NATS outage count as errors; keep the clients.
+        .env("CHATROOM_MAX_ERRORS", "100000")
+        // A killed node's nicks come free quickly.
+        .env("CHATROOM_NICK_LEASE_SECS", "3")
         .env_remove("RUST_LOG")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -199,6 +228,17 @@ impl Client {
     fn join(&mut self, room: &str) -> u64 {
         self.send(&json!({"type": "join", "room": room, "history": 0}));
         self.next_of("members")["last_id"].as_u64().unwrap()
+    }
+
+    /// Says `text` and returns the `ok` or `error` it is answered with.
+    fn try_say(&mut self, room: &str, text: &str) -> Value {
+        self.send(&json!({"type": "say", "room": room, "text": text}));
+        loop {
+            let frame = self.next();
+            if frame["type"] == "ok" || frame["type"] == "error" {
+                return frame;
+            }
+        }
     }
 
     fn say(&mut self, room: &str, text: &str) -> u64 {
@@ -381,4 +421,112 @@ fn a_client_resumes_on_another_node_with_nothing_lost_or_twice() {
         .collect();
     assert_eq!(ids, [1, 2, 3, 4, 5]);
     assert_eq!(page["more"], true);
+}
+
+#[test]
+fn a_nats_outage_is_explicit_and_chat_recovers_by_itself() {
+    let mut cluster = Cluster::start("outage");
+    let mut alice = Client::hello(cluster.addr(0), "alice");
+    let mut bob = Client::hello(cluster.addr(1), "bob");
+    alice.join("ops");
+    bob.join("ops");
+    let mut acked = vec![alice.say("ops", "before")];
+
+    cluster.stop_nats();
+    // Every say during the outage is refused with an error that says so;
+    // none is acknowledged.
+    let outage = Instant::now();
+    let mut refused = 0;
+    while outage.elapsed() < Duration::from_secs(2) {
+        thread::sleep(Duration::from_millis(100));
+        let answer = alice.try_say("ops", "during");
+        assert_eq!(
+            answer["type"], "error",
+            "acknowledged during the outage: {answer}"
+        );
+        assert_eq!(answer["code"], "internal", "{answer}");
+        refused += 1;
+    }
+    assert!(refused > 0);
+
+    cluster.restart_nats();
+    // Chat resumes by itself: a say is acknowledged again within a bounded
+    // wait, and bob receives exactly the acknowledged messages.
+    let back = Instant::now();
+    loop {
+        let answer = alice.try_say("ops", "after");
+        if answer["type"] == "ok" {
+            acked.push(answer["id"].as_u64().unwrap());
+            break;
+        }
+        assert!(
+            back.elapsed() < Duration::from_secs(10),
+            "still refused 10 s after NATS returned: {answer}"
+        );
+        thread::sleep(Duration::from_millis(200));
+    }
+    eprintln!("chat resumed {:?} after NATS returned", back.elapsed());
+    let mut heard = Vec::new();
+    while heard.len() < acked.len() {
+        let frame = bob.next_of("message");
+        assert_ne!(frame["text"], "during", "a refused message was delivered");
+        heard.push(frame["id"].as_u64().unwrap());
+    }
+    assert_eq!(heard, acked);
+    assert_eq!(acked, [1, 2], "a refused message took an id");
+}
+
+#[test]
+fn a_receiver_on_a_killed_node_resumes_elsewhere_with_nothing_lost_or_twice() {
+    let mut cluster = Cluster::start("kill");
+    let mut eve = Client::hello(cluster.addr(0), "eve");
+    eve.join("busy");
+    let mut frank = Client::hello(cluster.addr(1), "frank");
+    frank.join("busy");
+
+    // frank publishes without pause until told to stop.
+    let (stop_tx, stop) = mpsc::channel::<()>();
+    let publisher = thread::spawn(move || {
+        let mut acked = Vec::new();
+        while stop.try_recv().is_err() {
+            acked.push(frank.say("busy", &format!("m{}", acked.len())));
+        }
+        acked
+    });
+    let mut heard = Vec::new();
+    while heard.len() < 50 {
+        heard.push(eve.next_of("message")["id"].as_u64().unwrap());
+    }
+    cluster.kill_node(0);
+    drop(eve);
+    // Whatever eve had read before the kill is her cursor.
+    let cursor = *heard.last().unwrap();
+
+    // Her nick comes free when the dead node's lease runs out.
+    let started = Instant::now();
+    let mut eve = loop {
+        let (client, first) = Client::connect(
+            cluster.addr(2),
+            json!({"type": "hello", "version": 1, "nick": "eve", "resume": {"busy": cursor}}),
+        );
+        if first["type"] == "welcome" {
+            break client;
+        }
+        assert_eq!(first["code"], "nick_taken", "{first}");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "eve's nick outlived the lease"
+        );
+        thread::sleep(Duration::from_millis(200));
+    };
+    eprintln!("eve back after {:?}", started.elapsed());
+    thread::sleep(Duration::from_millis(300));
+    stop_tx.send(()).unwrap();
+    let acked = publisher.join().unwrap();
+    let last = *acked.last().unwrap();
+    while heard.last() != Some(&last) {
+        heard.push(eve.next_of("message")["id"].as_u64().unwrap());
+    }
+    assert_eq!(heard, (1..=last).collect::<Vec<_>>(), "lost or repeated");
+    assert_eq!(acked, heard, "every acknowledged message, in order");
 }

@@ -291,6 +291,11 @@ impl NatsBroker {
                         async_nats::Event::Disconnected => {
                             tracing::error!(%node, "lost the NATS connection; reconnecting");
                         }
+                        // Each failed reconnection attempt; the
+                        // disconnection itself was logged above.
+                        async_nats::Event::ClientError(e) => {
+                            tracing::debug!(%node, error = %e, "NATS client error");
+                        }
                         other => tracing::warn!(%node, event = %other, "NATS event"),
                     }
                 }
@@ -403,6 +408,7 @@ impl Broker for NatsBroker {
 
 impl Inner {
     async fn open(self: Arc<Self>, room: RoomName) -> Result<(), BrokerError> {
+        self.connected()?;
         let key = room.key();
         let retention = self.config.retention;
         let config = stream::Config {
@@ -544,6 +550,9 @@ impl Inner {
                 "room {room} is not open on this node; join it again"
             )));
         };
+        // While disconnected the client would buffer the publish and send
+        // it on reconnection, after the sender was told it failed.
+        self.connected()?;
         let token = self.next_token.fetch_add(1, Ordering::Relaxed);
         let ts = now_ms();
         let wire = Wire {
@@ -600,7 +609,18 @@ impl Inner {
         })
     }
 
+    /// Refuses at once while NATS is unreachable.
+    fn connected(&self) -> Result<(), BrokerError> {
+        match self.client.connection_state() {
+            async_nats::connection::State::Connected => Ok(()),
+            _ => Err(BrokerError::Unavailable(
+                "no connection to NATS; nothing was sent".to_owned(),
+            )),
+        }
+    }
+
     async fn claim(self: Arc<Self>, nick: Nickname) -> Result<(), BrokerError> {
+        self.connected()?;
         let key = nick.key();
         let created = timeout(
             self.config.request_timeout,
