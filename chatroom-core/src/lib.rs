@@ -19,12 +19,15 @@
 //!   per-room ids and encode-once fanout into bounded queues. No I/O.
 //! - [`history`]: where room messages are kept: the store trait, a
 //!   bounded in-memory store and (feature `sqlite`) a durable one.
+//! - [`broker`]: where a room's messages and nick claims go to reach
+//!   every node: in-process by default, NATS JetStream with `cluster`.
 //! - [`server`]: the engine that joins them: accept loop, one session per
 //!   connection, limits, graceful shutdown.
 //! - [`client`]: the async client API.
 //!
 //! Dependencies point one way, as drawn; CI checks it.
 
+pub mod broker;
 pub mod client;
 pub mod history;
 pub mod protocol;

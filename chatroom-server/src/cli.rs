@@ -54,6 +54,16 @@ pub(crate) struct Cli {
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     pub(crate) tls_key: Option<String>,
 
+    /// NATS server of a cluster of chat nodes sharing one room space, as
+    /// nats://HOST:PORT. Repeat, or separate with commas, to name several
+    /// seeds. Same as `--set cluster=URL,URL`.
+    #[arg(long, value_name = "URL", value_delimiter = ',')]
+    pub(crate) cluster: Vec<String>,
+
+    /// This node's name in a cluster. Same as `--set node_name=NAME`.
+    #[arg(long, value_name = "NAME")]
+    pub(crate) node_name: Option<String>,
+
     /// Prints the effective settings as TOML on stdout and exits: 0 when
     /// they are valid, 2 when not. Nothing is bound.
     #[arg(long)]

@@ -17,8 +17,10 @@ use std::process::ExitCode;
 
 use std::sync::Arc;
 
+use chatroom_core::broker::BrokerError;
+use chatroom_core::broker::nats::{NatsBroker, NatsConfig};
 use chatroom_core::history::{HistoryError, SqliteStore};
-use chatroom_core::server::{HistoryKind, Server, ServerError};
+use chatroom_core::server::{HistoryKind, Server, ServerConfig, ServerError};
 use chatroom_core::transport::{TcpListener, TlsListener, TransportError, tls};
 
 use crate::cli::Cli;
@@ -42,6 +44,9 @@ enum Failure {
     /// The history store could not be opened (exit 1).
     #[error("cannot open the history store")]
     History(#[source] HistoryError),
+    /// The cluster's NATS could not be reached (exit 1).
+    #[error("cannot join the cluster")]
+    Cluster(#[source] BrokerError),
     /// The async runtime could not be built (exit 1).
     #[error("cannot start the async runtime")]
     Runtime(#[source] std::io::Error),
@@ -58,9 +63,11 @@ impl Failure {
         match self {
             Self::Settings(_) | Self::Config(_) | Self::Tls(_) => ExitCode::from(2),
             Self::Listen(_) => ExitCode::from(3),
-            Self::History(_) | Self::Runtime(_) | Self::Signals(_) | Self::Serve(_) => {
-                ExitCode::FAILURE
-            }
+            Self::History(_)
+            | Self::Cluster(_)
+            | Self::Runtime(_)
+            | Self::Signals(_)
+            | Self::Serve(_) => ExitCode::FAILURE,
         }
     }
 }
@@ -106,7 +113,13 @@ fn run(cli: &Cli) -> Result<(), Failure> {
         Some(tls::server_config(cert, key).map_err(Failure::Tls)?)
     };
     init_logging();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(Failure::Runtime)?;
     let server = match config.history {
+        // In a cluster, history is the rooms' JetStream streams.
+        _ if !config.cluster.is_empty() => runtime.block_on(join_cluster(config))?,
         HistoryKind::Memory => server,
         HistoryKind::Sqlite => {
             let dir = std::path::Path::new(&config.data_dir);
@@ -115,11 +128,23 @@ fn run(cli: &Cli) -> Result<(), Failure> {
             Server::with_history(config.clone(), Arc::new(store)).map_err(Failure::Config)?
         }
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(Failure::Runtime)?;
     runtime.block_on(serve(server, &settings.listen, tls))
+}
+
+/// Connects to the cluster's NATS and builds an engine that shares its
+/// rooms, history and nicks with the other nodes.
+async fn join_cluster(config: &ServerConfig) -> Result<Server, Failure> {
+    let node = if config.node_name.is_empty() {
+        format!("node-{}", std::process::id())
+    } else {
+        config.node_name.clone()
+    };
+    let mut nats = NatsConfig::new(config.cluster.clone(), node.clone());
+    nats.nick_lease = std::time::Duration::from_secs(config.nick_lease_secs);
+    nats.retention = config.retention();
+    let (broker, store) = NatsBroker::connect(nats).await.map_err(Failure::Cluster)?;
+    tracing::info!(%node, servers = ?config.cluster, "joined the cluster");
+    Server::with_broker(config.clone(), store, broker).map_err(Failure::Config)
 }
 
 async fn serve(

@@ -144,6 +144,17 @@ pub(crate) fn load(
             layers.set(key, Value::String(path.clone()), &Origin::CommandLine)?;
         }
     }
+    if !cli.cluster.is_empty() {
+        let value = Value::Array(cli.cluster.iter().cloned().map(Value::String).collect());
+        layers.set("cluster", value, &Origin::CommandLine)?;
+    }
+    if let Some(name) = &cli.node_name {
+        layers.set(
+            "node_name",
+            Value::String(name.clone()),
+            &Origin::CommandLine,
+        )?;
+    }
     let listen = cli.listen_addrs();
     if !listen.is_empty() {
         let value = Value::Array(listen.into_iter().map(Value::String).collect());

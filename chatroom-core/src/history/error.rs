@@ -20,4 +20,7 @@ pub enum HistoryError {
     /// The store's writer stopped; nothing more can be stored.
     #[error("history writer has stopped")]
     WriterGone,
+    /// A store kept by another service (a cluster's log) cannot be reached.
+    #[error("history is unavailable: {0}")]
+    Unavailable(String),
 }

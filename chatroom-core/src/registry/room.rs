@@ -198,6 +198,53 @@ impl Room {
         (frames, state.recent_from())
     }
 
+    /// Delivers a message whose id and time were agreed elsewhere (by a
+    /// cluster broker, in the room's one order): under the lock it becomes
+    /// the room's last message, is encoded once, goes to every member but
+    /// `except`, and is kept among the recent frames. A message at or below
+    /// the room's last id was delivered already and is skipped (`None`).
+    /// The history store is not told: the broker's log is the history.
+    pub fn deliver_message(
+        &self,
+        id: MessageId,
+        entry: HistoryEntry,
+        except: Option<SessionId>,
+    ) -> Option<Published> {
+        let mut state = self.lock();
+        if id <= state.last_id {
+            return None;
+        }
+        if id != state.last_id + 1 {
+            // `recent` holds consecutive ids up to `last_id`; after a gap
+            // (messages removed before this node saw them) the older
+            // frames no longer line up, and joiners read the store instead.
+            state.recent.clear();
+        }
+        state.last_id = id;
+        let ts = entry.ts;
+        let frame = Outbound::message(ServerMessage::Message {
+            room: self.name.clone(),
+            id,
+            from: entry.from,
+            text: entry.text,
+            ts,
+            action: entry.action,
+        });
+        let (delivered, slow) = fan_out(&state, &frame, except);
+        if self.recent_cap > 0 {
+            if state.recent.len() == self.recent_cap {
+                state.recent.pop_front();
+            }
+            state.recent.push_back(frame);
+        }
+        Some(Published {
+            id,
+            ts,
+            delivered,
+            slow,
+        })
+    }
+
     /// Pushes an already-stamped frame to every member but `except`.
     /// Returns how many members could not take it.
     ///

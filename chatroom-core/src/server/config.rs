@@ -94,6 +94,17 @@ pub struct ServerConfig {
     /// Connections one peer address may open in a burst above
     /// `connect_rate_per_ip`.
     pub connect_burst_per_ip: u32,
+    /// NATS servers (`nats://HOST:PORT`) of a cluster of chat nodes that
+    /// share one room space (see docs/operations.md). Empty: this server is
+    /// a node on its own, with no external service. Used by the server
+    /// binary; an embedder passes its own broker to `Server::with_broker`.
+    pub cluster: Vec<String>,
+    /// This node's name in a cluster, in logs and nick claims (empty: from
+    /// the process id).
+    pub node_name: String,
+    /// In a cluster, how long a nick claim outlives a node that stopped
+    /// renewing it (died, or lost NATS).
+    pub nick_lease_secs: u64,
 }
 
 /// Which history store the server binary opens.
@@ -142,6 +153,9 @@ impl Default for ServerConfig {
             max_connections_per_ip: 64,
             connect_rate_per_ip: 10.0,
             connect_burst_per_ip: 64,
+            cluster: Vec::new(),
+            node_name: String::new(),
+            nick_lease_secs: 15,
         }
     }
 }
@@ -191,6 +205,15 @@ fn positive(field: &'static str, value: u64) -> Result<(), ConfigError> {
 }
 
 impl ServerConfig {
+    /// The retention policy the `history_max_*` settings describe.
+    pub fn retention(&self) -> Retention {
+        Retention {
+            max_messages: self.history_max_messages,
+            max_age_ms: (self.history_max_age_secs > 0)
+                .then(|| self.history_max_age_secs.saturating_mul(1000)),
+        }
+    }
+
     /// Checks every value and converts it for the engine.
     pub(crate) fn validate(&self) -> Result<Limits, ConfigError> {
         let default_room =
@@ -249,6 +272,22 @@ impl ServerConfig {
                     .to_owned(),
             });
         }
+        if let Some(bad) = self
+            .cluster
+            .iter()
+            .find(|url| url.is_empty() || url.chars().any(|c| c.is_whitespace() || c == ','))
+        {
+            return Err(ConfigError::Invalid {
+                field: "cluster",
+                reason: format!("`{bad}` is not a NATS URL like nats://127.0.0.1:4222"),
+            });
+        }
+        if self.nick_lease_secs < 3 {
+            return Err(ConfigError::Invalid {
+                field: "nick_lease_secs",
+                reason: "must be at least 3".to_owned(),
+            });
+        }
         if !(self.rate_per_sec.is_finite() && self.rate_per_sec > 0.0) {
             return Err(ConfigError::Invalid {
                 field: "rate_per_sec",
@@ -282,11 +321,7 @@ impl ServerConfig {
             max_errors: self.max_errors,
             error_refill: Duration::from_secs(self.error_refill_secs),
             shutdown_timeout: Duration::from_secs(self.shutdown_timeout_secs),
-            retention: Retention {
-                max_messages: self.history_max_messages,
-                max_age_ms: (self.history_max_age_secs > 0)
-                    .then(|| self.history_max_age_secs.saturating_mul(1000)),
-            },
+            retention: self.retention(),
             sweep_every: Duration::from_secs(self.history_sweep_secs),
             history_on_join: u64::from(self.history_on_join),
             history_page_max: self.history_page_max as usize,

@@ -37,6 +37,7 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::broker::{Broker, LocalBroker};
 use crate::history::{HistoryStore, MemoryStore};
 use crate::protocol::{ErrorCode, ServerFrame, ServerMessage};
 use crate::registry::{RoomRegistry, now_ms};
@@ -53,6 +54,8 @@ use peers::{PeerTable, Refusal};
 pub(crate) struct Shared {
     pub(crate) limits: Limits,
     pub(crate) registry: RoomRegistry,
+    /// Where room messages and nick claims go to reach every node.
+    pub(crate) broker: Arc<dyn Broker>,
 }
 
 /// The chat engine. Build it with [`Server::new`], then [`Server::run`] it.
@@ -81,10 +84,30 @@ impl Server {
         config: ServerConfig,
         store: Arc<dyn HistoryStore>,
     ) -> Result<Self, ServerError> {
+        Self::with_broker(config, store, Arc::new(LocalBroker))
+    }
+
+    /// Validates `config` and builds an engine whose rooms keep their
+    /// messages in `store` and reach other nodes through `broker` (see
+    /// [`crate::broker`]; a cluster broker comes with the store that reads
+    /// its log).
+    ///
+    /// # Errors
+    /// [`ServerError::Config`] naming the first setting that is out of range.
+    pub fn with_broker(
+        config: ServerConfig,
+        store: Arc<dyn HistoryStore>,
+        broker: Arc<dyn Broker>,
+    ) -> Result<Self, ServerError> {
         let limits = config.validate()?;
         let registry = RoomRegistry::with_history(Some(store), limits.recent_per_room);
+        broker.attach(&registry);
         Ok(Self {
-            shared: Arc::new(Shared { limits, registry }),
+            shared: Arc::new(Shared {
+                limits,
+                registry,
+                broker,
+            }),
         })
     }
 

@@ -20,6 +20,7 @@ use tokio::time::Instant;
 use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 
+use crate::broker::{self, BrokerError};
 use crate::history::{Page, PageQuery};
 use crate::protocol::text::{self, TextInput};
 use crate::protocol::{
@@ -126,6 +127,12 @@ fn future_cursor(id: MessageId, last: MessageId) -> Failure {
 
 impl From<RegistryError> for Failure {
     fn from(e: RegistryError) -> Self {
+        Self::new(e.code(), e.to_string())
+    }
+}
+
+impl From<BrokerError> for Failure {
+    fn from(e: BrokerError) -> Self {
         Self::new(e.code(), e.to_string())
     }
 }
@@ -266,7 +273,11 @@ async fn chat(
     let session = match dialect {
         Dialect::Text => {
             first_text = first_line;
-            Some(Session::start_text(&shared, peer, tx).await)
+            let Some(session) = Session::start_text(&shared, peer, tx).await else {
+                let _ = tokio::time::timeout(Duration::from_secs(1), &mut writer_task.0).await;
+                return;
+            };
+            Some(session)
         }
         Dialect::Native => {
             tokio::select! {
@@ -440,14 +451,14 @@ async fn handshake(
                     tracing::debug!(%peer, reason = %End::UnsupportedVersion, "closed");
                     return None;
                 }
+                let (broker, registry) = (&*shared.broker, &shared.registry);
                 let registered = match nick {
-                    Some(nick) => shared
-                        .registry
-                        .register(nick.clone(), outbox.clone())
+                    Some(nick) => broker::register(broker, registry, nick.clone(), outbox.clone())
+                        .await
                         .map(|id| (id, nick)),
                     None => {
                         let base = Nickname::new("guest").expect("valid literal");
-                        Ok(shared.registry.register_unique(&base, outbox.clone()))
+                        broker::register_unique(broker, registry, &base, outbox.clone()).await
                     }
                 };
                 match registered {
@@ -534,10 +545,20 @@ impl Session {
 
     /// Registers a text-dialect client under a nick from its address, greets
     /// it and puts it in the default room.
-    async fn start_text(shared: &Arc<Shared>, peer: PeerAddr, outbox: Outbox) -> Self {
-        let (id, nick) = shared
-            .registry
-            .register_unique(&nick_for(&peer), outbox.clone());
+    async fn start_text(shared: &Arc<Shared>, peer: PeerAddr, outbox: Outbox) -> Option<Self> {
+        let (broker, registry) = (&*shared.broker, &shared.registry);
+        let (id, nick) =
+            match broker::register_unique(broker, registry, &nick_for(&peer), outbox.clone()).await
+            {
+                Ok(registered) => registered,
+                Err(e) => {
+                    // Only a cluster that cannot be reached refuses a nick
+                    // with a free suffix; the text client is told and closed.
+                    error(&outbox, e.into(), None);
+                    bye(&outbox, "the cluster is unavailable");
+                    return None;
+                }
+            };
         let mut session = Self::new(shared, id, nick, Dialect::Text, outbox);
         session.welcome(None);
         let room = shared.limits.default_room.clone();
@@ -548,7 +569,7 @@ impl Session {
             Ok(()) => session.current = Some(room),
             Err(failure) => error(&session.outbox, failure, None),
         }
-        session
+        Some(session)
     }
 
     fn welcome(&self, reference: Option<String>) {
@@ -761,6 +782,7 @@ impl Session {
                 after,
                 ..
             } => {
+                self.shared.broker.open(&room).await?;
                 let backlog = match after {
                     Some(cursor) => {
                         let last = self.shared.registry.last_id(&room).unwrap_or(0);
@@ -805,8 +827,12 @@ impl Session {
                     .get(&room.key())
                     .ok_or_else(|| RegistryError::NotInRoom(room.clone()))?;
                 // Nobody gets their own line back, as in the seed: a native
-                // client learns the id from the `ok`.
-                let published = handle.publish(self.id, &self.nick, text, action, false)?;
+                // client learns the id from the `ok`, which the broker
+                // returns once the message is committed.
+                let broker = &self.shared.broker;
+                let published = broker
+                    .publish(handle, self.id, &self.nick, text, action)
+                    .await?;
                 self.reply(
                     ServerMessage::Ok {
                         room: Some(handle.name().clone()),
@@ -821,7 +847,9 @@ impl Session {
                 self.ok(reference);
             }
             ClientMessage::Nick { nick } => {
-                self.shared.registry.rename(self.id, nick.clone())?;
+                let shared = &self.shared;
+                let (broker, registry) = (&*shared.broker, &shared.registry);
+                broker::rename(broker, registry, self.id, &self.nick, nick.clone()).await?;
                 self.nick = nick;
                 self.ok(reference);
             }
@@ -876,6 +904,7 @@ impl Session {
 
     async fn join(&mut self, room: &RoomName, backlog: Backlog) -> Result<(), Failure> {
         let shared = &self.shared;
+        shared.broker.open(room).await?;
         let handle = backlog::join(
             &shared.registry,
             self.id,
@@ -897,6 +926,7 @@ impl Session {
         after: Option<MessageId>,
         limit: Option<u32>,
     ) -> Result<Page, Failure> {
+        self.shared.broker.open(room).await?;
         let registry = &self.shared.registry;
         let last = registry
             .last_id(room)
@@ -922,6 +952,10 @@ impl Session {
     /// and skipped; the others still resume.
     async fn resume(&mut self, cursors: BTreeMap<RoomName, MessageId>, reference: Option<String>) {
         for (room, cursor) in cursors {
+            if let Err(e) = self.shared.broker.open(&room).await {
+                self.fail(e.into(), reference.clone());
+                continue;
+            }
             let checked = match self.shared.registry.last_id(&room) {
                 None => Err(Failure::from(RegistryError::NoSuchRoom(room.clone()))),
                 Some(last) if cursor > last => Err(future_cursor(cursor, last)),
@@ -1003,6 +1037,7 @@ impl Session {
     /// session's queue sender is dropped with `self`, which lets the writer
     /// drain and close.
     fn finish(self, end: &End) {
+        self.shared.broker.release(&self.nick);
         let reason = match end {
             End::Shutdown => {
                 self.shared.registry.unregister_silently(self.id);

@@ -1,0 +1,257 @@
+//! Where a room's messages go to reach every node: the broker seam.
+//!
+//! A [`Broker`] stands between a session and its rooms for the few things
+//! that must be agreed by every server node sharing one room space: the
+//! order and ids of a room's messages, and who holds which nickname.
+//!
+//! - [`LocalBroker`], the default, is one node on its own. It keeps today's
+//!   path and cost: [`Broker::publish`] calls [`Room::publish`], which stamps
+//!   the id and fans the frame out under the room's lock, and the future it
+//!   returns is already complete (no allocation, no task hop). Nick claims
+//!   are the registry's own.
+//! - `NatsBroker` (feature `cluster`, module `nats`) shares rooms between
+//!   nodes through NATS JetStream: one stream per room gives the room's ids
+//!   (the stream sequence) and its order, every node consumes the stream and
+//!   delivers through [`Room::deliver_message`], and nicknames are claimed
+//!   in a key-value bucket.
+//!
+//! This module may use `protocol`, `history` and `registry`; never `server`
+//! or `transport`.
+
+#[cfg(feature = "cluster")]
+pub mod nats;
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use crate::protocol::{ErrorCode, Nickname, RoomName};
+use crate::registry::{Outbox, Published, RegistryError, Room, RoomRegistry, SessionId};
+
+/// Why the broker refused a request.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BrokerError {
+    /// The registry refused it (not in the room, nick taken on this node…).
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    /// Another node holds the nickname.
+    #[error("nickname {0} is taken")]
+    NickTaken(Nickname),
+    /// The shared service cannot be reached or refused the request; nothing
+    /// was done (a refused `say` was not delivered to anyone).
+    #[error("the cluster is unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl BrokerError {
+    /// The protocol error code a client is told.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Self::Registry(e) => e.code(),
+            Self::NickTaken(_) => ErrorCode::NickTaken,
+            Self::Unavailable(_) => ErrorCode::Internal,
+        }
+    }
+}
+
+/// The answer of a broker call: already there (the single-node case, which
+/// costs nothing more than a direct call), or a boxed future to wait for.
+#[must_use = "a pending broker call does nothing unless awaited"]
+pub enum Pending<T> {
+    /// Done already.
+    Ready(Option<T>),
+    /// Still to wait for.
+    Waiting(Pin<Box<dyn Future<Output = T> + Send + 'static>>),
+}
+
+impl<T> Pending<T> {
+    /// An answer that is already known.
+    pub fn ready(value: T) -> Self {
+        Self::Ready(Some(value))
+    }
+
+    /// An answer to wait for.
+    pub fn waiting(future: impl Future<Output = T> + Send + 'static) -> Self {
+        Self::Waiting(Box::pin(future))
+    }
+}
+
+impl<T: Unpin> Future for Pending<T> {
+    type Output = T;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
+        match self.get_mut() {
+            Self::Ready(value) => {
+                Poll::Ready(value.take().expect("Pending polled after completion"))
+            }
+            Self::Waiting(future) => future.as_mut().poll(cx),
+        }
+    }
+}
+
+impl<T> fmt::Debug for Pending<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Ready(_) => f.write_str("Pending::Ready"),
+            Self::Waiting(_) => f.write_str("Pending::Waiting"),
+        }
+    }
+}
+
+/// Where a room's messages and the nick claims go to reach every node.
+///
+/// The engine calls these around the registry; none of them is called
+/// under a registry or room lock.
+pub trait Broker: Send + Sync + fmt::Debug + 'static {
+    /// Told the engine's registry once, before any session starts. A
+    /// broker that delivers messages from other nodes finds the live rooms
+    /// there.
+    fn attach(&self, registry: &RoomRegistry) {
+        let _ = registry;
+    }
+
+    /// Makes `room` ready on this node before a session joins it, reads
+    /// its history or checks a cursor against it: a cluster broker learns
+    /// the room's last id and starts receiving its messages.
+    fn open(&self, room: &RoomName) -> Pending<Result<(), BrokerError>>;
+
+    /// Publishes a `say` of `sender` (a member of `room`): the message gets
+    /// the room's next id and reaches every member on every node except the
+    /// sender, in the room's one order. Completes once the message is
+    /// committed, and (so that the sender's `ok` never overtakes an earlier
+    /// message) after every earlier message of the room is in the sender's
+    /// queue.
+    fn publish(
+        &self,
+        room: &Arc<Room>,
+        sender: SessionId,
+        from: &Nickname,
+        text: String,
+        action: bool,
+    ) -> Pending<Result<Published, BrokerError>>;
+
+    /// Claims `nick` for a session of this node. Succeeds at once when no
+    /// other node shares the nick space; the registry still decides between
+    /// the sessions of this node.
+    fn claim(&self, nick: &Nickname) -> Pending<Result<(), BrokerError>>;
+
+    /// Gives up a claim made by [`Broker::claim`]. Never waits.
+    fn release(&self, nick: &Nickname);
+}
+
+/// One node on its own: the registry is the whole truth.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct LocalBroker;
+
+impl Broker for LocalBroker {
+    fn open(&self, _room: &RoomName) -> Pending<Result<(), BrokerError>> {
+        Pending::ready(Ok(()))
+    }
+
+    fn publish(
+        &self,
+        room: &Arc<Room>,
+        sender: SessionId,
+        from: &Nickname,
+        text: String,
+        action: bool,
+    ) -> Pending<Result<Published, BrokerError>> {
+        // Nobody gets their own line back, as in the seed: a native client
+        // learns the id from the `ok`.
+        Pending::ready(
+            room.publish(sender, from, text, action, false)
+                .map_err(BrokerError::from),
+        )
+    }
+
+    fn claim(&self, _nick: &Nickname) -> Pending<Result<(), BrokerError>> {
+        Pending::ready(Ok(()))
+    }
+
+    fn release(&self, _nick: &Nickname) {}
+}
+
+/// Registers a session under `nick`: claimed through the broker, then
+/// taken in the registry (the claim is given back if the registry refuses).
+///
+/// # Errors
+/// [`BrokerError::NickTaken`] or [`RegistryError::NickTaken`] when someone
+/// holds it; [`BrokerError::Unavailable`] when the claim cannot be made.
+pub async fn register(
+    broker: &dyn Broker,
+    registry: &RoomRegistry,
+    nick: Nickname,
+    outbox: Outbox,
+) -> Result<SessionId, BrokerError> {
+    broker.claim(&nick).await?;
+    registry.register(nick.clone(), outbox).map_err(|e| {
+        broker.release(&nick);
+        e.into()
+    })
+}
+
+/// Registers a session under `base`, or `base-2`, `base-3`, … when that is
+/// taken here or on another node.
+///
+/// # Errors
+/// [`BrokerError::Unavailable`] when no claim can be made.
+pub async fn register_unique(
+    broker: &dyn Broker,
+    registry: &RoomRegistry,
+    base: &Nickname,
+    outbox: Outbox,
+) -> Result<(SessionId, Nickname), BrokerError> {
+    let mut candidate = base.clone();
+    let mut n = 2u64;
+    loop {
+        match register(broker, registry, candidate.clone(), outbox.clone()).await {
+            Ok(id) => return Ok((id, candidate)),
+            Err(BrokerError::NickTaken(_) | BrokerError::Registry(RegistryError::NickTaken(_))) => {
+                let suffix = format!("-{n}");
+                let keep = base
+                    .as_str()
+                    .len()
+                    .min(crate::protocol::MAX_NICK_LEN - suffix.len());
+                candidate = Nickname::new(format!("{}{suffix}", &base.as_str()[..keep]))
+                    .expect("a valid nick with a numeric suffix is valid");
+                n += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Renames a session: the new nick is claimed first (unless only its case
+/// changes), then the registry renames, then the old claim is given back.
+///
+/// # Errors
+/// As [`register`].
+pub async fn rename(
+    broker: &dyn Broker,
+    registry: &RoomRegistry,
+    id: SessionId,
+    old: &Nickname,
+    new: Nickname,
+) -> Result<(), BrokerError> {
+    let same_key = old.key() == new.key();
+    if !same_key {
+        broker.claim(&new).await?;
+    }
+    match registry.rename(id, new.clone()) {
+        Ok(_) => {
+            if !same_key {
+                broker.release(old);
+            }
+            Ok(())
+        }
+        Err(e) => {
+            if !same_key {
+                broker.release(&new);
+            }
+            Err(e.into())
+        }
+    }
+}

@@ -1,0 +1,691 @@
+//! The cluster broker: several nodes share one room space through NATS
+//! JetStream.
+//!
+//! - **One stream per room**, `CHATROOM_<room key>`, with the one subject
+//!   `chatroom.room.<room key>`. A `say` is published there; the stream
+//!   sequence JetStream gives it is the message's id, so ids are the room's
+//!   consecutive numbers and the stream's order is the room's one order.
+//!   Retention is the stream's limits (`max_msgs`, `max_age`), which remove
+//!   the oldest first and never renumber.
+//! - **One ordered push consumer per room live on a node**, started at the
+//!   room's last id + 1 when a session first opens the room there. Each
+//!   message is delivered through [`Room::deliver_message`] (under the
+//!   room's lock, to every local member but its sender), so every node
+//!   fans a room out in stream order. A node's feed of a room is dropped a
+//!   while after the room has no local member.
+//! - **History is the stream**: [`StreamStore`] answers pages by reading
+//!   the stream by sequence, so a client resumes on any node.
+//! - **Nicks** are claimed in the key-value bucket `chatroom_nicks` with a
+//!   create-only put: the first node wins, every other is refused. Entries
+//!   expire after the lease (`max_age` of the bucket); the owning node
+//!   renews each claim every third of it, so a dead node's nicks free
+//!   themselves.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer, kv, stream};
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio::time::{Instant, timeout};
+
+use crate::history::{HistoryError, HistoryStore, Page, PageQuery, Retention};
+use crate::protocol::{HistoryEntry, MessageId, Nickname, RoomName, Timestamp};
+use crate::registry::{Published, Room, RoomRegistry, SessionId, now_ms};
+
+use super::{Broker, BrokerError, Pending};
+
+/// The key-value bucket that holds nickname claims.
+pub const NICK_BUCKET: &str = "chatroom_nicks";
+/// How long a node's feed of a room outlives the room's last local member.
+const FEED_LINGER: Duration = Duration::from_secs(10);
+
+/// How a node joins the cluster.
+#[derive(Debug, Clone)]
+pub struct NatsConfig {
+    /// NATS server URLs (`nats://host:port`); the client fails over
+    /// between them.
+    pub servers: Vec<String>,
+    /// This node's name, in logs and in nick claims.
+    pub node: String,
+    /// How long a nick claim lives without renewal (a dead node's nicks
+    /// are free after this).
+    pub nick_lease: Duration,
+    /// The longest NATS may take to answer a request.
+    pub request_timeout: Duration,
+    /// Retention of each room's stream.
+    pub retention: Retention,
+}
+
+impl NatsConfig {
+    /// Defaults for `servers` and `node`: a 15 s nick lease, a 5 s request
+    /// timeout and the default retention.
+    pub fn new(servers: Vec<String>, node: impl Into<String>) -> Self {
+        Self {
+            servers,
+            node: node.into(),
+            nick_lease: Duration::from_secs(15),
+            request_timeout: Duration::from_secs(5),
+            retention: Retention::default(),
+        }
+    }
+}
+
+/// What a `say` looks like in a room's stream.
+#[derive(Serialize, Deserialize)]
+struct Wire {
+    from: Nickname,
+    text: String,
+    ts: Timestamp,
+    action: bool,
+    /// The publishing node's instance, so it can leave the sender out.
+    node: String,
+    /// The publish on that node, matched to the sending session.
+    token: u64,
+}
+
+fn stream_name(room_key: &str) -> String {
+    format!("CHATROOM_{room_key}")
+}
+
+fn subject(room_key: &str) -> String {
+    format!("chatroom.room.{room_key}")
+}
+
+fn unavailable(what: &str, e: impl fmt::Display) -> BrokerError {
+    BrokerError::Unavailable(format!("{what}: {e}"))
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A history store that reads the rooms' streams: the cluster's shared
+/// history. `append` does nothing (the stream has the message already),
+/// `sweep` does nothing (the stream's limits apply retention), `last_id`
+/// answers from what this node has seen of each room.
+pub struct StreamStore {
+    js: jetstream::Context,
+    runtime: tokio::runtime::Handle,
+    request_timeout: Duration,
+    /// Room key → the last id this node knows of.
+    last: Mutex<HashMap<String, MessageId>>,
+}
+
+impl fmt::Debug for StreamStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StreamStore").finish_non_exhaustive()
+    }
+}
+
+impl StreamStore {
+    /// Raises the room's last known id to `id`.
+    fn note(&self, key: &str, id: MessageId) {
+        let mut last = lock(&self.last);
+        let known = last.entry(key.to_owned()).or_insert(0);
+        *known = (*known).max(id);
+    }
+
+    async fn read(&self, room: &RoomName, query: PageQuery) -> Result<Page, HistoryError> {
+        let key = room.key();
+        let fail = |e: &dyn fmt::Display| HistoryError::Unavailable(e.to_string());
+        let stream = match self.js.get_stream(stream_name(&key)).await {
+            Ok(stream) => stream,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    jetstream::context::GetStreamErrorKind::JetStream(js)
+                        if js.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND
+                ) =>
+            {
+                return Ok(Page::default());
+            }
+            Err(e) => return Err(fail(&e)),
+        };
+        let state = stream.cached_info().state.clone();
+        if state.messages == 0 {
+            return Ok(Page::default());
+        }
+        let (first, last) = (state.first_sequence, state.last_sequence);
+        let (from, to, more) = match query {
+            PageQuery::After { after, limit } => {
+                let from = (after + 1).max(first);
+                let to = from.saturating_add(limit as u64 - 1).min(last);
+                (from, to, to < last)
+            }
+            PageQuery::Before { before, limit } => {
+                let to = before.map_or(last, |b| b.saturating_sub(1)).min(last);
+                let from = to.saturating_sub(limit as u64 - 1).max(first);
+                (from, to, from > first)
+            }
+        };
+        let mut messages = Vec::new();
+        for seq in from..=to {
+            match stream.get_raw_message(seq).await {
+                Ok(raw) => {
+                    if let Ok(wire) = serde_json::from_slice::<Wire>(&raw.payload) {
+                        messages.push(HistoryEntry {
+                            id: seq,
+                            from: wire.from,
+                            text: wire.text,
+                            ts: wire.ts,
+                            action: wire.action,
+                        });
+                    }
+                }
+                Err(e) if e.kind() == stream::LastRawMessageErrorKind::NoMessageFound => {}
+                Err(e) => return Err(fail(&e)),
+            }
+        }
+        Ok(Page { messages, more })
+    }
+}
+
+impl HistoryStore for StreamStore {
+    fn last_id(&self, room: &RoomName) -> Option<MessageId> {
+        lock(&self.last).get(&room.key()).copied()
+    }
+
+    fn append(&self, _room: &RoomName, _entry: HistoryEntry) {}
+
+    fn page(&self, room: &RoomName, query: PageQuery) -> Result<Page, HistoryError> {
+        // Called on a blocking thread, never on the runtime's own.
+        self.runtime
+            .block_on(timeout(self.request_timeout, self.read(room, query)))
+            .unwrap_or_else(|_| Err(HistoryError::Unavailable("NATS did not answer".to_owned())))
+    }
+
+    fn sweep(&self, _retention: Retention, _now: Timestamp) -> Result<u64, HistoryError> {
+        Ok(0)
+    }
+
+    fn flush(&self) -> Result<(), HistoryError> {
+        Ok(())
+    }
+}
+
+/// A room this node receives.
+struct Feed {
+    room: RoomName,
+    /// The last id delivered locally.
+    last: watch::Receiver<MessageId>,
+    task: JoinHandle<()>,
+    /// When a session last opened the room here.
+    touched: Instant,
+}
+
+impl Drop for Feed {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+struct Inner {
+    config: NatsConfig,
+    /// This process's identity in the stream (unique even if two nodes
+    /// share a name).
+    instance: String,
+    client: async_nats::Client,
+    js: jetstream::Context,
+    nicks: kv::Store,
+    store: Arc<StreamStore>,
+    registry: OnceLock<RoomRegistry>,
+    feeds: Mutex<HashMap<String, Feed>>,
+    /// Nick key → revision of this node's claim.
+    claims: Mutex<HashMap<String, u64>>,
+    /// Publishes in flight: token → sending session.
+    outgoing: Mutex<HashMap<u64, SessionId>>,
+    next_token: AtomicU64,
+}
+
+/// The NATS JetStream broker. See the module docs.
+pub struct NatsBroker {
+    inner: Arc<Inner>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl fmt::Debug for NatsBroker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NatsBroker")
+            .field("node", &self.inner.config.node)
+            .field("servers", &self.inner.config.servers)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for NatsBroker {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+        lock(&self.inner.feeds).clear();
+    }
+}
+
+impl NatsBroker {
+    /// Connects to NATS, makes sure the nick bucket exists, and returns the
+    /// broker with the history store that reads the rooms' streams. Must be
+    /// called inside a Tokio runtime.
+    ///
+    /// # Errors
+    /// [`BrokerError::Unavailable`] when NATS cannot be reached or has no
+    /// JetStream.
+    pub async fn connect(config: NatsConfig) -> Result<(Arc<Self>, Arc<StreamStore>), BrokerError> {
+        let node = config.node.clone();
+        let options = async_nats::ConnectOptions::new()
+            .name(format!("chatroom {node}"))
+            .connection_timeout(config.request_timeout)
+            .max_reconnects(None)
+            .event_callback(move |event| {
+                let node = node.clone();
+                async move {
+                    match event {
+                        async_nats::Event::Connected => {
+                            tracing::info!(%node, "connected to NATS");
+                        }
+                        async_nats::Event::Disconnected => {
+                            tracing::error!(%node, "lost the NATS connection; reconnecting");
+                        }
+                        // Each failed reconnection attempt; the
+                        // disconnection itself was logged above.
+                        async_nats::Event::ClientError(e) => {
+                            tracing::debug!(%node, error = %e, "NATS client error");
+                        }
+                        other => tracing::warn!(%node, event = %other, "NATS event"),
+                    }
+                }
+            });
+        let client = options
+            .connect(config.servers.as_slice())
+            .await
+            .map_err(|e| unavailable("cannot connect to NATS", e))?;
+        let mut js = jetstream::new(client.clone());
+        js.set_timeout(config.request_timeout);
+        // The bucket's stream is made by hand, as a key-value bucket's
+        // stream looks: `create_key_value` first asks for the account's
+        // info, whose reply from a 2.9 server this client cannot read.
+        let bucket = stream::Config {
+            name: format!("KV_{NICK_BUCKET}"),
+            description: Some("chatroom nickname claims".to_owned()),
+            subjects: vec![format!("$KV.{NICK_BUCKET}.>")],
+            max_messages_per_subject: 1,
+            max_age: config.nick_lease,
+            storage: stream::StorageType::File,
+            discard: stream::DiscardPolicy::New,
+            allow_rollup: true,
+            deny_delete: true,
+            allow_direct: true,
+            ..Default::default()
+        };
+        js.get_or_create_stream(bucket)
+            .await
+            .map_err(|e| unavailable("cannot open the nick bucket", e))?;
+        let nicks = js
+            .get_key_value(NICK_BUCKET)
+            .await
+            .map_err(|e| unavailable("cannot open the nick bucket", e))?;
+        let store = Arc::new(StreamStore {
+            js: js.clone(),
+            runtime: tokio::runtime::Handle::current(),
+            request_timeout: config.request_timeout,
+            last: Mutex::new(HashMap::new()),
+        });
+        let inner = Arc::new(Inner {
+            instance: client.new_inbox(),
+            config,
+            client,
+            js,
+            nicks,
+            store: store.clone(),
+            registry: OnceLock::new(),
+            feeds: Mutex::new(HashMap::new()),
+            claims: Mutex::new(HashMap::new()),
+            outgoing: Mutex::new(HashMap::new()),
+            next_token: AtomicU64::new(0),
+        });
+        let tasks = vec![
+            tokio::spawn(inner.clone().renew_claims()),
+            tokio::spawn(inner.clone().drop_idle_feeds()),
+        ];
+        Ok((Arc::new(Self { inner, tasks }), store))
+    }
+}
+
+impl Broker for NatsBroker {
+    fn attach(&self, registry: &RoomRegistry) {
+        let _ = self.inner.registry.set(registry.clone());
+    }
+
+    fn open(&self, room: &RoomName) -> Pending<Result<(), BrokerError>> {
+        if let Some(feed) = lock(&self.inner.feeds).get_mut(&room.key()) {
+            feed.touched = Instant::now();
+            return Pending::ready(Ok(()));
+        }
+        let inner = self.inner.clone();
+        let room = room.clone();
+        Pending::waiting(async move { inner.open(room).await })
+    }
+
+    fn publish(
+        &self,
+        room: &Arc<Room>,
+        sender: SessionId,
+        from: &Nickname,
+        text: String,
+        action: bool,
+    ) -> Pending<Result<Published, BrokerError>> {
+        let inner = self.inner.clone();
+        let room = room.name().clone();
+        let from = from.clone();
+        Pending::waiting(async move { inner.publish(room, sender, from, text, action).await })
+    }
+
+    fn claim(&self, nick: &Nickname) -> Pending<Result<(), BrokerError>> {
+        let inner = self.inner.clone();
+        let nick = nick.clone();
+        Pending::waiting(async move { inner.claim(nick).await })
+    }
+
+    fn release(&self, nick: &Nickname) {
+        let key = nick.key();
+        if lock(&self.inner.claims).remove(&key).is_none() {
+            return;
+        }
+        let inner = self.inner.clone();
+        tokio::spawn(async move {
+            let deleted = timeout(inner.config.request_timeout, inner.nicks.delete(&key)).await;
+            if !matches!(deleted, Ok(Ok(()))) {
+                tracing::warn!(nick = %key, "could not release a nick claim; it expires with its lease");
+            }
+        });
+    }
+}
+
+impl Inner {
+    async fn open(self: Arc<Self>, room: RoomName) -> Result<(), BrokerError> {
+        self.connected()?;
+        let key = room.key();
+        let retention = self.config.retention;
+        let config = stream::Config {
+            name: stream_name(&key),
+            subjects: vec![subject(&key)],
+            max_messages: i64::try_from(retention.max_messages).unwrap_or(i64::MAX),
+            max_age: retention
+                .max_age_ms
+                .map_or(Duration::ZERO, Duration::from_millis),
+            storage: stream::StorageType::File,
+            allow_direct: true,
+            ..Default::default()
+        };
+        let stream = timeout(
+            self.config.request_timeout,
+            self.js.get_or_create_stream(config),
+        )
+        .await
+        .map_err(|e| unavailable("cannot open the room's stream", e))?
+        .map_err(|e| unavailable("cannot open the room's stream", e))?;
+        let last = stream.cached_info().state.last_sequence;
+        let mut feeds = lock(&self.feeds);
+        if let Some(feed) = feeds.get_mut(&key) {
+            feed.touched = Instant::now();
+            return Ok(());
+        }
+        self.store.note(&key, last);
+        let known = self.store.last_id(&room).unwrap_or(last);
+        let (tx, rx) = watch::channel(known);
+        let task = tokio::spawn(self.clone().consume(room.clone(), stream, known + 1, tx));
+        feeds.insert(
+            key,
+            Feed {
+                room,
+                last: rx,
+                task,
+                touched: Instant::now(),
+            },
+        );
+        Ok(())
+    }
+
+    /// Receives the room's stream from `next` on, for as long as the feed
+    /// lives, starting over where it stopped after any interruption.
+    async fn consume(
+        self: Arc<Self>,
+        room: RoomName,
+        stream: stream::Stream,
+        mut next: MessageId,
+        delivered: watch::Sender<MessageId>,
+    ) {
+        loop {
+            match self
+                .consume_from(&room, &stream, &mut next, &delivered)
+                .await
+            {
+                Ok(()) => tracing::warn!(%room, "room feed ended; starting it again"),
+                Err(e) => {
+                    tracing::warn!(%room, error = %e, "room feed interrupted; starting it again")
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    async fn consume_from(
+        &self,
+        room: &RoomName,
+        stream: &stream::Stream,
+        next: &mut MessageId,
+        delivered: &watch::Sender<MessageId>,
+    ) -> Result<(), async_nats::Error> {
+        let key = room.key();
+        let consumer = stream
+            .create_consumer(consumer::push::OrderedConfig {
+                deliver_subject: self.client.new_inbox(),
+                filter_subject: subject(&key),
+                deliver_policy: consumer::DeliverPolicy::ByStartSequence {
+                    start_sequence: *next,
+                },
+                ..Default::default()
+            })
+            .await?;
+        let mut messages = consumer.messages().await?;
+        while let Some(message) = messages.next().await {
+            let message = message?;
+            let seq = message.info()?.stream_sequence;
+            if seq < *next {
+                continue;
+            }
+            self.apply(room, &key, seq, &message.payload);
+            *next = seq + 1;
+            delivered.send_replace(seq);
+        }
+        Ok(())
+    }
+
+    /// Delivers message `seq` of `room` to its local members.
+    fn apply(&self, room: &RoomName, key: &str, seq: MessageId, payload: &[u8]) {
+        // Known before the live room is looked up: a room made live after
+        // this point starts from here, one made live before gets it below.
+        self.store.note(key, seq);
+        let wire = match serde_json::from_slice::<Wire>(payload) {
+            Ok(wire) => wire,
+            Err(e) => {
+                tracing::warn!(%room, seq, error = %e, "skipped a malformed message");
+                return;
+            }
+        };
+        let except = if wire.node == self.instance {
+            lock(&self.outgoing).get(&wire.token).copied()
+        } else {
+            None
+        };
+        let live = self.registry.get().and_then(|r| r.room(room));
+        if let Some(live) = live {
+            let entry = HistoryEntry {
+                id: seq,
+                from: wire.from,
+                text: wire.text,
+                ts: wire.ts,
+                action: wire.action,
+            };
+            live.deliver_message(seq, entry, except);
+        }
+    }
+
+    async fn publish(
+        self: Arc<Self>,
+        room: RoomName,
+        sender: SessionId,
+        from: Nickname,
+        text: String,
+        action: bool,
+    ) -> Result<Published, BrokerError> {
+        let key = room.key();
+        let Some(mut delivered) = lock(&self.feeds).get(&key).map(|f| f.last.clone()) else {
+            return Err(BrokerError::Unavailable(format!(
+                "room {room} is not open on this node; join it again"
+            )));
+        };
+        // While disconnected the client would buffer the publish and send
+        // it on reconnection, after the sender was told it failed.
+        self.connected()?;
+        let token = self.next_token.fetch_add(1, Ordering::Relaxed);
+        let ts = now_ms();
+        let wire = Wire {
+            from,
+            text,
+            ts,
+            action,
+            node: self.instance.clone(),
+            token,
+        };
+        let payload = serde_json::to_vec(&wire).expect("a message serializes");
+        lock(&self.outgoing).insert(token, sender);
+        let acked = timeout(self.config.request_timeout, async {
+            self.js
+                .publish(subject(&key), payload.into())
+                .await
+                .map_err(|e| e.to_string())?
+                .await
+                .map_err(|e| e.to_string())
+        })
+        .await;
+        let ack = match acked {
+            Ok(Ok(ack)) => ack,
+            Ok(Err(e)) => {
+                lock(&self.outgoing).remove(&token);
+                return Err(BrokerError::Unavailable(format!(
+                    "the message was not sent: {e}"
+                )));
+            }
+            Err(_) => {
+                lock(&self.outgoing).remove(&token);
+                return Err(BrokerError::Unavailable(
+                    "NATS did not acknowledge the message in time; it may not have been sent"
+                        .to_owned(),
+                ));
+            }
+        };
+        // The `ok` must not overtake a message with a lower id: wait until
+        // this node has delivered up to this one.
+        let caught_up = timeout(
+            self.config.request_timeout,
+            delivered.wait_for(|last| *last >= ack.sequence),
+        )
+        .await;
+        if !matches!(caught_up, Ok(Ok(_))) {
+            tracing::warn!(%room, id = ack.sequence, "message committed but not yet delivered here");
+        }
+        lock(&self.outgoing).remove(&token);
+        Ok(Published {
+            id: ack.sequence,
+            ts,
+            delivered: 0,
+            slow: 0,
+        })
+    }
+
+    /// Refuses at once while NATS is unreachable.
+    fn connected(&self) -> Result<(), BrokerError> {
+        match self.client.connection_state() {
+            async_nats::connection::State::Connected => Ok(()),
+            _ => Err(BrokerError::Unavailable(
+                "no connection to NATS; nothing was sent".to_owned(),
+            )),
+        }
+    }
+
+    async fn claim(self: Arc<Self>, nick: Nickname) -> Result<(), BrokerError> {
+        self.connected()?;
+        let key = nick.key();
+        let created = timeout(
+            self.config.request_timeout,
+            self.nicks.create(&key, self.config.node.clone().into()),
+        )
+        .await
+        .map_err(|e| unavailable("cannot claim the nick", e))?;
+        match created {
+            Ok(revision) => {
+                lock(&self.claims).insert(key, revision);
+                Ok(())
+            }
+            Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
+                Err(BrokerError::NickTaken(nick))
+            }
+            Err(e) => Err(unavailable("cannot claim the nick", e)),
+        }
+    }
+
+    /// Renews every claim of this node each third of the lease.
+    async fn renew_claims(self: Arc<Self>) {
+        let every = self.config.nick_lease / 3;
+        loop {
+            tokio::time::sleep(every).await;
+            let claims: Vec<(String, u64)> = lock(&self.claims)
+                .iter()
+                .map(|(k, r)| (k.clone(), *r))
+                .collect();
+            for (key, revision) in claims {
+                let value = self.config.node.clone().into();
+                let renewed = timeout(
+                    self.config.request_timeout,
+                    self.nicks.update(&key, value, revision),
+                )
+                .await;
+                match renewed {
+                    Ok(Ok(new)) => {
+                        if let Some(r) = lock(&self.claims).get_mut(&key)
+                            && *r == revision
+                        {
+                            *r = new;
+                        }
+                    }
+                    Ok(Err(e)) => {
+                        tracing::warn!(nick = %key, error = %e, "could not renew a nick claim")
+                    }
+                    Err(_) => {
+                        tracing::warn!(nick = %key, "could not renew a nick claim: NATS did not answer")
+                    }
+                }
+            }
+        }
+    }
+
+    /// Stops receiving rooms that have had no local member for a while.
+    async fn drop_idle_feeds(self: Arc<Self>) {
+        loop {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            let Some(registry) = self.registry.get() else {
+                continue;
+            };
+            let mut feeds = lock(&self.feeds);
+            feeds.retain(|_, feed| {
+                feed.touched.elapsed() < FEED_LINGER || registry.room(&feed.room).is_some()
+            });
+        }
+    }
+}

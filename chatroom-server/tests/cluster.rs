@@ -1,0 +1,532 @@
+//! Cluster mode against a real NATS server: three `chatroom-server` nodes on
+//! one `nats-server -js`, started by the test on a free loopback port with a
+//! store directory of its own.
+//!
+//! `nats-server` is Debian's package (`apt-get install nats-server`); the
+//! tests fail, never skip, when it cannot be found. `NATS_SERVER` names
+//! another binary.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+const BIN: &str = env!("CARGO_BIN_EXE_chatroom-server");
+const DEADLINE: Duration = Duration::from_secs(15);
+
+fn nats_server_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("NATS_SERVER") {
+        return PathBuf::from(path);
+    }
+    let candidates = ["/usr/sbin/nats-server", "/usr/bin/nats-server"];
+    for candidate in candidates {
+        if std::path::Path::new(candidate).exists() {
+            return PathBuf::from(candidate);
+        }
+    }
+    panic!(
+        "nats-server not found (looked in {candidates:?} and $NATS_SERVER): \
+         install it with `apt-get install nats-server` to run the cluster tests"
+    );
+}
+
+/// A child process killed when the test ends, however it ends.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A NATS server with JetStream and three chat nodes on it.
+struct Cluster {
+    nodes: Vec<(Proc, SocketAddr)>,
+    nats: Option<Proc>,
+    port: u16,
+    dir: PathBuf,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.nodes.clear();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Starts `nats-server -js` on `port` with its store in `dir` and waits
+/// until it listens.
+fn start_nats(port: u16, dir: &std::path::Path) -> Proc {
+    let binary = nats_server_binary();
+    let nats = Proc(
+        Command::new(&binary)
+            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+            .arg(dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display())),
+    );
+    let started = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            started.elapsed() < DEADLINE,
+            "nats-server did not listen on {port}"
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+    nats
+}
+
+impl Cluster {
+    fn start(name: &str) -> Self {
+        let dir =
+            std::env::temp_dir().join(format!("chatroom-cluster-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let port = free_port();
+        let nats = start_nats(port, &dir.join("nats"));
+        let url = format!("nats://127.0.0.1:{port}");
+        let nodes = (1..=3)
+            .map(|n| start_node(&url, &format!("n{n}"), &dir.join(format!("n{n}"))))
+            .collect();
+        Self {
+            nodes,
+            nats: Some(nats),
+            port,
+            dir,
+        }
+    }
+
+    /// Kills a chat node (SIGKILL).
+    fn kill_node(&mut self, node: usize) {
+        let _ = self.nodes[node].0.0.kill();
+        let _ = self.nodes[node].0.0.wait();
+    }
+
+    /// Kills NATS (SIGKILL).
+    fn stop_nats(&mut self) {
+        self.nats = None;
+    }
+
+    /// Starts NATS again on the same port with the same store.
+    fn restart_nats(&mut self) {
+        self.nats = Some(start_nats(self.port, &self.dir.join("nats")));
+    }
+
+    fn addr(&self, node: usize) -> SocketAddr {
+        self.nodes[node].1
+    }
+}
+
+fn start_node(url: &str, name: &str, dir: &std::path::Path) -> (Proc, SocketAddr) {
+    let mut child = Command::new(BIN)
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--cluster",
+            url,
+            "--node-name",
+            name,
+        ])
+        .env("CHATROOM_DATA_DIR", dir)
+        .env("CHATROOM_RATE_PER_SEC", "100000")
+        .env("CHATROOM_RATE_BURST", "100000")
+        // Refusals during a NATS outage count as errors; keep the clients.
+        .env("CHATROOM_MAX_ERRORS", "100000")
+        // A killed node's nicks come free quickly.
+        .env("CHATROOM_NICK_LEASE_SECS", "3")
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start chatroom-server");
+    let (tx, rx) = mpsc::channel();
+    let stderr = child.stderr.take().expect("piped stderr");
+    let label = name.to_owned();
+    thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(addr) = line.split("listening addr=").nth(1) {
+                let _ = tx.send(addr.split_whitespace().next().unwrap_or("").to_owned());
+            }
+            if line.contains("ERROR") || line.contains("error:") {
+                eprintln!("[{label}] {line}");
+            }
+        }
+    });
+    let addr = rx
+        .recv_timeout(DEADLINE)
+        .unwrap_or_else(|_| panic!("node {name} did not start"));
+    (Proc(child), addr.parse().expect("a socket address"))
+}
+
+/// Messages a client received: id, sender, text.
+type Heard = Vec<(u64, String, String)>;
+
+struct Client {
+    stream: TcpStream,
+    reader: BufReader<TcpStream>,
+}
+
+impl Client {
+    fn connect(addr: SocketAddr, hello: Value) -> (Self, Value) {
+        let stream = TcpStream::connect(addr).unwrap();
+        stream.set_read_timeout(Some(DEADLINE)).unwrap();
+        let reader = BufReader::new(stream.try_clone().unwrap());
+        let mut client = Self { stream, reader };
+        client.send(&hello);
+        let first = client.next();
+        (client, first)
+    }
+
+    /// Says hello as `nick` and expects a welcome.
+    fn hello(addr: SocketAddr, nick: &str) -> Self {
+        let (client, first) =
+            Self::connect(addr, json!({"type": "hello", "version": 1, "nick": nick}));
+        assert_eq!(first["type"], "welcome", "{nick}: {first}");
+        client
+    }
+
+    fn send(&mut self, frame: &Value) {
+        writeln!(self.stream, "{frame}").unwrap();
+    }
+
+    fn next(&mut self) -> Value {
+        let mut line = String::new();
+        self.reader.read_line(&mut line).expect("a line in time");
+        assert!(!line.is_empty(), "the server closed the connection");
+        serde_json::from_str(&line).unwrap()
+    }
+
+    fn next_of(&mut self, kind: &str) -> Value {
+        loop {
+            let frame = self.next();
+            if frame["type"] == kind {
+                return frame;
+            }
+            assert_ne!(frame["type"], "error", "waiting for {kind}: {frame}");
+        }
+    }
+
+    /// Joins `room` with no backlog; returns the room's last id.
+    fn join(&mut self, room: &str) -> u64 {
+        self.send(&json!({"type": "join", "room": room, "history": 0}));
+        self.next_of("members")["last_id"].as_u64().unwrap()
+    }
+
+    /// Says `text` and returns the `ok` or `error` it is answered with.
+    fn try_say(&mut self, room: &str, text: &str) -> Value {
+        self.send(&json!({"type": "say", "room": room, "text": text}));
+        loop {
+            let frame = self.next();
+            if frame["type"] == "ok" || frame["type"] == "error" {
+                return frame;
+            }
+        }
+    }
+
+    fn say(&mut self, room: &str, text: &str) -> u64 {
+        self.send(&json!({"type": "say", "room": room, "text": text}));
+        self.next_of("ok")["id"].as_u64().unwrap()
+    }
+}
+
+#[test]
+fn three_nodes_agree_on_one_order_per_room() {
+    let cluster = Cluster::start("order");
+    const EACH: usize = 20;
+    let nicks = ["alice", "bob", "carol"];
+    let mut clients: Vec<Client> = nicks
+        .iter()
+        .enumerate()
+        .map(|(node, nick)| Client::hello(cluster.addr(node), nick))
+        .collect();
+    for client in &mut clients {
+        client.join("lobby");
+    }
+    // Everyone is a member everywhere before anyone speaks.
+    thread::sleep(Duration::from_millis(300));
+    let handles: Vec<_> = clients
+        .into_iter()
+        .zip(nicks)
+        .map(|(mut client, nick)| {
+            thread::spawn(move || {
+                // Send everything first, so the three nodes publish at once.
+                for i in 0..EACH {
+                    client.send(
+                        &json!({"type": "say", "room": "lobby", "text": format!("{nick}-{i}")}),
+                    );
+                }
+                let mut own = Vec::new();
+                let mut heard = Vec::new();
+                while own.len() < EACH || heard.len() < EACH * 2 {
+                    let frame = client.next();
+                    match frame["type"].as_str() {
+                        Some("ok") => own.push(frame["id"].as_u64().unwrap()),
+                        Some("message") => heard.push((
+                            frame["id"].as_u64().unwrap(),
+                            frame["from"].as_str().unwrap().to_owned(),
+                            frame["text"].as_str().unwrap().to_owned(),
+                        )),
+                        Some("error") => panic!("{nick}: {frame}"),
+                        _ => {}
+                    }
+                }
+                (own, heard)
+            })
+        })
+        .collect();
+    let results: Vec<(Vec<u64>, Heard)> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+
+    let total = (EACH * 3) as u64;
+    let mut by_id: std::collections::BTreeMap<u64, (String, String)> = Default::default();
+    for ((own, heard), nick) in results.iter().zip(nicks) {
+        let ids: Vec<u64> = heard.iter().map(|m| m.0).collect();
+        assert!(
+            ids.windows(2).all(|w| w[0] < w[1]),
+            "{nick} heard out of order: {ids:?}"
+        );
+        assert!(heard.iter().all(|m| m.1 != nick), "{nick} heard itself");
+        let mut all: Vec<u64> = ids.iter().chain(own).copied().collect();
+        all.sort_unstable();
+        assert_eq!(
+            all,
+            (1..=total).collect::<Vec<_>>(),
+            "{nick}: ids with a gap or twice"
+        );
+        for (id, from, text) in heard {
+            let seen = by_id
+                .entry(*id)
+                .or_insert_with(|| (from.clone(), text.clone()));
+            assert_eq!(
+                seen,
+                &(from.clone(), text.clone()),
+                "message {id} differs between receivers"
+            );
+        }
+    }
+    // Each sender's own messages are in its sending order.
+    for (own, nick) in results.iter().map(|r| &r.0).zip(nicks) {
+        let texts: Vec<&String> = own.iter().map(|id| &by_id[id].1).collect();
+        let expected: Vec<String> = (0..EACH).map(|i| format!("{nick}-{i}")).collect();
+        assert_eq!(texts, expected.iter().collect::<Vec<_>>());
+    }
+}
+
+#[test]
+fn a_nick_taken_on_one_node_is_refused_on_another() {
+    let cluster = Cluster::start("nicks");
+    let mut dora = Client::hello(cluster.addr(0), "dora");
+    let (_, refused) = Client::connect(
+        cluster.addr(1),
+        json!({"type": "hello", "version": 1, "nick": "DORA"}),
+    );
+    assert_eq!(refused["type"], "error", "{refused}");
+    assert_eq!(refused["code"], "nick_taken", "{refused}");
+
+    // A rename into a nick held on another node is refused too.
+    let mut erin = Client::hello(cluster.addr(2), "erin");
+    erin.send(&json!({"type": "nick", "nick": "Dora"}));
+    let answer = erin.next();
+    assert_eq!(answer["code"], "nick_taken", "{answer}");
+
+    // Once dora quits, the nick is free everywhere (within a bounded wait:
+    // the claim is given back in the background).
+    dora.send(&json!({"type": "quit"}));
+    let started = Instant::now();
+    loop {
+        let (_, first) = Client::connect(
+            cluster.addr(1),
+            json!({"type": "hello", "version": 1, "nick": "dora"}),
+        );
+        if first["type"] == "welcome" {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "dora stays taken: {first}"
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_client_resumes_on_another_node_with_nothing_lost_or_twice() {
+    let cluster = Cluster::start("resume");
+    let mut eve = Client::hello(cluster.addr(0), "eve");
+    let mut frank = Client::hello(cluster.addr(1), "frank");
+    frank.join("relay");
+    let first = frank.say("relay", "before");
+    let cursor = eve.join("relay");
+    assert_eq!(cursor, first);
+    let early = frank.say("relay", "seen");
+    let seen = eve.next_of("message");
+    assert_eq!(seen["id"].as_u64(), Some(early));
+    drop(eve);
+
+    // More than a join hands over at once: the backlog is streamed from
+    // JetStream on a node that never held the room.
+    let mut missed = Vec::new();
+    for i in 0..150 {
+        missed.push(frank.say("relay", &format!("missed-{i}")));
+    }
+    let (mut eve, welcome) = Client::connect(
+        cluster.addr(2),
+        json!({"type": "hello", "version": 1, "nick": "eve", "resume": {"relay": early}}),
+    );
+    assert_eq!(welcome["type"], "welcome", "{welcome}");
+    let mut got = Vec::new();
+    while got.len() < missed.len() {
+        let frame = eve.next_of("message");
+        assert_eq!(
+            frame["text"].as_str().unwrap(),
+            format!("missed-{}", got.len()),
+            "{frame}"
+        );
+        got.push(frame["id"].as_u64().unwrap());
+    }
+    assert_eq!(got, missed);
+    // And then live, with nothing repeated.
+    let live = frank.say("relay", "live");
+    let frame = eve.next_of("message");
+    assert_eq!(frame["id"].as_u64(), Some(live), "{frame}");
+    assert_eq!(frame["text"], "live");
+    assert_eq!(live, missed.last().unwrap() + 1);
+
+    // History on a third node reads the same log.
+    let mut grace = Client::hello(cluster.addr(0), "grace");
+    grace.send(&json!({"type": "history", "room": "relay", "after": 0, "limit": 5}));
+    let page = grace.next_of("history");
+    let ids: Vec<u64> = page["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ids, [1, 2, 3, 4, 5]);
+    assert_eq!(page["more"], true);
+}
+
+#[test]
+fn a_nats_outage_is_explicit_and_chat_recovers_by_itself() {
+    let mut cluster = Cluster::start("outage");
+    let mut alice = Client::hello(cluster.addr(0), "alice");
+    let mut bob = Client::hello(cluster.addr(1), "bob");
+    alice.join("ops");
+    bob.join("ops");
+    let mut acked = vec![alice.say("ops", "before")];
+
+    cluster.stop_nats();
+    // Every say during the outage is refused with an error that says so;
+    // none is acknowledged.
+    let outage = Instant::now();
+    let mut refused = 0;
+    while outage.elapsed() < Duration::from_secs(2) {
+        thread::sleep(Duration::from_millis(100));
+        let answer = alice.try_say("ops", "during");
+        assert_eq!(
+            answer["type"], "error",
+            "acknowledged during the outage: {answer}"
+        );
+        assert_eq!(answer["code"], "internal", "{answer}");
+        refused += 1;
+    }
+    assert!(refused > 0);
+
+    cluster.restart_nats();
+    // Chat resumes by itself: a say is acknowledged again within a bounded
+    // wait, and bob receives exactly the acknowledged messages.
+    let back = Instant::now();
+    loop {
+        let answer = alice.try_say("ops", "after");
+        if answer["type"] == "ok" {
+            acked.push(answer["id"].as_u64().unwrap());
+            break;
+        }
+        assert!(
+            back.elapsed() < Duration::from_secs(10),
+            "still refused 10 s after NATS returned: {answer}"
+        );
+        thread::sleep(Duration::from_millis(200));
+    }
+    eprintln!("chat resumed {:?} after NATS returned", back.elapsed());
+    let mut heard = Vec::new();
+    while heard.len() < acked.len() {
+        let frame = bob.next_of("message");
+        assert_ne!(frame["text"], "during", "a refused message was delivered");
+        heard.push(frame["id"].as_u64().unwrap());
+    }
+    assert_eq!(heard, acked);
+    assert_eq!(acked, [1, 2], "a refused message took an id");
+}
+
+#[test]
+fn a_receiver_on_a_killed_node_resumes_elsewhere_with_nothing_lost_or_twice() {
+    let mut cluster = Cluster::start("kill");
+    let mut eve = Client::hello(cluster.addr(0), "eve");
+    eve.join("busy");
+    let mut frank = Client::hello(cluster.addr(1), "frank");
+    frank.join("busy");
+
+    // frank publishes without pause until told to stop.
+    let (stop_tx, stop) = mpsc::channel::<()>();
+    let publisher = thread::spawn(move || {
+        let mut acked = Vec::new();
+        while stop.try_recv().is_err() {
+            acked.push(frank.say("busy", &format!("m{}", acked.len())));
+        }
+        acked
+    });
+    let mut heard = Vec::new();
+    while heard.len() < 50 {
+        heard.push(eve.next_of("message")["id"].as_u64().unwrap());
+    }
+    cluster.kill_node(0);
+    drop(eve);
+    // Whatever eve had read before the kill is her cursor.
+    let cursor = *heard.last().unwrap();
+
+    // Her nick comes free when the dead node's lease runs out.
+    let started = Instant::now();
+    let mut eve = loop {
+        let (client, first) = Client::connect(
+            cluster.addr(2),
+            json!({"type": "hello", "version": 1, "nick": "eve", "resume": {"busy": cursor}}),
+        );
+        if first["type"] == "welcome" {
+            break client;
+        }
+        assert_eq!(first["code"], "nick_taken", "{first}");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "eve's nick outlived the lease"
+        );
+        thread::sleep(Duration::from_millis(200));
+    };
+    eprintln!("eve back after {:?}", started.elapsed());
+    thread::sleep(Duration::from_millis(300));
+    stop_tx.send(()).unwrap();
+    let acked = publisher.join().unwrap();
+    let last = *acked.last().unwrap();
+    while heard.last() != Some(&last) {
+        heard.push(eve.next_of("message")["id"].as_u64().unwrap());
+    }
+    assert_eq!(heard, (1..=last).collect::<Vec<_>>(), "lost or repeated");
+    assert_eq!(acked, heard, "every acknowledged message, in order");
+}
