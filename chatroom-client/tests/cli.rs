@@ -5,18 +5,16 @@
 //! Every test runs under a timeout so that a hang fails instead of stalling CI.
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::process::Stdio;
 use std::time::Duration;
 
 use chatroom_core::client::{Client, ClientOptions, Event, Events};
 use chatroom_core::protocol::{Nickname, RoomName};
 use chatroom_core::server::{Server, ServerConfig};
+use chatroom_core::testing::TestServer;
 use chatroom_core::transport::TcpListener;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdout, Command};
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 
 const LIMIT: Duration = Duration::from_secs(30);
 
@@ -24,35 +22,6 @@ async fn within<T>(test: impl Future<Output = T>) -> T {
     tokio::time::timeout(LIMIT, test)
         .await
         .expect("test timed out")
-}
-
-struct TestServer {
-    addr: SocketAddr,
-    stop: CancellationToken,
-    task: JoinHandle<()>,
-}
-
-impl TestServer {
-    async fn start() -> Self {
-        let server = Server::new(ServerConfig::default()).expect("default config is valid");
-        Self::serve_on("127.0.0.1:0", server).await
-    }
-
-    async fn serve_on(addr: &str, server: Server) -> Self {
-        let listener = TcpListener::bind(addr.to_owned()).await.expect("bind");
-        let addr = listener.local_socket_addr();
-        let stop = CancellationToken::new();
-        let shutdown = stop.clone().cancelled_owned();
-        let task = tokio::spawn(async move {
-            server.run(listener, shutdown).await.expect("server runs");
-        });
-        Self { addr, stop, task }
-    }
-
-    async fn stop(self) {
-        self.stop.cancel();
-        self.task.await.expect("server task");
-    }
 }
 
 fn nick(s: &str) -> Nickname {
@@ -310,47 +279,28 @@ async fn after_a_lost_connection_every_missed_line_is_shown_once() {
 
 #[tokio::test]
 async fn tls_with_a_private_ca_carries_the_chat() {
+    use chatroom_core::testing::TestPki;
     use chatroom_core::transport::{TlsConnector, TlsListener, tls};
-    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
 
     within(async {
-        let dir = std::env::temp_dir().join(format!("chatroom-cli-tls-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        let ca_key = KeyPair::generate().unwrap();
-        let ca = ca_params.self_signed(&ca_key).unwrap();
-        let issuer = Issuer::new(ca_params, ca_key);
-        let key = KeyPair::generate().unwrap();
-        let cert = CertificateParams::new(vec!["127.0.0.1".to_owned()])
-            .unwrap()
-            .signed_by(&key, &issuer)
-            .unwrap();
-        std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
-        std::fs::write(dir.join("cert.pem"), cert.pem()).unwrap();
-        std::fs::write(dir.join("key.pem"), key.serialize_pem()).unwrap();
-
-        let config = tls::server_config(&dir.join("cert.pem"), &dir.join("key.pem")).unwrap();
+        let pki = TestPki::new("client-cli");
+        let config = tls::server_config(&pki.path("cert.pem"), &pki.path("key.pem")).unwrap();
         let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = tcp.local_socket_addr().to_string();
-        let stop = CancellationToken::new();
-        let server = Server::new(ServerConfig::default()).unwrap();
-        let task = tokio::spawn(server.run(
-            TlsListener::new(tcp, config),
-            stop.clone().cancelled_owned(),
-        ));
+        let bound = tcp.local_socket_addr();
+        let addr = bound.to_string();
+        let engine = Server::new(ServerConfig::default()).unwrap();
+        let server = TestServer::serve(engine, TlsListener::new(tcp, config), bound);
 
         let connector = TlsConnector::new(
             addr.clone(),
-            tls::client_config(Some(&dir.join("ca.pem"))).unwrap(),
+            tls::client_config(Some(&pki.path("ca.pem"))).unwrap(),
         )
         .unwrap();
         let options = ClientOptions::new().with_nick(nick("bob"));
         let (bob, mut bob_events) = Client::connect_with(connector, options).await.unwrap();
         bob.join(&lobby()).await.unwrap();
 
-        let ca_path = dir.join("ca.pem");
+        let ca_path = pki.path("ca.pem");
         let ca_arg = ca_path.to_str().unwrap();
         let mut child = client_binary(&["--server", &addr, "--nick", "alice", "--tls-ca", ca_arg]);
         let mut stdin = child.stdin.take().unwrap();
@@ -369,9 +319,7 @@ async fn tls_with_a_private_ca_carries_the_chat() {
         drop(untrusted.stdin.take());
         let status = untrusted.wait().await.unwrap();
         assert_eq!(status.code(), Some(1));
-        stop.cancel();
-        task.await.unwrap().unwrap();
-        let _ = std::fs::remove_dir_all(&dir);
+        server.stop().await;
     })
     .await;
 }

@@ -16,19 +16,15 @@
 
 use std::future::Future;
 use std::io::Write as _;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Command as StdCommand, Stdio};
 use std::time::Duration;
 
 use chatroom_core::client::{Client, ClientOptions, Event, Events};
 use chatroom_core::protocol::{ErrorCode, Nickname, RoomName};
-use chatroom_core::server::{Server, ServerConfig};
-use chatroom_core::transport::TcpListener;
+use chatroom_core::testing::TestServer;
 use tokio::process::Command;
-use tokio::task::JoinHandle;
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 
 /// The whole test.
 const LIMIT: Duration = Duration::from_secs(60);
@@ -43,36 +39,6 @@ async fn within<T>(test: impl Future<Output = T>) -> T {
     tokio::time::timeout(LIMIT, test)
         .await
         .expect("test timed out")
-}
-
-/// An engine serving on 127.0.0.1; stopped when dropped.
-struct TestServer {
-    addr: SocketAddr,
-    stop: CancellationToken,
-    task: JoinHandle<()>,
-}
-
-impl TestServer {
-    async fn start() -> Self {
-        let server = Server::new(ServerConfig::default()).expect("default config is valid");
-        let listener = TcpListener::bind("127.0.0.1:0".to_owned())
-            .await
-            .expect("bind");
-        let addr = listener.local_socket_addr();
-        let stop = CancellationToken::new();
-        let shutdown = stop.clone().cancelled_owned();
-        let task = tokio::spawn(async move {
-            server.run(listener, shutdown).await.expect("server runs");
-        });
-        Self { addr, stop, task }
-    }
-}
-
-impl Drop for TestServer {
-    fn drop(&mut self) {
-        self.stop.cancel();
-        self.task.abort();
-    }
 }
 
 fn tmux_installed() -> bool {

@@ -33,4 +33,6 @@ pub mod history;
 pub mod protocol;
 pub mod registry;
 pub mod server;
+#[cfg(feature = "test-util")]
+pub mod testing;
 pub mod transport;

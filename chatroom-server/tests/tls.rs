@@ -3,51 +3,23 @@
 //! clear start-up errors for bad files.
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
 use chatroom_core::client::{Client, ClientOptions};
 use chatroom_core::protocol::{Nickname, RoomName};
+use chatroom_core::testing::TestPki;
 use chatroom_core::transport::{TlsConnector, tls};
-use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
 
 const BIN: &str = env!("CARGO_BIN_EXE_chatroom-server");
 
-/// Writes a CA, a certificate it signed for 127.0.0.1, its key, and an
-/// unrelated key, as PEM files in a fresh directory.
-fn make_pki(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("chatroom-bin-tls-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca_key = KeyPair::generate().unwrap();
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = Issuer::new(ca_params, ca_key);
-    let key = KeyPair::generate().unwrap();
-    let cert = CertificateParams::new(vec!["127.0.0.1".to_owned()])
-        .unwrap()
-        .signed_by(&key, &issuer)
-        .unwrap();
-    std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
-    std::fs::write(dir.join("cert.pem"), cert.pem()).unwrap();
-    std::fs::write(dir.join("key.pem"), key.serialize_pem()).unwrap();
-    std::fs::write(
-        dir.join("other.pem"),
-        KeyPair::generate().unwrap().serialize_pem(),
-    )
-    .unwrap();
-    dir
-}
-
-fn server(dir: &Path, cert: &str, key: &str) -> Command {
+fn server(pki: &TestPki, cert: &str, key: &str) -> Command {
     let mut cmd = Command::new(BIN);
     cmd.args(["--listen", "127.0.0.1:0", "--tls-cert"])
-        .arg(dir.join(cert))
+        .arg(pki.path(cert))
         .arg("--tls-key")
-        .arg(dir.join(key))
+        .arg(pki.path(key))
         .env("CHATROOM_HISTORY", "memory")
         .env_remove("RUST_LOG")
         .stdin(Stdio::null())
@@ -72,10 +44,10 @@ fn listening(child: &mut Child) -> String {
 
 #[tokio::test]
 async fn the_binary_serves_chat_over_tls() {
-    let dir = make_pki("serve");
-    let mut child = server(&dir, "cert.pem", "key.pem").spawn().unwrap();
+    let pki = TestPki::new("binary-serve");
+    let mut child = server(&pki, "cert.pem", "key.pem").spawn().unwrap();
     let addr = listening(&mut child);
-    let config = tls::client_config(Some(&dir.join("ca.pem"))).unwrap();
+    let config = tls::client_config(Some(&pki.path("ca.pem"))).unwrap();
     let connector = TlsConnector::new(addr, config).unwrap();
     let options = ClientOptions::new().with_nick(Nickname::new("secure").unwrap());
     let (client, _events) = tokio::time::timeout(
@@ -89,17 +61,16 @@ async fn the_binary_serves_chat_over_tls() {
     assert_eq!(members, vec![Nickname::new("secure").unwrap()]);
     let _ = child.kill();
     let _ = child.wait();
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn missing_or_mismatched_keys_are_clear_errors_at_start() {
-    let dir = make_pki("bad");
+    let pki = TestPki::new("binary-bad");
     for (cert, key, expected) in [
         ("cert.pem", "missing.pem", "missing.pem"),
-        ("cert.pem", "other.pem", "tls setup failed"),
+        ("cert.pem", "other-key.pem", "tls setup failed"),
     ] {
-        let output = server(&dir, cert, key).output().unwrap();
+        let output = server(&pki, cert, key).output().unwrap();
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert_eq!(output.status.code(), Some(2), "{stderr}");
         assert!(
@@ -108,5 +79,4 @@ fn missing_or_mismatched_keys_are_clear_errors_at_start() {
         );
         assert!(stderr.contains(expected), "{stderr}");
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }
