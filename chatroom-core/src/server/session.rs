@@ -961,7 +961,13 @@ impl Session {
                 Some(last) if cursor > last => Err(future_cursor(cursor, last)),
                 Some(_) => self.join(&room, Backlog::After(cursor)).await,
             };
-            if let Err(failure) = checked {
+            if let Err(mut failure) = checked {
+                // One `hello` may carry many cursors and its errors share its
+                // ref, so each names its room first.
+                let prefix = format!("#{room}: ");
+                if !failure.message.starts_with(&prefix) {
+                    failure.message.insert_str(0, &prefix);
+                }
                 self.fail(failure, reference.clone());
             }
         }

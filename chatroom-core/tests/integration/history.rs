@@ -263,7 +263,9 @@ async fn bad_resume_cursors_get_typed_errors_and_the_rest_resumes() {
     q.send_json(json!({"type": "hello", "version": 1, "nick": "q", "resume": {"real": 9}}))
         .await;
     q.frame().await;
-    assert_eq!(q.frame().await["code"], "bad_cursor");
+    let e = q.frame().await;
+    assert_eq!(e["code"], "bad_cursor");
+    assert!(e["message"].as_str().unwrap().starts_with("#real: "), "{e}");
     server.stop().await;
 }
 
