@@ -530,3 +530,101 @@ fn a_receiver_on_a_killed_node_resumes_elsewhere_with_nothing_lost_or_twice() {
     assert_eq!(heard, (1..=last).collect::<Vec<_>>(), "lost or repeated");
     assert_eq!(acked, heard, "every acknowledged message, in order");
 }
+
+#[test]
+fn a_client_given_two_nodes_fails_over_when_the_first_dies() {
+    use chatroom_core::client::{Client as ApiClient, ClientOptions, Event, Reconnect};
+    use chatroom_core::protocol::{Nickname, RoomName};
+
+    let mut cluster = Cluster::start("failover");
+    let first = cluster.addr(0).to_string();
+    let second = cluster.addr(1).to_string();
+    let mut frank = Client::hello(cluster.addr(2), "frank");
+    frank.join("relay");
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let options = ClientOptions::new()
+        .with_nick(Nickname::new("ivy").unwrap())
+        .with_event_capacity(1 << 16)
+        .with_reconnect(
+            Reconnect::new().with_delays(Duration::from_millis(100), Duration::from_millis(400)),
+        );
+    let room = RoomName::new("relay").unwrap();
+    let (ivy, mut events) = runtime.block_on(async {
+        let (ivy, events) = ApiClient::connect_any(vec![first.clone(), second.clone()], options)
+            .await
+            .expect("connect to the first node");
+        ivy.join(&room).await.expect("join");
+        (ivy, events)
+    });
+    assert_eq!(ivy.server_addr(), first);
+
+    // frank publishes on the third node without pause until told to stop.
+    let (stop_tx, stop) = mpsc::channel::<()>();
+    let publisher = thread::spawn(move || {
+        let mut acked = Vec::new();
+        while stop.try_recv().is_err() {
+            acked.push(frank.say("relay", &format!("m{}", acked.len())));
+            thread::sleep(Duration::from_millis(2));
+        }
+        acked
+    });
+
+    let next = |events: &mut chatroom_core::client::Events| {
+        runtime
+            .block_on(async { tokio::time::timeout(DEADLINE, events.next()).await })
+            .expect("an event in time")
+            .expect("the event stream goes on")
+    };
+    let mut heard = Vec::new();
+    while heard.len() < 30 {
+        if let Event::Message { id, .. } = next(&mut events) {
+            heard.push(id);
+        }
+    }
+    cluster.kill_node(0);
+    let killed = Instant::now();
+    // Messages already on their way, then the disconnect, the attempts
+    // (refused until the dead node's nick lease runs out) and the rejoin.
+    loop {
+        match next(&mut events) {
+            Event::Message { id, .. } => heard.push(id),
+            Event::Reconnected { nick, rooms } => {
+                assert_eq!(nick.as_str(), "ivy");
+                assert_eq!(rooms, std::slice::from_ref(&room));
+                break;
+            }
+            Event::Lagged { missed } => panic!("{missed} events dropped"),
+            _ => {}
+        }
+    }
+    eprintln!("ivy back after {:?}", killed.elapsed());
+    assert_eq!(ivy.server_addr(), second, "reconnected to the second node");
+
+    thread::sleep(Duration::from_millis(300));
+    stop_tx.send(()).unwrap();
+    let acked = publisher.join().unwrap();
+    let last = *acked.last().unwrap();
+    while heard.last() != Some(&last) {
+        match next(&mut events) {
+            Event::Message { id, .. } => heard.push(id),
+            Event::Lagged { missed } => panic!("{missed} events dropped"),
+            other => panic!("unexpected after the failover: {other:?}"),
+        }
+    }
+    assert_eq!(heard, (1..=last).collect::<Vec<_>>(), "lost or repeated");
+    assert_eq!(acked, heard, "every acknowledged message, in order");
+
+    // The client works on the second node as on the first.
+    runtime.block_on(async {
+        let id = ivy
+            .say(&room, "still here")
+            .await
+            .expect("say after failover");
+        assert_eq!(id, last + 1);
+    });
+}
