@@ -4,6 +4,7 @@
 //! chatroom-client                        # 127.0.0.1:7878, room #lobby
 //! chatroom-client HOST PORT              # the seed's form
 //! chatroom-client --server HOST:PORT --nick alice --room rust
+//! chatroom-client --server A:7878,B:7878 --reconnect   # nodes of a cluster
 //! ```
 //!
 //! With a terminal on stdin and stdout it runs a line editor: incoming lines
@@ -72,9 +73,12 @@ struct Args {
     /// Server port.
     #[arg(requires = "host")]
     port: Option<u16>,
-    /// Server address as HOST:PORT [default: 127.0.0.1:7878].
-    #[arg(long, short)]
-    server: Option<String>,
+    /// Server address as HOST:PORT [default: 127.0.0.1:7878]. Repeat, or
+    /// separate with commas, to name several nodes of a cluster: the client
+    /// connects to the first that answers and, reconnecting, tries each in
+    /// turn.
+    #[arg(long, short, value_delimiter = ',')]
+    server: Vec<String>,
     /// Nickname to ask for; the server picks one when absent.
     #[arg(long, short, value_parser = parse_nick)]
     nick: Option<Nickname>,
@@ -110,11 +114,19 @@ fn parse_room(s: &str) -> Result<RoomName, String> {
 }
 
 impl Args {
-    fn addr(&self) -> String {
-        if let Some(server) = &self.server {
-            return server.clone();
+    /// The server addresses, in the order to try them; never empty.
+    fn addrs(&self) -> Vec<String> {
+        let servers: Vec<String> = self
+            .server
+            .iter()
+            .map(|s| s.trim())
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect();
+        if !servers.is_empty() {
+            return servers;
         }
-        match &self.host {
+        let addr = match &self.host {
             Some(host) => {
                 let port = self.port.unwrap_or(DEFAULT_PORT);
                 if host.contains(':') && !host.starts_with('[') {
@@ -124,7 +136,8 @@ impl Args {
                 }
             }
             None => DEFAULT_SERVER.to_owned(),
-        }
+        };
+        vec![addr]
     }
 }
 
@@ -168,7 +181,8 @@ fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> u8 {
-    let addr = args.addr();
+    let addrs = args.addrs();
+    let addr = addrs.join(", ");
     let mut options = ClientOptions::new();
     if let Some(nick) = args.nick.clone() {
         options = options.with_nick(nick);
@@ -178,17 +192,21 @@ async fn run(args: Args) -> u8 {
         options = options.with_reconnect(Reconnect::new());
     }
     let connected = if args.tls || args.tls_ca.is_some() {
-        let connector = tls::client_config(args.tls_ca.as_deref())
-            .and_then(|config| TlsConnector::new(addr.clone(), config));
-        match connector {
-            Ok(connector) => Client::connect_with(connector, options).await,
+        let connectors = tls::client_config(args.tls_ca.as_deref()).and_then(|config| {
+            addrs
+                .iter()
+                .map(|addr| TlsConnector::new(addr.clone(), config.clone()))
+                .collect::<Result<Vec<_>, _>>()
+        });
+        match connectors {
+            Ok(connectors) => Client::connect_with_any(connectors, options).await,
             Err(e) => {
                 eprintln!("error: {}", render::clean(&e.to_string()));
                 return 2;
             }
         }
     } else {
-        Client::connect(addr.clone(), options).await
+        Client::connect_any(addrs, options).await
     };
     let (client, events) = match connected {
         Ok(connected) => connected,

@@ -156,6 +156,34 @@ async fn end_of_input_waits_until_every_line_is_acknowledged() {
 }
 
 #[tokio::test]
+async fn several_servers_are_tried_in_turn() {
+    within(async {
+        let server = TestServer::start().await;
+        let (_bob, mut bob_events) = api_client(&server, "bob").await;
+        // A port that was free a moment ago: nothing listens there now.
+        let dead = {
+            let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            format!("127.0.0.1:{}", probe.local_addr().unwrap().port())
+        };
+        let servers = format!("{dead},{}", server.addr);
+        let mut child = client_binary(&["--server", &servers, "--nick", "alice"]);
+        let mut stdin = child.stdin.take().unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+        read_until(&mut stdout, "* in #lobby: alice, bob").await;
+        stdin.write_all(b"via the second\n").await.unwrap();
+        assert_eq!(
+            next_message(&mut bob_events).await,
+            (nick("alice"), "via the second".to_owned(), false)
+        );
+        drop(stdin);
+        let status = child.wait().await.unwrap();
+        assert!(status.success(), "{status:?}");
+        server.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn an_unreachable_server_exits_1_with_one_line() {
     within(async {
         // A port that was free a moment ago: nothing listens there now.

@@ -142,6 +142,7 @@ async fn join_cluster(config: &ServerConfig) -> Result<Server, Failure> {
     let mut nats = NatsConfig::new(config.cluster.clone(), node.clone());
     nats.nick_lease = std::time::Duration::from_secs(config.nick_lease_secs);
     nats.retention = config.retention();
+    nats.replicas = config.cluster_replicas;
     let (broker, store) = NatsBroker::connect(nats).await.map_err(Failure::Cluster)?;
     tracing::info!(%node, servers = ?config.cluster, "joined the cluster");
     Server::with_broker(config.clone(), store, broker).map_err(Failure::Config)

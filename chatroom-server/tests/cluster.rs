@@ -135,6 +135,17 @@ impl Cluster {
 }
 
 fn start_node(url: &str, name: &str, dir: &std::path::Path) -> (Proc, SocketAddr) {
+    try_start_node(url, name, dir, &[]).unwrap_or_else(|| panic!("node {name} did not start"))
+}
+
+/// Starts a chat node on NATS at `url` with `env` added; `None` when it
+/// exits or says nothing within [`DEADLINE`].
+fn try_start_node(
+    url: &str,
+    name: &str,
+    dir: &std::path::Path,
+    env: &[(&str, &str)],
+) -> Option<(Proc, SocketAddr)> {
     let mut child = Command::new(BIN)
         .args([
             "--listen",
@@ -151,6 +162,7 @@ fn start_node(url: &str, name: &str, dir: &std::path::Path) -> (Proc, SocketAddr
         .env("CHATROOM_MAX_ERRORS", "100000")
         // A killed node's nicks come free quickly.
         .env("CHATROOM_NICK_LEASE_SECS", "3")
+        .envs(env.iter().copied())
         .env_remove("RUST_LOG")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -170,10 +182,9 @@ fn start_node(url: &str, name: &str, dir: &std::path::Path) -> (Proc, SocketAddr
             }
         }
     });
-    let addr = rx
-        .recv_timeout(DEADLINE)
-        .unwrap_or_else(|_| panic!("node {name} did not start"));
-    (Proc(child), addr.parse().expect("a socket address"))
+    let child = Proc(child);
+    let addr = rx.recv_timeout(DEADLINE).ok()?;
+    Some((child, addr.parse().expect("a socket address")))
 }
 
 /// Messages a client received: id, sender, text.
@@ -232,11 +243,20 @@ impl Client {
 
     /// Says `text` and returns the `ok` or `error` it is answered with.
     fn try_say(&mut self, room: &str, text: &str) -> Value {
+        self.try_say_hearing(room, text, &mut Vec::new())
+    }
+
+    /// As [`Client::try_say`], keeping the ids of the messages that arrive
+    /// before the answer in `heard`.
+    fn try_say_hearing(&mut self, room: &str, text: &str, heard: &mut Vec<u64>) -> Value {
         self.send(&json!({"type": "say", "room": room, "text": text}));
         loop {
             let frame = self.next();
             if frame["type"] == "ok" || frame["type"] == "error" {
                 return frame;
+            }
+            if frame["type"] == "message" {
+                heard.push(frame["id"].as_u64().unwrap());
             }
         }
     }
@@ -529,4 +549,230 @@ fn a_receiver_on_a_killed_node_resumes_elsewhere_with_nothing_lost_or_twice() {
     }
     assert_eq!(heard, (1..=last).collect::<Vec<_>>(), "lost or repeated");
     assert_eq!(acked, heard, "every acknowledged message, in order");
+}
+
+#[test]
+fn a_client_given_two_nodes_fails_over_when_the_first_dies() {
+    use chatroom_core::client::{Client as ApiClient, ClientOptions, Event, Reconnect};
+    use chatroom_core::protocol::{Nickname, RoomName};
+
+    let mut cluster = Cluster::start("failover");
+    let first = cluster.addr(0).to_string();
+    let second = cluster.addr(1).to_string();
+    let mut frank = Client::hello(cluster.addr(2), "frank");
+    frank.join("relay");
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let options = ClientOptions::new()
+        .with_nick(Nickname::new("ivy").unwrap())
+        .with_event_capacity(1 << 16)
+        .with_reconnect(
+            Reconnect::new().with_delays(Duration::from_millis(100), Duration::from_millis(400)),
+        );
+    let room = RoomName::new("relay").unwrap();
+    let (ivy, mut events) = runtime.block_on(async {
+        let (ivy, events) = ApiClient::connect_any(vec![first.clone(), second.clone()], options)
+            .await
+            .expect("connect to the first node");
+        ivy.join(&room).await.expect("join");
+        (ivy, events)
+    });
+    assert_eq!(ivy.server_addr(), first);
+
+    // frank publishes on the third node without pause until told to stop.
+    let (stop_tx, stop) = mpsc::channel::<()>();
+    let publisher = thread::spawn(move || {
+        let mut acked = Vec::new();
+        while stop.try_recv().is_err() {
+            acked.push(frank.say("relay", &format!("m{}", acked.len())));
+            thread::sleep(Duration::from_millis(2));
+        }
+        acked
+    });
+
+    let next = |events: &mut chatroom_core::client::Events| {
+        runtime
+            .block_on(async { tokio::time::timeout(DEADLINE, events.next()).await })
+            .expect("an event in time")
+            .expect("the event stream goes on")
+    };
+    let mut heard = Vec::new();
+    while heard.len() < 30 {
+        if let Event::Message { id, .. } = next(&mut events) {
+            heard.push(id);
+        }
+    }
+    cluster.kill_node(0);
+    let killed = Instant::now();
+    // Messages already on their way, then the disconnect, the attempts
+    // (refused until the dead node's nick lease runs out) and the rejoin.
+    loop {
+        match next(&mut events) {
+            Event::Message { id, .. } => heard.push(id),
+            Event::Reconnected { nick, rooms } => {
+                assert_eq!(nick.as_str(), "ivy");
+                assert_eq!(rooms, std::slice::from_ref(&room));
+                break;
+            }
+            Event::Lagged { missed } => panic!("{missed} events dropped"),
+            _ => {}
+        }
+    }
+    eprintln!("ivy back after {:?}", killed.elapsed());
+    assert_eq!(ivy.server_addr(), second, "reconnected to the second node");
+
+    thread::sleep(Duration::from_millis(300));
+    stop_tx.send(()).unwrap();
+    let acked = publisher.join().unwrap();
+    let last = *acked.last().unwrap();
+    while heard.last() != Some(&last) {
+        match next(&mut events) {
+            Event::Message { id, .. } => heard.push(id),
+            Event::Lagged { missed } => panic!("{missed} events dropped"),
+            other => panic!("unexpected after the failover: {other:?}"),
+        }
+    }
+    assert_eq!(heard, (1..=last).collect::<Vec<_>>(), "lost or repeated");
+    assert_eq!(acked, heard, "every acknowledged message, in order");
+
+    // The client works on the second node as on the first.
+    runtime.block_on(async {
+        let id = ivy
+            .say(&room, "still here")
+            .await
+            .expect("say after failover");
+        assert_eq!(id, last + 1);
+    });
+}
+
+/// Starts one server of a three-server NATS cluster with JetStream, routes
+/// to the others on loopback.
+fn start_nats_member(n: usize, ports: &[(u16, u16)], dir: &std::path::Path) -> Proc {
+    let binary = nats_server_binary();
+    let (port, cluster_port) = ports[n];
+    let routes: Vec<String> = ports
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != n)
+        .map(|(_, (_, c))| format!("nats://127.0.0.1:{c}"))
+        .collect();
+    let nats = Proc(
+        Command::new(&binary)
+            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string()])
+            .args(["-server_name", &format!("nats{n}")])
+            .args(["-cluster_name", "chatroom-test"])
+            .args(["-cluster", &format!("nats://127.0.0.1:{cluster_port}")])
+            .args(["-routes", &routes.join(",")])
+            .arg("-sd")
+            .arg(dir.join(format!("nats{n}")))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display())),
+    );
+    let started = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            started.elapsed() < DEADLINE,
+            "nats-server {n} did not listen on {port}"
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+    nats
+}
+
+#[test]
+fn the_chat_goes_on_when_one_server_of_a_nats_cluster_dies() {
+    let dir = std::env::temp_dir().join(format!("chatroom-natscluster-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let ports: Vec<(u16, u16)> = (0..3).map(|_| (free_port(), free_port())).collect();
+    let mut nats: Vec<Option<Proc>> = (0..3)
+        .map(|n| Some(start_nats_member(n, &ports, &dir)))
+        .collect();
+    // Each chat node knows only its own NATS server; the client learns the
+    // others from it. Streams are kept on all three servers.
+    let mut nodes = Vec::new();
+    for (n, (port, _)) in ports.iter().enumerate() {
+        let url = format!("nats://127.0.0.1:{port}");
+        let started = Instant::now();
+        // JetStream answers once the NATS cluster has elected its leader.
+        let node = loop {
+            let env = [("CHATROOM_CLUSTER_REPLICAS", "3")];
+            if let Some(node) =
+                try_start_node(&url, &format!("n{n}"), &dir.join(format!("n{n}")), &env)
+            {
+                break node;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "chat node n{n} could not join the NATS cluster"
+            );
+            thread::sleep(Duration::from_millis(500));
+        };
+        nodes.push(node);
+    }
+    let mut alice = Client::hello(nodes[0].1, "alice");
+    let mut bob = Client::hello(nodes[1].1, "bob");
+    let mut carol = Client::hello(nodes[2].1, "carol");
+    alice.join("ops");
+    bob.join("ops");
+    carol.join("ops");
+    thread::sleep(Duration::from_millis(300));
+    let mut acked = vec![bob.say("ops", "before")];
+
+    // The NATS server alice's node is connected to dies.
+    nats[0] = None;
+    let killed = Instant::now();
+    // Says on every node are acknowledged again within a bounded wait
+    // (refused meanwhile, never acknowledged and lost).
+    let mut members = [(alice, Vec::new()), (bob, Vec::new()), (carol, Vec::new())];
+    for (speaker, text) in [(1, "from bob"), (2, "from carol"), (0, "from alice")] {
+        let (client, heard) = &mut members[speaker];
+        loop {
+            let answer = client.try_say_hearing("ops", text, heard);
+            if answer["type"] == "ok" {
+                acked.push(answer["id"].as_u64().unwrap());
+                break;
+            }
+            assert!(
+                killed.elapsed() < Duration::from_secs(30),
+                "still refused 30 s after a NATS server died: {answer}"
+            );
+            thread::sleep(Duration::from_millis(200));
+        }
+    }
+    eprintln!(
+        "every node chatting {:?} after a NATS server died",
+        killed.elapsed()
+    );
+    // Each member hears every acknowledged message but its own, once, in
+    // order: alice said the fourth, bob the first two, carol the third.
+    let own = [vec![acked[3]], vec![acked[0], acked[1]], vec![acked[2]]];
+    for ((client, heard), own) in members.iter_mut().zip(own) {
+        let expected: Vec<u64> = acked
+            .iter()
+            .copied()
+            .filter(|id| !own.contains(id))
+            .collect();
+        while heard.len() < expected.len() {
+            heard.push(client.next_of("message")["id"].as_u64().unwrap());
+        }
+        assert_eq!(heard, &expected);
+    }
+    let mut sorted = acked.clone();
+    sorted.sort_unstable();
+    assert_eq!(
+        sorted,
+        (1..=4).collect::<Vec<_>>(),
+        "a refused message took an id"
+    );
+    drop(nodes);
+    drop(nats);
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -60,11 +60,14 @@ pub struct NatsConfig {
     pub request_timeout: Duration,
     /// Retention of each room's stream.
     pub retention: Retention,
+    /// Copies of each stream the node creates (rooms, nick claims) kept by
+    /// a NATS cluster: 1 on a single server, 3 to survive losing one.
+    pub replicas: usize,
 }
 
 impl NatsConfig {
     /// Defaults for `servers` and `node`: a 15 s nick lease, a 5 s request
-    /// timeout and the default retention.
+    /// timeout, the default retention and one replica per stream.
     pub fn new(servers: Vec<String>, node: impl Into<String>) -> Self {
         Self {
             servers,
@@ -72,6 +75,7 @@ impl NatsConfig {
             nick_lease: Duration::from_secs(15),
             request_timeout: Duration::from_secs(5),
             retention: Retention::default(),
+            replicas: 1,
         }
     }
 }
@@ -241,6 +245,8 @@ struct Inner {
     /// Publishes in flight: token → sending session.
     outgoing: Mutex<HashMap<u64, SessionId>>,
     next_token: AtomicU64,
+    /// Bumped at every (re)connection to NATS.
+    connections: watch::Receiver<u64>,
 }
 
 /// The NATS JetStream broker. See the module docs.
@@ -277,16 +283,22 @@ impl NatsBroker {
     /// JetStream.
     pub async fn connect(config: NatsConfig) -> Result<(Arc<Self>, Arc<StreamStore>), BrokerError> {
         let node = config.node.clone();
+        // Counts connections, so that room feeds start their consumers
+        // again after a reconnection (perhaps to another server of a NATS
+        // cluster, where the old ephemeral consumer does not exist).
+        let (connections_tx, connections) = watch::channel(0u64);
         let options = async_nats::ConnectOptions::new()
             .name(format!("chatroom {node}"))
             .connection_timeout(config.request_timeout)
             .max_reconnects(None)
             .event_callback(move |event| {
                 let node = node.clone();
+                let connections_tx = connections_tx.clone();
                 async move {
                     match event {
                         async_nats::Event::Connected => {
                             tracing::info!(%node, "connected to NATS");
+                            connections_tx.send_modify(|n| *n += 1);
                         }
                         async_nats::Event::Disconnected => {
                             tracing::error!(%node, "lost the NATS connection; reconnecting");
@@ -320,6 +332,7 @@ impl NatsBroker {
             allow_rollup: true,
             deny_delete: true,
             allow_direct: true,
+            num_replicas: config.replicas,
             ..Default::default()
         };
         js.get_or_create_stream(bucket)
@@ -347,6 +360,7 @@ impl NatsBroker {
             claims: Mutex::new(HashMap::new()),
             outgoing: Mutex::new(HashMap::new()),
             next_token: AtomicU64::new(0),
+            connections,
         });
         let tasks = vec![
             tokio::spawn(inner.clone().renew_claims()),
@@ -420,6 +434,7 @@ impl Inner {
                 .map_or(Duration::ZERO, Duration::from_millis),
             storage: stream::StorageType::File,
             allow_direct: true,
+            num_replicas: self.config.replicas,
             ..Default::default()
         };
         let stream = timeout(
@@ -482,6 +497,8 @@ impl Inner {
         delivered: &watch::Sender<MessageId>,
     ) -> Result<(), async_nats::Error> {
         let key = room.key();
+        let mut connections = self.connections.clone();
+        connections.mark_unchanged();
         let consumer = stream
             .create_consumer(consumer::push::OrderedConfig {
                 deliver_subject: self.client.new_inbox(),
@@ -493,8 +510,19 @@ impl Inner {
             })
             .await?;
         let mut messages = consumer.messages().await?;
-        while let Some(message) = messages.next().await {
-            let message = message?;
+        loop {
+            let message = tokio::select! {
+                message = messages.next() => match message {
+                    Some(message) => message?,
+                    None => break,
+                },
+                changed = connections.changed() => {
+                    if changed.is_ok() {
+                        tracing::info!(%room, "reconnected to NATS; starting the room feed again");
+                    }
+                    break;
+                }
+            };
             let seq = message.info()?.stream_sequence;
             if seq < *next {
                 continue;
@@ -519,7 +547,7 @@ impl Inner {
             }
         };
         let except = if wire.node == self.instance {
-            lock(&self.outgoing).get(&wire.token).copied()
+            lock(&self.outgoing).remove(&wire.token)
         } else {
             None
         };
@@ -597,10 +625,13 @@ impl Inner {
             delivered.wait_for(|last| *last >= ack.sequence),
         )
         .await;
-        if !matches!(caught_up, Ok(Ok(_))) {
+        if matches!(caught_up, Ok(Ok(_))) {
+            lock(&self.outgoing).remove(&token);
+        } else {
+            // The feed delivers it later (after a NATS failover, say): the
+            // token stays so that the sender is still left out then.
             tracing::warn!(%room, id = ack.sequence, "message committed but not yet delivered here");
         }
-        lock(&self.outgoing).remove(&token);
         Ok(Published {
             id: ack.sequence,
             ts,

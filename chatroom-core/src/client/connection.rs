@@ -156,7 +156,10 @@ async fn write_frame(writer: &mut BoxWriter, bytes: &[u8]) -> std::io::Result<()
 
 /// The connection task's state, which outlives each connection.
 pub(super) struct Task<C> {
-    connector: C,
+    /// One connector per server address; never empty.
+    connectors: Vec<C>,
+    /// The connector of the current (or last) connection.
+    current: usize,
     options: ClientOptions,
     /// Requests from the [`super::Client`] handles; closed when the last
     /// handle is dropped.
@@ -187,14 +190,16 @@ pub(super) struct Task<C> {
 
 impl<C: Connector> Task<C> {
     pub(super) fn new(
-        connector: C,
+        connectors: Vec<C>,
+        current: usize,
         options: ClientOptions,
         commands: mpsc::Receiver<Command>,
         events: mpsc::Sender<Event>,
         shared: Arc<Shared>,
     ) -> Self {
         Self {
-            connector,
+            connectors,
+            current,
             options,
             commands,
             events,
@@ -622,22 +627,39 @@ impl<C: Connector> Task<C> {
             if !self.pause(delay).await {
                 return None;
             }
-            let nick = self.shared.nick();
-            match handshake(&self.connector, Some(&nick), self.options.connect_timeout).await {
-                Ok((mut link, welcome)) => {
-                    self.shared.set_nick(welcome.nick);
-                    self.shared.set_server_name(welcome.server);
-                    match self.rejoin(&mut link).await {
-                        Ok(()) => return Some(link),
-                        Err(e) => tracing::debug!(error = %e, "rejoin failed"),
-                    }
-                }
-                Err(e) => {
-                    tracing::debug!(attempt, error = %e, "reconnect failed");
-                }
+            if let Some(link) = self.reconnect_round(attempt).await {
+                return Some(link);
             }
             delay = (delay * 2).min(policy.max_delay);
         }
+    }
+
+    /// One reconnect attempt: tries every server once, starting with the
+    /// one last connected to.
+    async fn reconnect_round(&mut self, attempt: u32) -> Option<Link> {
+        let count = self.connectors.len();
+        for step in 0..count {
+            let index = (self.current + step) % count;
+            let nick = self.shared.nick();
+            let connector = &self.connectors[index];
+            let server = connector.describe();
+            match handshake(connector, Some(&nick), self.options.connect_timeout).await {
+                Ok((mut link, welcome)) => {
+                    self.current = index;
+                    self.shared.set_nick(welcome.nick);
+                    self.shared.set_server_name(welcome.server);
+                    self.shared.set_server_addr(server.clone());
+                    match self.rejoin(&mut link).await {
+                        Ok(()) => return Some(link),
+                        Err(e) => tracing::debug!(%server, error = %e, "rejoin failed"),
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(attempt, %server, error = %e, "reconnect failed");
+                }
+            }
+        }
+        None
     }
 
     /// Sends a join for every room the client was in, resuming after the

@@ -74,6 +74,10 @@ pub enum ClientError {
         /// The server's limit in bytes.
         max: usize,
     },
+    /// [`Client::connect_any`](super::Client::connect_any) was given no
+    /// server address.
+    #[error("no server address to connect to")]
+    NoServers,
     /// The server answered with a frame of the wrong kind for the request.
     #[error("unexpected reply from the server: {kind}")]
     UnexpectedReply {

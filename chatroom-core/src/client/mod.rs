@@ -11,6 +11,14 @@
 //! [`ClientOptions::with_reconnect`] asks for it, reconnects with backoff and
 //! rejoins the rooms it was in.
 //!
+//! # Several servers
+//!
+//! [`Client::connect_any`] takes the addresses of several nodes of one
+//! cluster. It connects to the first that welcomes it; each reconnect
+//! attempt then tries every address once, starting with the one last
+//! connected to, so a client of a node that dies carries on at another
+//! node and resumes its rooms there from its cursors.
+//!
 //! This module uses `protocol` and `transport`; it never reaches into the
 //! server or the registry.
 //!
@@ -158,7 +166,8 @@ pub struct Reconnect {
     pub initial_delay: Duration,
     /// The longest wait between attempts.
     pub max_delay: Duration,
-    /// Attempts in a row before giving up; `None` tries forever.
+    /// Attempts in a row before giving up; `None` tries forever. With
+    /// several servers, one attempt tries each of them once.
     pub max_attempts: Option<u32>,
 }
 
@@ -360,6 +369,8 @@ struct Command {
 struct Shared {
     nick: Mutex<Nickname>,
     server_name: Mutex<String>,
+    /// The address connected to, as its connector describes it.
+    server_addr: Mutex<String>,
 }
 
 impl Shared {
@@ -379,6 +390,13 @@ impl Shared {
             .server_name
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = name;
+    }
+
+    fn set_server_addr(&self, addr: String) {
+        *self
+            .server_addr
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = addr;
     }
 }
 
@@ -420,12 +438,61 @@ impl Client {
         connector: C,
         options: ClientOptions,
     ) -> Result<(Self, Events), ClientError> {
-        let (link, welcome) =
-            connection::handshake(&connector, options.nick.as_ref(), options.connect_timeout)
-                .await?;
+        Self::connect_with_any(vec![connector], options).await
+    }
+
+    /// Connects over TCP to the first of `addrs` (`host:port` each, the
+    /// nodes of one cluster) that welcomes the client; reconnects try them
+    /// all in turn (see the module docs).
+    ///
+    /// # Errors
+    /// [`ClientError::NoServers`] when `addrs` is empty; a refusal
+    /// ([`ClientError::Server`], [`ClientError::Refused`]) from the first
+    /// server that answers, since every node of a cluster would answer the
+    /// same; otherwise the error from the last address tried.
+    pub async fn connect_any(
+        addrs: Vec<String>,
+        options: ClientOptions,
+    ) -> Result<(Self, Events), ClientError> {
+        let connectors = addrs.into_iter().map(TcpConnector::new).collect();
+        Self::connect_with_any(connectors, options).await
+    }
+
+    /// As [`Client::connect_any`], over any transport: one connector per
+    /// server, all kept for reconnecting.
+    ///
+    /// # Errors
+    /// As [`Client::connect_any`].
+    pub async fn connect_with_any<C: Connector>(
+        connectors: Vec<C>,
+        options: ClientOptions,
+    ) -> Result<(Self, Events), ClientError> {
+        let mut last_error = ClientError::NoServers;
+        let mut established = None;
+        for (index, connector) in connectors.iter().enumerate() {
+            match connection::handshake(connector, options.nick.as_ref(), options.connect_timeout)
+                .await
+            {
+                Ok(done) => {
+                    established = Some((index, done));
+                    break;
+                }
+                Err(e @ (ClientError::Server { .. } | ClientError::Refused { .. })) => {
+                    return Err(e);
+                }
+                Err(e) => {
+                    tracing::debug!(server = %connector.describe(), error = %e, "cannot connect");
+                    last_error = e;
+                }
+            }
+        }
+        let Some((index, (link, welcome))) = established else {
+            return Err(last_error);
+        };
         let shared = Arc::new(Shared {
             nick: Mutex::new(welcome.nick),
             server_name: Mutex::new(welcome.server),
+            server_addr: Mutex::new(connectors[index].describe()),
         });
         let (cmd_tx, cmd_rx) = mpsc::channel(options.command_capacity.max(1));
         let (ev_tx, ev_rx) = mpsc::channel(options.event_capacity.max(1));
@@ -434,7 +501,7 @@ impl Client {
             shared: shared.clone(),
             request_timeout: options.request_timeout,
         };
-        let task = connection::Task::new(connector, options, cmd_rx, ev_tx, shared);
+        let task = connection::Task::new(connectors, index, options, cmd_rx, ev_tx, shared);
         tokio::spawn(task.run(link));
         Ok((client, Events { rx: ev_rx }))
     }
@@ -448,6 +515,17 @@ impl Client {
     pub fn server_name(&self) -> String {
         self.shared
             .server_name
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The address of the server connected to (or last connected to, while
+    /// reconnecting), as given to [`Client::connect`] or
+    /// [`Client::connect_any`].
+    pub fn server_addr(&self) -> String {
+        self.shared
+            .server_addr
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()

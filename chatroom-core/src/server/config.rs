@@ -105,6 +105,11 @@ pub struct ServerConfig {
     /// In a cluster, how long a nick claim outlives a node that stopped
     /// renewing it (died, or lost NATS).
     pub nick_lease_secs: u64,
+    /// In a cluster, how many NATS servers keep a copy of each JetStream
+    /// stream (rooms and nick claims): 1 for a single NATS server, 3 for a
+    /// NATS cluster that must survive losing a server. Applies to streams
+    /// the node creates; existing streams keep theirs.
+    pub cluster_replicas: usize,
 }
 
 /// Which history store the server binary opens.
@@ -156,6 +161,7 @@ impl Default for ServerConfig {
             cluster: Vec::new(),
             node_name: String::new(),
             nick_lease_secs: 15,
+            cluster_replicas: 1,
         }
     }
 }
@@ -280,6 +286,12 @@ impl ServerConfig {
             return Err(ConfigError::Invalid {
                 field: "cluster",
                 reason: format!("`{bad}` is not a NATS URL like nats://127.0.0.1:4222"),
+            });
+        }
+        if !(1..=5).contains(&self.cluster_replicas) {
+            return Err(ConfigError::Invalid {
+                field: "cluster_replicas",
+                reason: "must be between 1 and 5 (JetStream's limit)".to_owned(),
             });
         }
         if self.nick_lease_secs < 3 {
