@@ -71,16 +71,21 @@ fn free_port() -> u16 {
 /// Starts `nats-server -js` on `port` with its store in `dir` and waits
 /// until it listens.
 fn start_nats(port: u16, dir: &std::path::Path) -> Proc {
-    let binary = nats_server_binary();
+    let mut cmd = Command::new(nats_server_binary());
+    cmd.args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+        .arg(dir);
+    spawn_nats(cmd, port)
+}
+
+/// Spawns a nats-server command, quiet, and waits until it listens on
+/// `port`.
+fn spawn_nats(mut cmd: Command, port: u16) -> Proc {
     let nats = Proc(
-        Command::new(&binary)
-            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
-            .arg(dir)
-            .stdin(Stdio::null())
+        cmd.stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display())),
+            .unwrap_or_else(|e| panic!("cannot start nats-server: {e}")),
     );
     let started = Instant::now();
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
@@ -652,7 +657,6 @@ fn a_client_given_two_nodes_fails_over_when_the_first_dies() {
 /// Starts one server of a three-server NATS cluster with JetStream, routes
 /// to the others on loopback.
 fn start_nats_member(n: usize, ports: &[(u16, u16)], dir: &std::path::Path) -> Proc {
-    let binary = nats_server_binary();
     let (port, cluster_port) = ports[n];
     let routes: Vec<String> = ports
         .iter()
@@ -660,30 +664,15 @@ fn start_nats_member(n: usize, ports: &[(u16, u16)], dir: &std::path::Path) -> P
         .filter(|(i, _)| *i != n)
         .map(|(_, (_, c))| format!("nats://127.0.0.1:{c}"))
         .collect();
-    let nats = Proc(
-        Command::new(&binary)
-            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string()])
-            .args(["-server_name", &format!("nats{n}")])
-            .args(["-cluster_name", "chatroom-test"])
-            .args(["-cluster", &format!("nats://127.0.0.1:{cluster_port}")])
-            .args(["-routes", &routes.join(",")])
-            .arg("-sd")
-            .arg(dir.join(format!("nats{n}")))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display())),
-    );
-    let started = Instant::now();
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            started.elapsed() < DEADLINE,
-            "nats-server {n} did not listen on {port}"
-        );
-        thread::sleep(Duration::from_millis(20));
-    }
-    nats
+    let mut cmd = Command::new(nats_server_binary());
+    cmd.args(["-js", "-a", "127.0.0.1", "-p", &port.to_string()])
+        .args(["-server_name", &format!("nats{n}")])
+        .args(["-cluster_name", "chatroom-test"])
+        .args(["-cluster", &format!("nats://127.0.0.1:{cluster_port}")])
+        .args(["-routes", &routes.join(",")])
+        .arg("-sd")
+        .arg(dir.join(format!("nats{n}")));
+    spawn_nats(cmd, port)
 }
 
 #[test]

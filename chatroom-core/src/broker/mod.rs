@@ -210,13 +210,7 @@ pub async fn register_unique(
         match register(broker, registry, candidate.clone(), outbox.clone()).await {
             Ok(id) => return Ok((id, candidate)),
             Err(BrokerError::NickTaken(_) | BrokerError::Registry(RegistryError::NickTaken(_))) => {
-                let suffix = format!("-{n}");
-                let keep = base
-                    .as_str()
-                    .len()
-                    .min(crate::protocol::MAX_NICK_LEN - suffix.len());
-                candidate = Nickname::new(format!("{}{suffix}", &base.as_str()[..keep]))
-                    .expect("a valid nick with a numeric suffix is valid");
+                candidate = Nickname::numbered(base, n);
                 n += 1;
             }
             Err(e) => return Err(e),

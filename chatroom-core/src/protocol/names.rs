@@ -130,6 +130,18 @@ name_type!(
     MAX_ROOM_LEN
 );
 
+impl Nickname {
+    /// `base` with the suffix `-n`, shortened at the end to fit the length
+    /// limit: the name tried when `base` is taken (`bob-2`, `bob-3`, …).
+    pub fn numbered(base: &Self, n: u64) -> Self {
+        let suffix = format!("-{n}");
+        let keep = base.0.len().min(MAX_NICK_LEN.saturating_sub(suffix.len()));
+        // ASCII only, so any cut is on a character boundary; a base of
+        // valid characters plus "-digits" is valid.
+        Self(format!("{}{suffix}", &base.0[..keep]))
+    }
+}
+
 impl RoomName {
     /// Parses a room as typed by a person: an optional leading `#`, then a name.
     ///

@@ -162,13 +162,7 @@ impl RoomRegistry {
             match self.register(candidate.clone(), outbox.clone()) {
                 Ok(id) => return (id, candidate),
                 Err(_) => {
-                    let suffix = format!("-{n}");
-                    let keep = base
-                        .as_str()
-                        .len()
-                        .min(crate::protocol::MAX_NICK_LEN - suffix.len());
-                    candidate = Nickname::new(format!("{}{suffix}", &base.as_str()[..keep]))
-                        .expect("a valid nick with a numeric suffix is valid");
+                    candidate = Nickname::numbered(base, n);
                     n += 1;
                 }
             }
