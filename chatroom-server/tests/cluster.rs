@@ -69,17 +69,17 @@ fn free_port() -> u16 {
 }
 
 /// Starts `nats-server -js` on `port` with its store in `dir` and waits
-/// until it listens.
-fn start_nats(port: u16, dir: &std::path::Path) -> Proc {
+/// until it serves; `None` when it could not take the port.
+fn start_nats(port: u16, dir: &std::path::Path) -> Option<Proc> {
     let mut cmd = Command::new(nats_server_binary());
     cmd.args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
         .arg(dir);
     spawn_nats(cmd, port)
 }
 
-/// Spawns a nats-server command, quiet, and waits until it listens on
-/// `port`.
-fn spawn_nats(mut cmd: Command, port: u16) -> Proc {
+/// Spawns a nats-server command, quiet, and waits until it serves on
+/// `port`; `None` when it exits first (the port was taken, say).
+fn spawn_nats(mut cmd: Command, port: u16) -> Option<Proc> {
     let nats = Proc(
         cmd.stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -87,15 +87,34 @@ fn spawn_nats(mut cmd: Command, port: u16) -> Proc {
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start nats-server: {e}")),
     );
+    let mut nats = nats;
     let started = Instant::now();
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+    // Up once it greets as NATS and is still running: a port found free a
+    // moment ago may have been taken by another test's socket since.
+    loop {
+        let running = nats.0.try_wait().is_ok_and(|exit| exit.is_none());
+        if !running {
+            return None;
+        }
+        if greets_as_nats(port) {
+            return Some(nats);
+        }
         assert!(
             started.elapsed() < DEADLINE,
-            "nats-server did not listen on {port}"
+            "nats-server did not start on {port}"
         );
         thread::sleep(Duration::from_millis(20));
     }
-    nats
+}
+
+/// Whether whoever listens on `port` speaks first with NATS's `INFO`.
+fn greets_as_nats(port: u16) -> bool {
+    let Ok(stream) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
+    let mut line = String::new();
+    BufReader::new(stream).read_line(&mut line).is_ok() && line.starts_with("INFO ")
 }
 
 impl Cluster {
@@ -104,8 +123,12 @@ impl Cluster {
             std::env::temp_dir().join(format!("chatroom-cluster-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        let port = free_port();
-        let nats = start_nats(port, &dir.join("nats"));
+        let (port, nats) = (0..3)
+            .find_map(|_| {
+                let port = free_port();
+                start_nats(port, &dir.join("nats")).map(|nats| (port, nats))
+            })
+            .expect("nats-server did not start on any of three free ports");
         let url = format!("nats://127.0.0.1:{port}");
         let nodes = (1..=3)
             .map(|n| start_node(&url, &format!("n{n}"), &dir.join(format!("n{n}"))))
@@ -131,7 +154,16 @@ impl Cluster {
 
     /// Starts NATS again on the same port with the same store.
     fn restart_nats(&mut self) {
-        self.nats = Some(start_nats(self.port, &self.dir.join("nats")));
+        let nats = start_nats(self.port, &self.dir.join("nats"));
+        self.nats = Some(nats.expect("nats-server did not start again on its port"));
+    }
+
+    /// Starts one more chat node on the same NATS; returns its index.
+    fn add_node(&mut self, name: &str) -> usize {
+        let url = format!("nats://127.0.0.1:{}", self.port);
+        let node = start_node(&url, name, &self.dir.join(name));
+        self.nodes.push(node);
+        self.nodes.len() - 1
     }
 
     fn addr(&self, node: usize) -> SocketAddr {
@@ -140,6 +172,15 @@ impl Cluster {
 }
 
 fn start_node(url: &str, name: &str, dir: &std::path::Path) -> (Proc, SocketAddr) {
+    // A loaded machine (every test file runs at once in CI) can make a
+    // first connection to a fresh nats-server time out; one more try.
+    for _ in 0..2 {
+        if let Some(node) = try_start_node(url, name, dir, &[]) {
+            return node;
+        }
+        eprintln!("node {name} did not start; trying again");
+        thread::sleep(Duration::from_millis(500));
+    }
     try_start_node(url, name, dir, &[]).unwrap_or_else(|| panic!("node {name} did not start"))
 }
 
@@ -263,6 +304,24 @@ impl Client {
             if frame["type"] == "message" {
                 heard.push(frame["id"].as_u64().unwrap());
             }
+        }
+    }
+
+    /// Asks `who` for `room` until it lists exactly `expected` (in the
+    /// server's order, sorted ignoring case).
+    fn wait_for_members(&mut self, room: &str, expected: &[&str]) {
+        let started = Instant::now();
+        loop {
+            self.send(&json!({"type": "who", "room": room}));
+            let members = self.next_of("members")["members"].clone();
+            if members == json!(expected) {
+                return;
+            }
+            assert!(
+                started.elapsed() < DEADLINE,
+                "who #{room}: {members}, not {expected:?}"
+            );
+            thread::sleep(Duration::from_millis(100));
         }
     }
 
@@ -492,13 +551,32 @@ fn a_nats_outage_is_explicit_and_chat_recovers_by_itself() {
     }
     eprintln!("chat resumed {:?} after NATS returned", back.elapsed());
     let mut heard = Vec::new();
-    while heard.len() < acked.len() {
-        let frame = bob.next_of("message");
-        assert_ne!(frame["text"], "during", "a refused message was delivered");
-        heard.push(frame["id"].as_u64().unwrap());
+    let mut notices = Vec::new();
+    let told_back = |notices: &Vec<String>| notices.iter().any(|n| n.contains("again"));
+    while heard.len() < acked.len() || !told_back(&notices) {
+        let frame = bob.next();
+        match frame["type"].as_str() {
+            Some("message") => {
+                assert_ne!(frame["text"], "during", "a refused message was delivered");
+                heard.push(frame["id"].as_u64().unwrap());
+            }
+            Some("notice") => notices.push(frame["text"].as_str().unwrap().to_owned()),
+            _ => {}
+        }
     }
     assert_eq!(heard, acked);
     assert_eq!(acked, [1, 2], "a refused message took an id");
+    // bob, who only listened, was told the cluster went away and came back.
+    let lost = notices
+        .iter()
+        .position(|n| n.contains("lost its connection"));
+    let back = notices
+        .iter()
+        .position(|n| n.contains("connected to the cluster again"));
+    assert!(
+        matches!((lost, back), (Some(l), Some(b)) if l < b),
+        "notices: {notices:?}"
+    );
 }
 
 #[test]
@@ -656,7 +734,7 @@ fn a_client_given_two_nodes_fails_over_when_the_first_dies() {
 
 /// Starts one server of a three-server NATS cluster with JetStream, routes
 /// to the others on loopback.
-fn start_nats_member(n: usize, ports: &[(u16, u16)], dir: &std::path::Path) -> Proc {
+fn start_nats_member(n: usize, ports: &[(u16, u16)], dir: &std::path::Path) -> Option<Proc> {
     let (port, cluster_port) = ports[n];
     let routes: Vec<String> = ports
         .iter()
@@ -680,10 +758,18 @@ fn the_chat_goes_on_when_one_server_of_a_nats_cluster_dies() {
     let dir = std::env::temp_dir().join(format!("chatroom-natscluster-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let ports: Vec<(u16, u16)> = (0..3).map(|_| (free_port(), free_port())).collect();
-    let mut nats: Vec<Option<Proc>> = (0..3)
-        .map(|n| Some(start_nats_member(n, &ports, &dir)))
-        .collect();
+    // Six ports found free one by one; if another test's socket takes one
+    // before its server binds it, the whole NATS cluster starts again
+    // elsewhere.
+    let (ports, mut nats) = (0..3)
+        .find_map(|_| {
+            let ports: Vec<(u16, u16)> = (0..3).map(|_| (free_port(), free_port())).collect();
+            let servers: Option<Vec<Option<Proc>>> = (0..3)
+                .map(|n| start_nats_member(n, &ports, &dir).map(Some))
+                .collect();
+            servers.map(|servers| (ports, servers))
+        })
+        .expect("the NATS cluster did not start on three sets of free ports");
     // Each chat node knows only its own NATS server; the client learns the
     // others from it. Streams are kept on all three servers.
     let mut nodes = Vec::new();
@@ -764,4 +850,91 @@ fn the_chat_goes_on_when_one_server_of_a_nats_cluster_dies() {
     drop(nodes);
     drop(nats);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn presence_who_and_rooms_span_every_node() {
+    let cluster = Cluster::start("presence");
+    let mut alice = Client::hello(cluster.addr(0), "alice");
+    let mut bob = Client::hello(cluster.addr(1), "bob");
+    let mut carol = Client::hello(cluster.addr(2), "carol");
+    alice.join("lobby");
+    bob.join("lobby");
+    carol.join("lobby");
+
+    // alice, on node 1, is told of the joins on nodes 2 and 3.
+    let mut joined: Vec<String> = (0..2)
+        .map(|_| alice.next_of("joined")["nick"].as_str().unwrap().to_owned())
+        .collect();
+    joined.sort();
+    assert_eq!(joined, ["bob", "carol"]);
+    for client in [&mut alice, &mut bob, &mut carol] {
+        client.wait_for_members("lobby", &["alice", "bob", "carol"]);
+    }
+    bob.send(&json!({"type": "rooms"}));
+    assert_eq!(
+        bob.next_of("rooms")["rooms"],
+        json!([{"name": "lobby", "members": 3}])
+    );
+
+    // A rename on node 2 reaches node 1 and node 3 once.
+    bob.send(&json!({"type": "nick", "nick": "robert"}));
+    bob.next_of("ok");
+    for client in [&mut alice, &mut carol] {
+        let changed = client.next_of("nick_changed");
+        assert_eq!(changed["old"], "bob", "{changed}");
+        assert_eq!(changed["new"], "robert", "{changed}");
+    }
+
+    // A leave on node 3, and a room only node 3 has.
+    carol.send(&json!({"type": "leave", "room": "lobby"}));
+    carol.next_of("ok");
+    carol.join("kitchen");
+    let left = alice.next_of("left");
+    assert_eq!(left["nick"], "carol", "{left}");
+    alice.wait_for_members("lobby", &["alice", "robert"]);
+    alice.wait_for_members("kitchen", &["carol"]);
+    alice.send(&json!({"type": "rooms"}));
+    assert_eq!(
+        alice.next_of("rooms")["rooms"],
+        json!([{"name": "kitchen", "members": 1}, {"name": "lobby", "members": 2}])
+    );
+}
+
+#[test]
+fn a_later_node_learns_presence_and_a_dead_nodes_members_leave() {
+    let mut cluster = Cluster::start("presence-late");
+    let mut alice = Client::hello(cluster.addr(0), "alice");
+    let mut bob = Client::hello(cluster.addr(1), "bob");
+    alice.join("hall");
+    bob.join("hall");
+    alice.wait_for_members("hall", &["alice", "bob"]);
+
+    // A fourth node, started after the joins, learns them from the other
+    // nodes' snapshots.
+    let fourth = cluster.add_node("n4");
+    let mut dave = Client::hello(cluster.addr(fourth), "dave");
+    dave.join("hall");
+    dave.wait_for_members("hall", &["alice", "bob", "dave"]);
+    alice.wait_for_members("hall", &["alice", "bob", "dave"]);
+
+    // bob's node dies: the others see him leave, saying why, within a few
+    // missed heartbeats.
+    cluster.kill_node(1);
+    let killed = Instant::now();
+    for client in [&mut alice, &mut dave] {
+        let left = loop {
+            let left = client.next_of("left");
+            if left["nick"] == "bob" {
+                break left;
+            }
+        };
+        assert_eq!(left["reason"], "their server stopped answering", "{left}");
+    }
+    assert!(
+        killed.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        killed.elapsed()
+    );
+    alice.wait_for_members("hall", &["alice", "dave"]);
 }

@@ -20,6 +20,8 @@
 
 #[cfg(feature = "cluster")]
 pub mod nats;
+#[cfg(feature = "cluster")]
+mod presence;
 
 use std::fmt;
 use std::future::Future;
@@ -27,7 +29,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use crate::protocol::{ErrorCode, Nickname, RoomName};
+use crate::protocol::{ErrorCode, Nickname, RoomInfo, RoomName};
 use crate::registry::{Outbox, Published, RegistryError, Room, RoomRegistry, SessionId};
 
 /// Why the broker refused a request.
@@ -140,6 +142,34 @@ pub trait Broker: Send + Sync + fmt::Debug + 'static {
 
     /// Gives up a claim made by [`Broker::claim`]. Never waits.
     fn release(&self, nick: &Nickname);
+
+    /// Tells the other nodes that `nick`, a session of this node, is in
+    /// `room` (after the registry let it join). Never waits.
+    fn joined(&self, room: &RoomName, nick: &Nickname) {
+        let _ = (room, nick);
+    }
+
+    /// Tells the other nodes that `nick` left `room`. Never waits.
+    fn left(&self, room: &RoomName, nick: &Nickname, reason: Option<&str>) {
+        let _ = (room, nick, reason);
+    }
+
+    /// Tells the other nodes that `old`, a session of this node, is now
+    /// `new`. Never waits.
+    fn renamed(&self, old: &Nickname, new: &Nickname) {
+        let _ = (old, new);
+    }
+
+    /// The members of `room` on the other nodes (none for one node alone).
+    fn remote_members(&self, room: &RoomName) -> Vec<Nickname> {
+        let _ = room;
+        Vec::new()
+    }
+
+    /// The rooms with members on the other nodes, with how many there.
+    fn remote_rooms(&self) -> Vec<RoomInfo> {
+        Vec::new()
+    }
 }
 
 /// One node on its own: the registry is the whole truth.
@@ -248,4 +278,47 @@ pub async fn rename(
             Err(e.into())
         }
     }
+}
+
+/// The members of `room` on every node, sorted ignoring case.
+///
+/// # Errors
+/// [`RegistryError::NoSuchRoom`] when no node has a member in the room.
+pub fn members(
+    broker: &dyn Broker,
+    registry: &RoomRegistry,
+    room: &RoomName,
+) -> Result<Vec<Nickname>, RegistryError> {
+    let remote = broker.remote_members(room);
+    let mut nicks = match registry.members(room) {
+        Ok(local) => local,
+        Err(RegistryError::NoSuchRoom(_)) if !remote.is_empty() => Vec::new(),
+        Err(e) => return Err(e),
+    };
+    if !remote.is_empty() {
+        nicks.extend(remote);
+        nicks.sort_by_key(Nickname::key);
+        // A nick is held once in the cluster; a rename heard from another
+        // node a moment late must not show someone twice.
+        nicks.dedup_by_key(|n| n.key());
+    }
+    Ok(nicks)
+}
+
+/// The rooms with members on any node, sorted by name, with the count of
+/// their members on every node.
+pub fn rooms(broker: &dyn Broker, registry: &RoomRegistry) -> Vec<RoomInfo> {
+    let mut rooms = registry.rooms();
+    let remote = broker.remote_rooms();
+    if remote.is_empty() {
+        return rooms;
+    }
+    for info in remote {
+        match rooms.iter_mut().find(|r| r.name.key() == info.name.key()) {
+            Some(known) => known.members += info.members,
+            None => rooms.push(info),
+        }
+    }
+    rooms.sort_by_key(|r| r.name.key());
+    rooms
 }

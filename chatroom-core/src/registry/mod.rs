@@ -424,6 +424,22 @@ impl RoomRegistry {
         self.lock().sessions.len()
     }
 
+    /// Pushes `frame` once to every member of any of `rooms` (a rename
+    /// heard from another node, say).
+    pub fn tell_members(&self, rooms: &[RoomName], frame: &Arc<Outbound>) {
+        let state = self.lock();
+        let mut told = BTreeSet::new();
+        for room in rooms {
+            if let Some(live) = state.rooms.get(&room.key()) {
+                for member in &live.lock().members {
+                    if told.insert(member.session) {
+                        let _ = member.outbox.push(frame);
+                    }
+                }
+            }
+        }
+    }
+
     /// Pushes `frame` to every registered session (for server notices such
     /// as shutdown). Returns how many could not take it.
     pub fn broadcast_all(&self, frame: &Arc<Outbound>) -> usize {

@@ -797,7 +797,7 @@ impl Session {
                     }
                 };
                 self.join(&room, backlog).await?;
-                let members = self.shared.registry.members(&room)?;
+                let members = self.members(&room)?;
                 // Read after the join: every message up to this id is
                 // already queued ahead of this reply.
                 let last_id = self.rooms.get(&room.key()).map(|r| r.last_id());
@@ -850,15 +850,16 @@ impl Session {
                 let shared = &self.shared;
                 let (broker, registry) = (&*shared.broker, &shared.registry);
                 broker::rename(broker, registry, self.id, &self.nick, nick.clone()).await?;
+                broker.renamed(&self.nick, &nick);
                 self.nick = nick;
                 self.ok(reference);
             }
             ClientMessage::Rooms => {
-                let rooms = self.shared.registry.rooms();
+                let rooms = broker::rooms(&*self.shared.broker, &self.shared.registry);
                 self.reply(ServerMessage::Rooms { rooms }, reference);
             }
             ClientMessage::Who { room } => {
-                let members = self.shared.registry.members(&room)?;
+                let members = self.members(&room)?;
                 self.reply(
                     ServerMessage::Members {
                         room,
@@ -914,8 +915,14 @@ impl Session {
             backlog,
         )
         .await?;
+        shared.broker.joined(handle.name(), &self.nick);
         self.rooms.insert(room.key(), handle);
         Ok(())
+    }
+
+    /// The members of `room` on every node.
+    fn members(&self, room: &RoomName) -> Result<Vec<Nickname>, RegistryError> {
+        broker::members(&*self.shared.broker, &self.shared.registry, room)
     }
 
     /// Checks a `history` request and reads its page.
@@ -975,7 +982,9 @@ impl Session {
 
     fn leave(&mut self, room: &RoomName) -> Result<(), Failure> {
         self.shared.registry.leave(self.id, room, None)?;
-        self.rooms.remove(&room.key());
+        if let Some(handle) = self.rooms.remove(&room.key()) {
+            self.shared.broker.left(handle.name(), &self.nick, None);
+        }
         if self.current.as_ref().is_some_and(|c| c.key() == room.key()) {
             self.current = None;
         }
@@ -993,7 +1002,7 @@ impl Session {
         if let Some(old) = self.current.take() {
             self.leave(&old)?;
         }
-        let members = self.shared.registry.members(&room)?;
+        let members = self.members(&room)?;
         self.current = Some(room.clone());
         self.reply(
             ServerMessage::Members {
@@ -1043,16 +1052,22 @@ impl Session {
     /// session's queue sender is dropped with `self`, which lets the writer
     /// drain and close.
     fn finish(self, end: &End) {
-        self.shared.broker.release(&self.nick);
+        let broker = &self.shared.broker;
+        broker.release(&self.nick);
         let reason = match end {
-            End::Shutdown => {
-                self.shared.registry.unregister_silently(self.id);
-                return;
-            }
             End::Quit(reason) => reason.clone(),
             other => Some(other.to_string()),
         };
-        self.shared.registry.unregister(self.id, reason);
+        // The other nodes are told even at shutdown: for them this node's
+        // members leave one by one, as they would from a node that stays.
+        for room in self.rooms.values() {
+            broker.left(room.name(), &self.nick, reason.as_deref());
+        }
+        if matches!(end, End::Shutdown) {
+            self.shared.registry.unregister_silently(self.id);
+        } else {
+            self.shared.registry.unregister(self.id, reason);
+        }
     }
 }
 

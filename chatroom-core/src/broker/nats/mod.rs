@@ -20,6 +20,13 @@
 //!   expire after the lease (`max_age` of the bucket); the owning node
 //!   renews each claim every third of it, so a dead node's nicks free
 //!   themselves.
+//! - **Presence** (who is in which room on the other nodes) travels on core
+//!   subjects as numbered changes with heartbeats (module `presence`);
+//!   `who`, `rooms` and the `members` reply of a join span every node.
+//! - **Losing NATS** is told to this node's clients as a `notice`, and so
+//!   is its return; meanwhile what needs NATS is refused with an error.
+
+mod presence;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -35,8 +42,13 @@ use tokio::task::JoinHandle;
 use tokio::time::{Instant, timeout};
 
 use crate::history::{HistoryError, HistoryStore, Page, PageQuery, Retention};
-use crate::protocol::{HistoryEntry, MessageId, Nickname, RoomName, Timestamp};
-use crate::registry::{Published, Room, RoomRegistry, SessionId, now_ms};
+use crate::protocol::{
+    HistoryEntry, MessageId, Nickname, RoomInfo, RoomName, ServerMessage, Timestamp,
+};
+use crate::registry::{Outbound, Published, Room, RoomRegistry, SessionId, now_ms};
+
+use super::presence::Change;
+use presence::Presence;
 
 use super::{Broker, BrokerError, Pending};
 
@@ -63,6 +75,9 @@ pub struct NatsConfig {
     /// Copies of each stream the node creates (rooms, nick claims) kept by
     /// a NATS cluster: 1 on a single server, 3 to survive losing one.
     pub replicas: usize,
+    /// How often the node says it is alive; a node silent for three of
+    /// these is taken as gone, and its members leave.
+    pub presence_interval: Duration,
 }
 
 impl NatsConfig {
@@ -76,6 +91,7 @@ impl NatsConfig {
             request_timeout: Duration::from_secs(5),
             retention: Retention::default(),
             replicas: 1,
+            presence_interval: Duration::from_secs(1),
         }
     }
 }
@@ -107,6 +123,15 @@ fn unavailable(what: &str, e: impl fmt::Display) -> BrokerError {
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Tells every client of this node, once the registry is attached.
+fn notify(registry: &OnceLock<RoomRegistry>, text: &str) {
+    if let Some(registry) = registry.get() {
+        registry.broadcast_all(&Outbound::message(ServerMessage::Notice {
+            text: text.to_owned(),
+        }));
+    }
 }
 
 /// A history store that reads the rooms' streams: the cluster's shared
@@ -238,7 +263,8 @@ struct Inner {
     js: jetstream::Context,
     nicks: kv::Store,
     store: Arc<StreamStore>,
-    registry: OnceLock<RoomRegistry>,
+    registry: Arc<OnceLock<RoomRegistry>>,
+    presence: Arc<Presence>,
     feeds: Mutex<HashMap<String, Feed>>,
     /// Nick key → revision of this node's claim.
     claims: Mutex<HashMap<String, u64>>,
@@ -287,6 +313,9 @@ impl NatsBroker {
         // again after a reconnection (perhaps to another server of a NATS
         // cluster, where the old ephemeral consumer does not exist).
         let (connections_tx, connections) = watch::channel(0u64);
+        // Set by `attach`; the connection's events are told to its clients.
+        let registry = Arc::new(OnceLock::<RoomRegistry>::new());
+        let told = registry.clone();
         let options = async_nats::ConnectOptions::new()
             .name(format!("chatroom {node}"))
             .connection_timeout(config.request_timeout)
@@ -294,14 +323,23 @@ impl NatsBroker {
             .event_callback(move |event| {
                 let node = node.clone();
                 let connections_tx = connections_tx.clone();
+                let told = told.clone();
                 async move {
                     match event {
                         async_nats::Event::Connected => {
                             tracing::info!(%node, "connected to NATS");
                             connections_tx.send_modify(|n| *n += 1);
+                            if *connections_tx.borrow() > 1 {
+                                notify(&told, "this server is connected to the cluster again");
+                            }
                         }
                         async_nats::Event::Disconnected => {
                             tracing::error!(%node, "lost the NATS connection; reconnecting");
+                            notify(
+                                &told,
+                                "this server lost its connection to the cluster; \
+                                 messages cannot be sent until it is back",
+                            );
                         }
                         // Each failed reconnection attempt; the
                         // disconnection itself was logged above.
@@ -348,24 +386,38 @@ impl NatsBroker {
             request_timeout: config.request_timeout,
             last: Mutex::new(HashMap::new()),
         });
+        // The inbox's unique token: a name safe in a subject.
+        let inbox = client.new_inbox();
+        let instance = inbox.rsplit('.').next().unwrap_or(&inbox).to_owned();
+        let (presence, presence_tasks) = Presence::start(
+            client.clone(),
+            instance.clone(),
+            config.presence_interval,
+            config.request_timeout,
+            registry.clone(),
+        )
+        .await
+        .map_err(|e| unavailable("cannot subscribe to presence", e))?;
         let inner = Arc::new(Inner {
-            instance: client.new_inbox(),
+            instance,
             config,
             client,
             js,
             nicks,
             store: store.clone(),
-            registry: OnceLock::new(),
+            registry,
+            presence,
             feeds: Mutex::new(HashMap::new()),
             claims: Mutex::new(HashMap::new()),
             outgoing: Mutex::new(HashMap::new()),
             next_token: AtomicU64::new(0),
             connections,
         });
-        let tasks = vec![
+        let mut tasks = vec![
             tokio::spawn(inner.clone().renew_claims()),
             tokio::spawn(inner.clone().drop_idle_feeds()),
         ];
+        tasks.extend(presence_tasks);
         Ok((Arc::new(Self { inner, tasks }), store))
     }
 }
@@ -403,6 +455,36 @@ impl Broker for NatsBroker {
         let inner = self.inner.clone();
         let nick = nick.clone();
         Pending::waiting(async move { inner.claim(nick).await })
+    }
+
+    fn joined(&self, room: &RoomName, nick: &Nickname) {
+        self.inner.presence.record(Change::Joined {
+            room: room.clone(),
+            nick: nick.clone(),
+        });
+    }
+
+    fn left(&self, room: &RoomName, nick: &Nickname, reason: Option<&str>) {
+        self.inner.presence.record(Change::Left {
+            room: room.clone(),
+            nick: nick.clone(),
+            reason: reason.map(str::to_owned),
+        });
+    }
+
+    fn renamed(&self, old: &Nickname, new: &Nickname) {
+        self.inner.presence.record(Change::Renamed {
+            old: old.clone(),
+            new: new.clone(),
+        });
+    }
+
+    fn remote_members(&self, room: &RoomName) -> Vec<Nickname> {
+        self.inner.presence.members(room)
+    }
+
+    fn remote_rooms(&self) -> Vec<RoomInfo> {
+        self.inner.presence.rooms()
     }
 
     fn release(&self, nick: &Nickname) {
