@@ -886,6 +886,25 @@ fn presence_who_and_rooms_span_every_node() {
         assert_eq!(changed["new"], "robert", "{changed}");
     }
 
+    // A whisper to a nick on another node, and to a nick nowhere.
+    alice.send(&json!({"type": "whisper", "to": "ROBERT", "text": "psst"}));
+    let echo = alice.next_of("private");
+    assert_eq!(
+        (&echo["from"], &echo["to"], &echo["text"]),
+        (&json!("alice"), &json!("robert"), &json!("psst")),
+        "{echo}"
+    );
+    alice.next_of("ok");
+    let got = bob.next_of("private");
+    assert_eq!(
+        (&got["from"], &got["text"]),
+        (&json!("alice"), &json!("psst"))
+    );
+    assert_eq!(got["ts"], echo["ts"], "one message, one time");
+    alice.send(&json!({"type": "whisper", "to": "nobody", "text": "hello?"}));
+    let refused = alice.next();
+    assert_eq!(refused["code"], "no_such_nick", "{refused}");
+
     // A leave on node 3, and a room only node 3 has.
     carol.send(&json!({"type": "leave", "room": "lobby"}));
     carol.next_of("ok");

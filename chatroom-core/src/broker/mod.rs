@@ -29,7 +29,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use crate::protocol::{ErrorCode, Nickname, RoomInfo, RoomName};
+use crate::protocol::{ErrorCode, Nickname, RoomInfo, RoomName, Timestamp};
 use crate::registry::{Outbox, Published, RegistryError, Room, RoomRegistry, SessionId};
 
 /// Why the broker refused a request.
@@ -158,6 +158,20 @@ pub trait Broker: Send + Sync + fmt::Debug + 'static {
     /// `new`. Never waits.
     fn renamed(&self, old: &Nickname, new: &Nickname) {
         let _ = (old, new);
+    }
+
+    /// Hands a private message from `from` (a session of this node) to
+    /// `to`, held on another node; completes with `to` as its holder spells
+    /// it. Called only when no session of this node holds `to`.
+    fn whisper(
+        &self,
+        from: &Nickname,
+        to: &Nickname,
+        text: String,
+        ts: Timestamp,
+    ) -> Pending<Result<Nickname, BrokerError>> {
+        let _ = (from, text, ts);
+        Pending::ready(Err(RegistryError::NoSuchNick(to.clone()).into()))
     }
 
     /// The members of `room` on the other nodes (none for one node alone).

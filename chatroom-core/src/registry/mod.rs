@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::history::HistoryStore;
-use crate::protocol::{MessageId, Nickname, RoomInfo, RoomName, ServerMessage};
+use crate::protocol::{MessageId, Nickname, RoomInfo, RoomName, ServerMessage, Timestamp};
 
 pub use error::RegistryError;
 pub use outbox::{CutReason, Outbound, Outbox, OutboxReceiver, PushError, outbox};
@@ -167,6 +167,11 @@ impl RoomRegistry {
                 }
             }
         }
+    }
+
+    /// Whether a session of this registry holds `nick`.
+    pub fn holds(&self, nick: &Nickname) -> bool {
+        self.lock().nicks.contains_key(&nick.key())
     }
 
     /// The session's current nickname.
@@ -377,6 +382,35 @@ impl RoomRegistry {
             let _ = sender.outbox.push(&frame);
         }
         Ok(())
+    }
+
+    /// Hands the holder of `to` a private message that `from`, on another
+    /// node, sent at `ts`; returns the holder's nick as it is spelt.
+    ///
+    /// # Errors
+    /// [`RegistryError::NoSuchNick`] when no session here holds `to`.
+    pub fn deliver_private(
+        &self,
+        from: Nickname,
+        to: &Nickname,
+        text: String,
+        ts: Timestamp,
+    ) -> Result<Nickname, RegistryError> {
+        let state = self.lock();
+        let target = state
+            .nicks
+            .get(&to.key())
+            .and_then(|t| state.sessions.get(t))
+            .ok_or_else(|| RegistryError::NoSuchNick(to.clone()))?;
+        let _ = target
+            .outbox
+            .push(&Outbound::message(ServerMessage::Private {
+                from,
+                to: target.nick.clone(),
+                text,
+                ts,
+            }));
+        Ok(target.nick.clone())
     }
 
     /// The rooms that exist, sorted by name, with their member counts.

@@ -27,7 +27,7 @@ use crate::protocol::{
     self, ClientFrame, ClientMessage, ErrorCode, MAX_TEXT_LEN, MessageId, Nickname,
     PROTOCOL_VERSION, ProtocolError, RoomName, ServerFrame, ServerMessage,
 };
-use crate::registry::{Backlog, Outbound, Outbox, RegistryError, Room, SessionId, outbox};
+use crate::registry::{Backlog, Outbound, Outbox, RegistryError, Room, SessionId, now_ms, outbox};
 use crate::transport::{BoxReader, BoxWriter, Connection, Frame, LineFramer, PeerAddr};
 
 use super::backlog::{self, BacklogError};
@@ -843,7 +843,7 @@ impl Session {
             }
             ClientMessage::Whisper { to, text } => {
                 protocol::validate_text(&text)?;
-                self.shared.registry.whisper(self.id, &to, text)?;
+                self.whisper(to, text).await?;
                 self.ok(reference);
             }
             ClientMessage::Nick { nick } => {
@@ -917,6 +917,24 @@ impl Session {
         .await?;
         shared.broker.joined(handle.name(), &self.nick);
         self.rooms.insert(room.key(), handle);
+        Ok(())
+    }
+
+    /// A private message: to a session of this node through the registry,
+    /// else through the broker to another node, echoed to the sender.
+    async fn whisper(&self, to: Nickname, text: String) -> Result<(), Failure> {
+        let registry = &self.shared.registry;
+        if registry.holds(&to) {
+            return Ok(registry.whisper(self.id, &to, text)?);
+        }
+        let ts = now_ms();
+        let to = self
+            .shared
+            .broker
+            .whisper(&self.nick, &to, text.clone(), ts)
+            .await?;
+        let from = self.nick.clone();
+        self.reply(ServerMessage::Private { from, to, text, ts }, None);
         Ok(())
     }
 

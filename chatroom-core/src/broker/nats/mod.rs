@@ -27,6 +27,7 @@
 //!   is its return; meanwhile what needs NATS is refused with an error.
 
 mod presence;
+mod whisper;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -45,7 +46,7 @@ use crate::history::{HistoryError, HistoryStore, Page, PageQuery, Retention};
 use crate::protocol::{
     HistoryEntry, MessageId, Nickname, RoomInfo, RoomName, ServerMessage, Timestamp,
 };
-use crate::registry::{Outbound, Published, Room, RoomRegistry, SessionId, now_ms};
+use crate::registry::{Outbound, Published, RegistryError, Room, RoomRegistry, SessionId, now_ms};
 
 use super::presence::Change;
 use presence::Presence;
@@ -94,6 +95,14 @@ impl NatsConfig {
             presence_interval: Duration::from_secs(1),
         }
     }
+}
+
+/// What a nick's entry in the bucket holds: who claimed it, and where a
+/// whisper to it goes.
+#[derive(Serialize, Deserialize)]
+struct Claim {
+    node: String,
+    instance: String,
 }
 
 /// What a `say` looks like in a room's stream.
@@ -418,6 +427,16 @@ impl NatsBroker {
             tokio::spawn(inner.clone().drop_idle_feeds()),
         ];
         tasks.extend(presence_tasks);
+        let whispers = inner
+            .client
+            .subscribe(whisper::subject(&inner.instance))
+            .await
+            .map_err(|e| unavailable("cannot subscribe to whispers", e))?;
+        tasks.push(tokio::spawn(whisper::serve(
+            inner.client.clone(),
+            whispers,
+            inner.registry.clone(),
+        )));
         Ok((Arc::new(Self { inner, tasks }), store))
     }
 }
@@ -477,6 +496,18 @@ impl Broker for NatsBroker {
             old: old.clone(),
             new: new.clone(),
         });
+    }
+
+    fn whisper(
+        &self,
+        from: &Nickname,
+        to: &Nickname,
+        text: String,
+        ts: Timestamp,
+    ) -> Pending<Result<Nickname, BrokerError>> {
+        let inner = self.inner.clone();
+        let (from, to) = (from.clone(), to.clone());
+        Pending::waiting(async move { inner.whisper(from, to, text, ts).await })
     }
 
     fn remote_members(&self, room: &RoomName) -> Vec<Nickname> {
@@ -737,7 +768,7 @@ impl Inner {
         let key = nick.key();
         let created = timeout(
             self.config.request_timeout,
-            self.nicks.create(&key, self.config.node.clone().into()),
+            self.nicks.create(&key, self.claim_value()),
         )
         .await
         .map_err(|e| unavailable("cannot claim the nick", e))?;
@@ -753,6 +784,59 @@ impl Inner {
         }
     }
 
+    fn claim_value(&self) -> bytes::Bytes {
+        let claim = Claim {
+            node: self.config.node.clone(),
+            instance: self.instance.clone(),
+        };
+        serde_json::to_vec(&claim)
+            .expect("a claim serializes")
+            .into()
+    }
+
+    async fn whisper(
+        self: Arc<Self>,
+        from: Nickname,
+        to: Nickname,
+        text: String,
+        ts: Timestamp,
+    ) -> Result<Nickname, BrokerError> {
+        self.connected()?;
+        let no_such_nick = || BrokerError::from(RegistryError::NoSuchNick(to.clone()));
+        let entry = timeout(self.config.request_timeout, self.nicks.get(to.key()))
+            .await
+            .map_err(|e| unavailable("cannot look the nick up", e))?
+            .map_err(|e| unavailable("cannot look the nick up", e))?;
+        let Some(claim) = entry.and_then(|v| serde_json::from_slice::<Claim>(&v).ok()) else {
+            return Err(no_such_nick());
+        };
+        if claim.instance == self.instance {
+            // Claimed here, but the session has gone since.
+            return Err(no_such_nick());
+        }
+        let request = whisper::Whisper {
+            from,
+            to: to.clone(),
+            text,
+            ts,
+        };
+        let payload = serde_json::to_vec(&request).expect("a whisper serializes");
+        let reply = timeout(
+            self.config.request_timeout,
+            self.client
+                .request(whisper::subject(&claim.instance), payload.into()),
+        )
+        .await
+        .map_err(|e| unavailable("the nick's server did not answer", e))?
+        // No responder: the claim outlived its node (until the lease ends).
+        .map_err(|_| no_such_nick())?;
+        match serde_json::from_slice::<whisper::Answer>(&reply.payload) {
+            Ok(whisper::Answer::Delivered(nick)) => Ok(nick),
+            Ok(whisper::Answer::NoSuchNick) => Err(no_such_nick()),
+            Err(e) => Err(unavailable("malformed answer to a whisper", e)),
+        }
+    }
+
     /// Renews every claim of this node each third of the lease.
     async fn renew_claims(self: Arc<Self>) {
         let every = self.config.nick_lease / 3;
@@ -763,7 +847,7 @@ impl Inner {
                 .map(|(k, r)| (k.clone(), *r))
                 .collect();
             for (key, revision) in claims {
-                let value = self.config.node.clone().into();
+                let value = self.claim_value();
                 let renewed = timeout(
                     self.config.request_timeout,
                     self.nicks.update(&key, value, revision),
