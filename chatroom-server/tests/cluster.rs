@@ -918,6 +918,21 @@ fn presence_who_and_rooms_span_every_node() {
         alice.next_of("rooms")["rooms"],
         json!([{"name": "kitchen", "members": 1}, {"name": "lobby", "members": 2}])
     );
+
+    // Reading a room that never existed makes no room of it.
+    for _ in 0..2 {
+        alice.send(&json!({"type": "history", "room": "nowhere"}));
+        let refused = alice.next_of("error");
+        assert_eq!(refused["code"], "no_such_room", "{refused}");
+    }
+    let (mut ghost, _) = Client::connect(
+        cluster.addr(1),
+        json!({"type": "hello", "version": 1, "nick": "ghost", "resume": {"nowhere": 3}}),
+    );
+    let refused = ghost.next_of("error");
+    assert_eq!(refused["code"], "no_such_room", "{refused}");
+    alice.send(&json!({"type": "rooms"}));
+    assert_eq!(alice.next_of("rooms")["rooms"].as_array().unwrap().len(), 2);
 }
 
 #[test]

@@ -120,6 +120,13 @@ pub trait Broker: Send + Sync + fmt::Debug + 'static {
     /// the room's last id and starts receiving its messages.
     fn open(&self, room: &RoomName) -> Pending<Result<(), BrokerError>>;
 
+    /// As [`Broker::open`], for reading only (a history page, a resume
+    /// cursor): a room that never existed anywhere is left unmade, so that
+    /// the registry answers `no_such_room` for it.
+    fn open_existing(&self, room: &RoomName) -> Pending<Result<(), BrokerError>> {
+        self.open(room)
+    }
+
     /// Publishes a `say` of `sender` (a member of `room`): the message gets
     /// the room's next id and reaches every member on every node except the
     /// sender, in the room's one order. Completes once the message is

@@ -951,7 +951,7 @@ impl Session {
         after: Option<MessageId>,
         limit: Option<u32>,
     ) -> Result<Page, Failure> {
-        self.shared.broker.open(room).await?;
+        self.shared.broker.open_existing(room).await?;
         let registry = &self.shared.registry;
         let last = registry
             .last_id(room)
@@ -977,7 +977,7 @@ impl Session {
     /// and skipped; the others still resume.
     async fn resume(&mut self, cursors: BTreeMap<RoomName, MessageId>, reference: Option<String>) {
         for (room, cursor) in cursors {
-            if let Err(e) = self.shared.broker.open(&room).await {
+            if let Err(e) = self.shared.broker.open_existing(&room).await {
                 self.fail(e.into(), reference.clone());
                 continue;
             }

@@ -126,6 +126,14 @@ fn subject(room_key: &str) -> String {
     format!("chatroom.room.{room_key}")
 }
 
+fn stream_not_found(e: &jetstream::context::GetStreamError) -> bool {
+    matches!(
+        e.kind(),
+        jetstream::context::GetStreamErrorKind::JetStream(js)
+            if js.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND
+    )
+}
+
 fn unavailable(what: &str, e: impl fmt::Display) -> BrokerError {
     BrokerError::Unavailable(format!("{what}: {e}"))
 }
@@ -174,15 +182,7 @@ impl StreamStore {
         let fail = |e: &dyn fmt::Display| HistoryError::Unavailable(e.to_string());
         let stream = match self.js.get_stream(stream_name(&key)).await {
             Ok(stream) => stream,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    jetstream::context::GetStreamErrorKind::JetStream(js)
-                        if js.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND
-                ) =>
-            {
-                return Ok(Page::default());
-            }
+            Err(e) if stream_not_found(&e) => return Ok(Page::default()),
             Err(e) => return Err(fail(&e)),
         };
         let state = stream.cached_info().state.clone();
@@ -441,19 +441,32 @@ impl NatsBroker {
     }
 }
 
-impl Broker for NatsBroker {
-    fn attach(&self, registry: &RoomRegistry) {
-        let _ = self.inner.registry.set(registry.clone());
-    }
-
-    fn open(&self, room: &RoomName) -> Pending<Result<(), BrokerError>> {
+impl NatsBroker {
+    /// Starts receiving `room` here unless it is received already; its
+    /// stream is made when `create` is set, else a room without one is
+    /// left alone.
+    fn open_feed(&self, room: &RoomName, create: bool) -> Pending<Result<(), BrokerError>> {
         if let Some(feed) = lock(&self.inner.feeds).get_mut(&room.key()) {
             feed.touched = Instant::now();
             return Pending::ready(Ok(()));
         }
         let inner = self.inner.clone();
         let room = room.clone();
-        Pending::waiting(async move { inner.open(room).await })
+        Pending::waiting(async move { inner.open(room, create).await })
+    }
+}
+
+impl Broker for NatsBroker {
+    fn attach(&self, registry: &RoomRegistry) {
+        let _ = self.inner.registry.set(registry.clone());
+    }
+
+    fn open(&self, room: &RoomName) -> Pending<Result<(), BrokerError>> {
+        self.open_feed(room, true)
+    }
+
+    fn open_existing(&self, room: &RoomName) -> Pending<Result<(), BrokerError>> {
+        self.open_feed(room, false)
     }
 
     fn publish(
@@ -534,7 +547,7 @@ impl Broker for NatsBroker {
 }
 
 impl Inner {
-    async fn open(self: Arc<Self>, room: RoomName) -> Result<(), BrokerError> {
+    async fn open(self: Arc<Self>, room: RoomName, create: bool) -> Result<(), BrokerError> {
         self.connected()?;
         let key = room.key();
         let retention = self.config.retention;
@@ -550,13 +563,23 @@ impl Inner {
             num_replicas: self.config.replicas,
             ..Default::default()
         };
-        let stream = timeout(
-            self.config.request_timeout,
-            self.js.get_or_create_stream(config),
-        )
-        .await
-        .map_err(|e| unavailable("cannot open the room's stream", e))?
-        .map_err(|e| unavailable("cannot open the room's stream", e))?;
+        let wait = self.config.request_timeout;
+        let fail = |e: &dyn fmt::Display| unavailable("cannot open the room's stream", e);
+        let stream = if create {
+            timeout(wait, self.js.get_or_create_stream(config))
+                .await
+                .map_err(|e| fail(&e))?
+                .map_err(|e| fail(&e))?
+        } else {
+            match timeout(wait, self.js.get_stream(config.name)).await {
+                Err(e) => return Err(fail(&e)),
+                Ok(Ok(stream)) => stream,
+                // Never made on any node: nothing to receive, and the
+                // registry finds no such room.
+                Ok(Err(e)) if stream_not_found(&e) => return Ok(()),
+                Ok(Err(e)) => return Err(fail(&e)),
+            }
+        };
         let last = stream.cached_info().state.last_sequence;
         let mut feeds = lock(&self.feeds);
         if let Some(feed) = feeds.get_mut(&key) {
