@@ -20,6 +20,9 @@
 
 #[cfg(feature = "cluster")]
 pub mod nats;
+mod secret;
+
+pub use secret::Secret;
 
 use std::fmt;
 use std::future::Future;

@@ -40,13 +40,17 @@ use crate::registry::{Published, Room, RoomRegistry, SessionId, now_ms};
 
 use super::{Broker, BrokerError, Pending};
 
+mod connect;
+
+pub use connect::{ClientCert, NatsAuth, NatsTls, redact_url};
+
 /// The key-value bucket that holds nickname claims.
 pub const NICK_BUCKET: &str = "chatroom_nicks";
 /// How long a node's feed of a room outlives the room's last local member.
 const FEED_LINGER: Duration = Duration::from_secs(10);
 
-/// How a node joins the cluster.
-#[derive(Debug, Clone)]
+/// How a node joins the cluster. Its `Debug` never shows a secret.
+#[derive(Clone)]
 pub struct NatsConfig {
     /// NATS server URLs (`nats://host:port`); the client fails over
     /// between them.
@@ -63,6 +67,10 @@ pub struct NatsConfig {
     /// Copies of each stream the node creates (rooms, nick claims) kept by
     /// a NATS cluster: 1 on a single server, 3 to survive losing one.
     pub replicas: usize,
+    /// The credentials this node shows NATS.
+    pub auth: NatsAuth,
+    /// TLS towards NATS.
+    pub tls: NatsTls,
 }
 
 impl NatsConfig {
@@ -76,6 +84,8 @@ impl NatsConfig {
             request_timeout: Duration::from_secs(5),
             retention: Retention::default(),
             replicas: 1,
+            auth: NatsAuth::None,
+            tls: NatsTls::default(),
         }
     }
 }
@@ -259,7 +269,7 @@ impl fmt::Debug for NatsBroker {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("NatsBroker")
             .field("node", &self.inner.config.node)
-            .field("servers", &self.inner.config.servers)
+            .field("config", &self.inner.config)
             .finish_non_exhaustive()
     }
 }
@@ -287,7 +297,8 @@ impl NatsBroker {
         // again after a reconnection (perhaps to another server of a NATS
         // cluster, where the old ephemeral consumer does not exist).
         let (connections_tx, connections) = watch::channel(0u64);
-        let options = async_nats::ConnectOptions::new()
+        let (options, servers) = connect::secure(async_nats::ConnectOptions::new(), &config)?;
+        let options = options
             .name(format!("chatroom {node}"))
             .connection_timeout(config.request_timeout)
             .max_reconnects(None)
@@ -313,7 +324,7 @@ impl NatsBroker {
                 }
             });
         let client = options
-            .connect(config.servers.as_slice())
+            .connect(servers.as_slice())
             .await
             .map_err(|e| unavailable("cannot connect to NATS", e))?;
         let mut js = jetstream::new(client.clone());
