@@ -1,13 +1,15 @@
 //! A chat node's credentials and TLS towards NATS, against a real
-//! `nats-server` that asks for them: user and password, token, TLS with a
-//! private CA, mutual TLS; and the refusals, which must be readable and
-//! must not show the secret.
+//! `nats-server` that asks for them: user and password, token, a `.creds`
+//! file in operator mode, TLS with a private CA, mutual TLS; and the
+//! refusals, which must be readable and must not show the secret.
 //!
 //! Every node logs at debug level here, so that a secret leaking into any
 //! log line (the client library's included) fails the test.
 
 #[path = "common/nats.rs"]
 mod nats;
+#[path = "common/operator.rs"]
+mod operator;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -20,6 +22,7 @@ use chatroom_core::testing::TestPki;
 use serde_json::{Value, json};
 
 use nats::{Nats, Proc, TempDir};
+use operator::Operator;
 
 const BIN: &str = env!("CARGO_BIN_EXE_chatroom-server");
 const DEADLINE: Duration = Duration::from_secs(20);
@@ -335,6 +338,27 @@ fn a_certificate_without_its_key_is_a_configuration_error() {
     .failure();
     assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("cluster_tls_key"), "{stderr}");
+}
+
+#[test]
+fn nodes_log_in_with_a_creds_file_in_operator_mode() {
+    let dir = TempDir::new("auth-creds");
+    let setup = Operator::write(dir.path());
+    let nats = Nats::start(&dir.join("nats"), &["-c", setup.config.to_str().unwrap()]);
+    let creds = [("cluster_creds", setup.creds.to_str().unwrap())];
+    let a = start_node(&dir, &nats.url("nats", ""), &creds);
+    let b = start_node(&dir, &nats.url("nats", ""), &creds);
+    assert_nodes_chat(&a, &b);
+    let seed = std::fs::read_to_string(&setup.creds).unwrap();
+    let seed = seed
+        .lines()
+        .find(|l| l.starts_with("SU"))
+        .expect("a user seed");
+    a.assert_never_logged(seed);
+    b.assert_never_logged(seed);
+    // Operator mode lets nobody in without a creds file.
+    let (code, stderr) = start_node(&dir, &nats.url("nats", ""), &[]).failure();
+    assert_eq!(code, Some(1), "{stderr}");
 }
 
 #[test]

@@ -62,6 +62,11 @@ impl TempDir {
         Self(dir)
     }
 
+    /// The directory itself.
+    pub(crate) fn path(&self) -> &Path {
+        &self.0
+    }
+
     /// A path inside the directory.
     pub(crate) fn join(&self, name: &str) -> PathBuf {
         self.0.join(name)
