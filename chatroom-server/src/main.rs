@@ -17,8 +17,10 @@ use std::process::ExitCode;
 
 use std::sync::Arc;
 
-use chatroom_core::broker::BrokerError;
-use chatroom_core::broker::nats::{NatsBroker, NatsConfig};
+use chatroom_core::broker::nats::{
+    ClientCert, NatsAuth, NatsBroker, NatsConfig, NatsTls, redact_url,
+};
+use chatroom_core::broker::{BrokerError, Secret};
 use chatroom_core::history::{HistoryError, SqliteStore};
 use chatroom_core::server::{HistoryKind, Server, ServerConfig, ServerError};
 use chatroom_core::transport::{TcpListener, TlsListener, TransportError, tls};
@@ -44,6 +46,17 @@ enum Failure {
     /// The history store could not be opened (exit 1).
     #[error("cannot open the history store")]
     History(#[source] HistoryError),
+    /// A password or token file could not be read (exit 2).
+    #[error("cannot read the file of setting {key}: {}", path.display())]
+    SecretFile {
+        /// The setting that names the file.
+        key: &'static str,
+        /// The file.
+        path: std::path::PathBuf,
+        /// The operating system's reason.
+        #[source]
+        source: std::io::Error,
+    },
     /// The cluster's NATS could not be reached (exit 1).
     #[error("cannot join the cluster")]
     Cluster(#[source] BrokerError),
@@ -61,7 +74,9 @@ enum Failure {
 impl Failure {
     fn exit_code(&self) -> ExitCode {
         match self {
-            Self::Settings(_) | Self::Config(_) | Self::Tls(_) => ExitCode::from(2),
+            Self::Settings(_) | Self::Config(_) | Self::Tls(_) | Self::SecretFile { .. } => {
+                ExitCode::from(2)
+            }
             Self::Listen(_) => ExitCode::from(3),
             Self::History(_)
             | Self::Cluster(_)
@@ -143,9 +158,60 @@ async fn join_cluster(config: &ServerConfig) -> Result<Server, Failure> {
     nats.nick_lease = std::time::Duration::from_secs(config.nick_lease_secs);
     nats.retention = config.retention();
     nats.replicas = config.cluster_replicas;
+    (nats.auth, nats.tls) = nats_security(config)?;
     let (broker, store) = NatsBroker::connect(nats).await.map_err(Failure::Cluster)?;
-    tracing::info!(%node, servers = ?config.cluster, "joined the cluster");
+    let servers: Vec<String> = config.cluster.iter().map(|url| redact_url(url)).collect();
+    tracing::info!(%node, ?servers, "joined the cluster");
     Server::with_broker(config.clone(), store, broker).map_err(Failure::Config)
+}
+
+/// The NATS credentials and TLS the settings name. A password or token
+/// file is read here, so the secret need be on no command line.
+fn nats_security(config: &ServerConfig) -> Result<(NatsAuth, NatsTls), Failure> {
+    // `ServerConfig` validation already made sure at most one way is set.
+    let auth = if !config.cluster_user.is_empty() {
+        NatsAuth::UserPassword {
+            user: config.cluster_user.clone(),
+            password: secret(
+                &config.cluster_password,
+                &config.cluster_password_file,
+                "cluster_password_file",
+            )?,
+        }
+    } else if !config.cluster_token.is_empty() || !config.cluster_token_file.is_empty() {
+        NatsAuth::Token(secret(
+            &config.cluster_token,
+            &config.cluster_token_file,
+            "cluster_token_file",
+        )?)
+    } else if !config.cluster_creds.is_empty() {
+        NatsAuth::CredsFile(config.cluster_creds.clone().into())
+    } else {
+        NatsAuth::None
+    };
+    let path = |s: &str| (!s.is_empty()).then(|| std::path::PathBuf::from(s));
+    let tls = NatsTls {
+        ca: path(&config.cluster_tls_ca),
+        client_cert: path(&config.cluster_tls_cert)
+            .zip(path(&config.cluster_tls_key))
+            .map(|(cert, key)| ClientCert { cert, key }),
+        required: config.cluster_tls_required,
+    };
+    Ok((auth, tls))
+}
+
+/// `value`, or the text of `file` (when set) less one final line break.
+fn secret(value: &Secret, file: &str, key: &'static str) -> Result<Secret, Failure> {
+    if file.is_empty() {
+        return Ok(value.clone());
+    }
+    let text = std::fs::read_to_string(file).map_err(|source| Failure::SecretFile {
+        key,
+        path: file.into(),
+        source,
+    })?;
+    let text = text.strip_suffix('\n').unwrap_or(&text);
+    Ok(Secret::new(text.strip_suffix('\r').unwrap_or(text)))
 }
 
 async fn serve(

@@ -14,6 +14,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use chatroom_core::broker::Secret;
 use chatroom_core::server::ServerConfig;
 use toml::{Table, Value};
 
@@ -164,7 +165,9 @@ pub(crate) fn load(
 }
 
 impl Settings {
-    /// The settings as a TOML file that [`load`] reads back unchanged.
+    /// The settings as a TOML file that [`load`] reads back unchanged,
+    /// except for secrets (`cluster_password`, `cluster_token`), which are
+    /// shown as `<redacted>`: printed settings end up in bug reports.
     pub(crate) fn to_toml(&self) -> String {
         let mut listen = Table::new();
         listen.insert(
@@ -174,7 +177,13 @@ impl Settings {
         // Both serialize: the table holds strings, and every field of the
         // config is a TOML scalar.
         let listen = toml::to_string(&listen).unwrap_or_default();
-        let server = toml::to_string(&self.server).unwrap_or_default();
+        let mut server = self.server.clone();
+        for secret in [&mut server.cluster_password, &mut server.cluster_token] {
+            if !secret.is_empty() {
+                *secret = Secret::new("<redacted>");
+            }
+        }
+        let server = toml::to_string(&server).unwrap_or_default();
         format!("{listen}{server}")
     }
 }
@@ -465,6 +474,27 @@ mod tests {
         let again = load(&cli(&["--config", path.to_str().unwrap()]), env(&[])).unwrap();
         assert_eq!(again, s);
         std::fs::remove_file(path).unwrap();
+    }
+
+    #[test]
+    fn cluster_secrets_come_from_the_environment_and_are_not_printed() {
+        let vars = env(&[
+            ("CHATROOM_CLUSTER_USER", "chat"),
+            ("CHATROOM_CLUSTER_PASSWORD", "env-secret"),
+            ("CHATROOM_CLUSTER_TLS_REQUIRED", "true"),
+        ]);
+        let s = load(&cli(&["--set", "cluster_tls_ca=/etc/ca.pem"]), vars).unwrap();
+        assert_eq!(s.server.cluster_user, "chat");
+        assert_eq!(s.server.cluster_password.expose(), "env-secret");
+        assert!(s.server.cluster_tls_required);
+        assert_eq!(s.server.cluster_tls_ca, "/etc/ca.pem");
+        let printed = s.to_toml();
+        assert!(!printed.contains("env-secret"), "{printed}");
+        assert!(
+            printed.contains("cluster_password = \"<redacted>\""),
+            "{printed}"
+        );
+        assert!(!format!("{s:?}").contains("env-secret"));
     }
 
     #[test]

@@ -22,6 +22,9 @@
 pub mod nats;
 #[cfg(feature = "cluster")]
 mod presence;
+mod secret;
+
+pub use secret::Secret;
 
 use std::fmt;
 use std::future::Future;

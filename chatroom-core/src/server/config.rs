@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::broker::Secret;
 use crate::history::{Retention, SyncMode};
 use crate::protocol::{DEFAULT_MAX_LINE_LEN, MAX_TEXT_LEN, RoomName};
 
@@ -110,6 +111,32 @@ pub struct ServerConfig {
     /// NATS cluster that must survive losing a server. Applies to streams
     /// the node creates; existing streams keep theirs.
     pub cluster_replicas: usize,
+    /// In a cluster, the user this node logs in to NATS as (with
+    /// `cluster_password` or `cluster_password_file`).
+    pub cluster_user: String,
+    /// The password of `cluster_user`. Never shown in logs or `Debug`.
+    pub cluster_password: Secret,
+    /// A file whose text (less a final line break) is the password of
+    /// `cluster_user`, so that it is on no command line.
+    pub cluster_password_file: String,
+    /// In a cluster, the token this node logs in to NATS with. Never shown
+    /// in logs or `Debug`.
+    pub cluster_token: Secret,
+    /// A file whose text (less a final line break) is the token.
+    pub cluster_token_file: String,
+    /// In a cluster, a NATS `.creds` file (user JWT and NKey seed), as
+    /// operator mode hands out.
+    pub cluster_creds: String,
+    /// PEM CA certificates that NATS's certificate must chain to, instead
+    /// of the system's roots. Implies `cluster_tls_required`.
+    pub cluster_tls_ca: String,
+    /// PEM client certificate this node shows NATS (mutual TLS), with
+    /// `cluster_tls_key`.
+    pub cluster_tls_cert: String,
+    /// PEM private key of `cluster_tls_cert`.
+    pub cluster_tls_key: String,
+    /// Refuse a NATS server that does not speak TLS.
+    pub cluster_tls_required: bool,
 }
 
 /// Which history store the server binary opens.
@@ -162,6 +189,16 @@ impl Default for ServerConfig {
             node_name: String::new(),
             nick_lease_secs: 15,
             cluster_replicas: 1,
+            cluster_user: String::new(),
+            cluster_password: Secret::default(),
+            cluster_password_file: String::new(),
+            cluster_token: Secret::default(),
+            cluster_token_file: String::new(),
+            cluster_creds: String::new(),
+            cluster_tls_ca: String::new(),
+            cluster_tls_cert: String::new(),
+            cluster_tls_key: String::new(),
+            cluster_tls_required: false,
         }
     }
 }
@@ -218,6 +255,71 @@ impl ServerConfig {
             max_age_ms: (self.history_max_age_secs > 0)
                 .then(|| self.history_max_age_secs.saturating_mul(1000)),
         }
+    }
+
+    /// Checks that the NATS credentials and TLS settings make one
+    /// consistent whole: one way to log in, pairs complete.
+    fn check_cluster_auth(&self) -> Result<(), ConfigError> {
+        let invalid = |field, reason: &str| ConfigError::Invalid {
+            field,
+            reason: reason.to_owned(),
+        };
+        let has_password =
+            !self.cluster_password.is_empty() || !self.cluster_password_file.is_empty();
+        let has_token = !self.cluster_token.is_empty() || !self.cluster_token_file.is_empty();
+        if !self.cluster_password.is_empty() && !self.cluster_password_file.is_empty() {
+            return Err(invalid(
+                "cluster_password",
+                "give cluster_password or cluster_password_file, not both",
+            ));
+        }
+        if !self.cluster_token.is_empty() && !self.cluster_token_file.is_empty() {
+            return Err(invalid(
+                "cluster_token",
+                "give cluster_token or cluster_token_file, not both",
+            ));
+        }
+        if has_password && self.cluster_user.is_empty() {
+            return Err(invalid(
+                "cluster_user",
+                "a cluster password needs cluster_user",
+            ));
+        }
+        if !self.cluster_user.is_empty() && !has_password {
+            return Err(invalid(
+                "cluster_password",
+                "cluster_user needs cluster_password or cluster_password_file",
+            ));
+        }
+        let ways = [
+            !self.cluster_user.is_empty(),
+            has_token,
+            !self.cluster_creds.is_empty(),
+        ];
+        if ways.into_iter().filter(|&w| w).count() > 1 {
+            return Err(invalid(
+                "cluster_creds",
+                "give one of cluster_user, cluster_token and cluster_creds",
+            ));
+        }
+        if ways.contains(&true) && self.cluster.iter().any(|url| url.contains('@')) {
+            return Err(invalid(
+                "cluster",
+                "credentials are in a cluster URL and in the settings; give them once",
+            ));
+        }
+        if self.cluster_tls_cert.is_empty() != self.cluster_tls_key.is_empty() {
+            let field = if self.cluster_tls_cert.is_empty() {
+                "cluster_tls_cert"
+            } else {
+                "cluster_tls_key"
+            };
+            return Err(invalid(
+                field,
+                "cluster_tls_cert and cluster_tls_key go together",
+            ));
+        }
+        Ok(())
     }
 
     /// Checks every value and converts it for the engine.
@@ -294,6 +396,7 @@ impl ServerConfig {
                 reason: "must be between 1 and 5 (JetStream's limit)".to_owned(),
             });
         }
+        self.check_cluster_auth()?;
         if self.nick_lease_secs < 3 {
             return Err(ConfigError::Invalid {
                 field: "nick_lease_secs",
@@ -396,6 +499,100 @@ mod tests {
             let e = config.validate().unwrap_err();
             assert!(e.to_string().contains(field), "{e}");
         }
+    }
+
+    #[test]
+    fn cluster_credentials_must_be_consistent() {
+        let base = || ServerConfig {
+            cluster: vec!["nats://127.0.0.1:4222".to_owned()],
+            ..Default::default()
+        };
+        let cases = [
+            (
+                ServerConfig {
+                    cluster_tls_cert: "c.pem".into(),
+                    ..base()
+                },
+                "cluster_tls_key",
+            ),
+            (
+                ServerConfig {
+                    cluster_tls_key: "k.pem".into(),
+                    ..base()
+                },
+                "cluster_tls_cert",
+            ),
+            (
+                ServerConfig {
+                    cluster_user: "u".into(),
+                    ..base()
+                },
+                "cluster_password",
+            ),
+            (
+                ServerConfig {
+                    cluster_password: "p".into(),
+                    ..base()
+                },
+                "cluster_user",
+            ),
+            (
+                ServerConfig {
+                    cluster_user: "u".into(),
+                    cluster_password: "p".into(),
+                    cluster_password_file: "f".into(),
+                    ..base()
+                },
+                "not both",
+            ),
+            (
+                ServerConfig {
+                    cluster_token: "t".into(),
+                    cluster_creds: "c".into(),
+                    ..base()
+                },
+                "one of",
+            ),
+            (
+                ServerConfig {
+                    cluster: vec!["nats://u:p@h:1".into()],
+                    cluster_token_file: "t".into(),
+                    ..base()
+                },
+                "once",
+            ),
+        ];
+        for (config, needle) in cases {
+            let e = config.validate().unwrap_err().to_string();
+            assert!(e.contains(needle), "{needle}: {e}");
+            assert!(
+                !e.contains("p\"") && !format!("{config:?}").contains("\"p\""),
+                "{e}"
+            );
+        }
+        let good = ServerConfig {
+            cluster_user: "u".into(),
+            cluster_password: "p".into(),
+            cluster_tls_ca: "ca.pem".into(),
+            cluster_tls_cert: "c.pem".into(),
+            cluster_tls_key: "k.pem".into(),
+            ..base()
+        };
+        good.validate().unwrap();
+    }
+
+    #[test]
+    fn debug_output_never_shows_a_cluster_secret() {
+        let config = ServerConfig {
+            cluster_password: "pass-secret".into(),
+            cluster_token: "token-secret".into(),
+            ..Default::default()
+        };
+        let shown = format!("{config:?}");
+        assert!(
+            !shown.contains("pass-secret") && !shown.contains("token-secret"),
+            "{shown}"
+        );
     }
 
     #[test]

@@ -53,13 +53,17 @@ use presence::Presence;
 
 use super::{Broker, BrokerError, Pending};
 
+mod connect;
+
+pub use connect::{ClientCert, NatsAuth, NatsTls, redact_url};
+
 /// The key-value bucket that holds nickname claims.
 pub const NICK_BUCKET: &str = "chatroom_nicks";
 /// How long a node's feed of a room outlives the room's last local member.
 const FEED_LINGER: Duration = Duration::from_secs(10);
 
-/// How a node joins the cluster.
-#[derive(Debug, Clone)]
+/// How a node joins the cluster. Its `Debug` never shows a secret.
+#[derive(Clone)]
 pub struct NatsConfig {
     /// NATS server URLs (`nats://host:port`); the client fails over
     /// between them.
@@ -79,6 +83,10 @@ pub struct NatsConfig {
     /// How often the node says it is alive; a node silent for three of
     /// these is taken as gone, and its members leave.
     pub presence_interval: Duration,
+    /// The credentials this node shows NATS.
+    pub auth: NatsAuth,
+    /// TLS towards NATS.
+    pub tls: NatsTls,
 }
 
 impl NatsConfig {
@@ -93,6 +101,8 @@ impl NatsConfig {
             retention: Retention::default(),
             replicas: 1,
             presence_interval: Duration::from_secs(1),
+            auth: NatsAuth::None,
+            tls: NatsTls::default(),
         }
     }
 }
@@ -294,7 +304,7 @@ impl fmt::Debug for NatsBroker {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("NatsBroker")
             .field("node", &self.inner.config.node)
-            .field("servers", &self.inner.config.servers)
+            .field("config", &self.inner.config)
             .finish_non_exhaustive()
     }
 }
@@ -322,10 +332,11 @@ impl NatsBroker {
         // again after a reconnection (perhaps to another server of a NATS
         // cluster, where the old ephemeral consumer does not exist).
         let (connections_tx, connections) = watch::channel(0u64);
+        let (options, servers) = connect::secure(async_nats::ConnectOptions::new(), &config)?;
         // Set by `attach`; the connection's events are told to its clients.
         let registry = Arc::new(OnceLock::<RoomRegistry>::new());
         let told = registry.clone();
-        let options = async_nats::ConnectOptions::new()
+        let options = options
             .name(format!("chatroom {node}"))
             .connection_timeout(config.request_timeout)
             .max_reconnects(None)
@@ -360,7 +371,7 @@ impl NatsBroker {
                 }
             });
         let client = options
-            .connect(config.servers.as_slice())
+            .connect(servers.as_slice())
             .await
             .map_err(|e| unavailable("cannot connect to NATS", e))?;
         let mut js = jetstream::new(client.clone());
