@@ -7,43 +7,24 @@
 //! another binary.
 
 use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+// Shared with cluster_auth.rs, which uses the parts this file does not.
+#[allow(dead_code)]
+#[path = "common/nats.rs"]
+mod nats;
+
+use nats::{Proc, free_port, nats_server_binary};
+
 const BIN: &str = env!("CARGO_BIN_EXE_chatroom-server");
 const DEADLINE: Duration = Duration::from_secs(15);
-
-fn nats_server_binary() -> PathBuf {
-    if let Some(path) = std::env::var_os("NATS_SERVER") {
-        return PathBuf::from(path);
-    }
-    let candidates = ["/usr/sbin/nats-server", "/usr/bin/nats-server"];
-    for candidate in candidates {
-        if std::path::Path::new(candidate).exists() {
-            return PathBuf::from(candidate);
-        }
-    }
-    panic!(
-        "nats-server not found (looked in {candidates:?} and $NATS_SERVER): \
-         install it with `apt-get install nats-server` to run the cluster tests"
-    );
-}
-
-/// A child process killed when the test ends, however it ends.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// A NATS server with JetStream and three chat nodes on it.
 struct Cluster {
@@ -60,61 +41,13 @@ impl Drop for Cluster {
     }
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Starts `nats-server -js` on `port` with its store in `dir` and waits
 /// until it serves; `None` when it could not take the port.
 fn start_nats(port: u16, dir: &std::path::Path) -> Option<Proc> {
     let mut cmd = Command::new(nats_server_binary());
     cmd.args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
         .arg(dir);
-    spawn_nats(cmd, port)
-}
-
-/// Spawns a nats-server command, quiet, and waits until it serves on
-/// `port`; `None` when it exits first (the port was taken, say).
-fn spawn_nats(mut cmd: Command, port: u16) -> Option<Proc> {
-    let nats = Proc(
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start nats-server: {e}")),
-    );
-    let mut nats = nats;
-    let started = Instant::now();
-    // Up once it greets as NATS and is still running: a port found free a
-    // moment ago may have been taken by another test's socket since.
-    loop {
-        let running = nats.0.try_wait().is_ok_and(|exit| exit.is_none());
-        if !running {
-            return None;
-        }
-        if greets_as_nats(port) {
-            return Some(nats);
-        }
-        assert!(
-            started.elapsed() < DEADLINE,
-            "nats-server did not start on {port}"
-        );
-        thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// Whether whoever listens on `port` speaks first with NATS's `INFO`.
-fn greets_as_nats(port: u16) -> bool {
-    let Ok(stream) = TcpStream::connect(("127.0.0.1", port)) else {
-        return false;
-    };
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
-    let mut line = String::new();
-    BufReader::new(stream).read_line(&mut line).is_ok() && line.starts_with("INFO ")
+    nats::spawn(cmd, port)
 }
 
 impl Cluster {
@@ -750,7 +683,7 @@ fn start_nats_member(n: usize, ports: &[(u16, u16)], dir: &std::path::Path) -> O
         .args(["-routes", &routes.join(",")])
         .arg("-sd")
         .arg(dir.join(format!("nats{n}")));
-    spawn_nats(cmd, port)
+    nats::spawn(cmd, port)
 }
 
 #[test]

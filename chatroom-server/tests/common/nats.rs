@@ -5,6 +5,7 @@
 //! fail, never skip, when it cannot be found. `NATS_SERVER` names another
 //! binary.
 
+use std::io::{BufRead, BufReader};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -88,29 +89,20 @@ pub(crate) struct Nats {
 
 impl Nats {
     /// Starts `nats-server -js` with its store in `store` and `args` added
-    /// (authentication, TLS), and waits until it listens.
+    /// (authentication, TLS), and waits until it serves; on another free
+    /// port if the first one was taken meanwhile.
     pub(crate) fn start(store: &Path, args: &[&str]) -> Self {
-        let port = free_port();
-        let proc = Proc(
-            Command::new(nats_server_binary())
-                .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+        for _ in 0..3 {
+            let port = free_port();
+            let mut cmd = Command::new(nats_server_binary());
+            cmd.args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
                 .arg(store)
-                .args(args)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap_or_else(|e| panic!("cannot start nats-server: {e}")),
-        );
-        let started = Instant::now();
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                started.elapsed() < LISTEN_DEADLINE,
-                "nats-server did not listen on {port}"
-            );
-            thread::sleep(Duration::from_millis(20));
+                .args(args);
+            if let Some(proc) = spawn(cmd, port) {
+                return Self { _proc: proc, port };
+            }
         }
-        Self { _proc: proc, port }
+        panic!("nats-server did not start on any of three free ports");
     }
 
     /// Its URL, `scheme://[userinfo@]127.0.0.1:PORT`.
@@ -118,4 +110,42 @@ impl Nats {
         let at = if userinfo.is_empty() { "" } else { "@" };
         format!("{scheme}://{userinfo}{at}127.0.0.1:{}", self.port)
     }
+}
+
+/// Spawns a nats-server command, quiet, and waits until it serves on
+/// `port`; `None` when it exits first (the port was taken, say).
+pub(crate) fn spawn(mut cmd: Command, port: u16) -> Option<Proc> {
+    let mut nats = Proc(
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start nats-server: {e}")),
+    );
+    let started = Instant::now();
+    // Up once it greets as NATS and is still running: a port found free a
+    // moment ago may have been taken by another test's socket since.
+    loop {
+        if !nats.0.try_wait().is_ok_and(|exit| exit.is_none()) {
+            return None;
+        }
+        if greets_as_nats(port) {
+            return Some(nats);
+        }
+        assert!(
+            started.elapsed() < LISTEN_DEADLINE,
+            "nats-server did not start on {port}"
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Whether whoever listens on `port` speaks first with NATS's `INFO`.
+fn greets_as_nats(port: u16) -> bool {
+    let Ok(stream) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
+    let mut line = String::new();
+    BufReader::new(stream).read_line(&mut line).is_ok() && line.starts_with("INFO ")
 }
