@@ -785,7 +785,7 @@ impl Session {
                 self.shared.broker.open(&room).await?;
                 let backlog = match after {
                     Some(cursor) => {
-                        let last = self.shared.registry.last_id(&room).unwrap_or(0);
+                        let last = self.last_id_for(&room, cursor).await.unwrap_or(0);
                         if cursor > last {
                             return Err(future_cursor(cursor, last));
                         }
@@ -938,6 +938,20 @@ impl Session {
         Ok(())
     }
 
+    /// The last id of `room`, to check `cursor` against: when the cursor
+    /// is ahead (handed out by another node whose messages this node is
+    /// still receiving), after the broker let this node catch up.
+    async fn last_id_for(&self, room: &RoomName, cursor: MessageId) -> Option<MessageId> {
+        let registry = &self.shared.registry;
+        match registry.last_id(room) {
+            Some(last) if cursor > last => {
+                self.shared.broker.catch_up(room, cursor).await;
+                registry.last_id(room)
+            }
+            last => last,
+        }
+    }
+
     /// The members of `room` on every node.
     fn members(&self, room: &RoomName) -> Result<Vec<Nickname>, RegistryError> {
         broker::members(&*self.shared.broker, &self.shared.registry, room)
@@ -981,7 +995,7 @@ impl Session {
                 self.fail(e.into(), reference.clone());
                 continue;
             }
-            let checked = match self.shared.registry.last_id(&room) {
+            let checked = match self.last_id_for(&room, cursor).await {
                 None => Err(Failure::from(RegistryError::NoSuchRoom(room.clone()))),
                 Some(last) if cursor > last => Err(future_cursor(cursor, last)),
                 Some(_) => self.join(&room, Backlog::After(cursor)).await,

@@ -59,6 +59,8 @@ pub use connect::{ClientCert, NatsAuth, NatsTls, redact_url};
 
 /// The key-value bucket that holds nickname claims.
 pub const NICK_BUCKET: &str = "chatroom_nicks";
+/// The longest a cursor from another node waits for this node's feed.
+const CATCH_UP: Duration = Duration::from_secs(2);
 /// How long a node's feed of a room outlives the room's last local member.
 const FEED_LINGER: Duration = Duration::from_secs(10);
 
@@ -492,6 +494,18 @@ impl Broker for NatsBroker {
         let room = room.name().clone();
         let from = from.clone();
         Pending::waiting(async move { inner.publish(room, sender, from, text, action).await })
+    }
+
+    fn catch_up(&self, room: &RoomName, id: MessageId) -> Pending<()> {
+        let Some(mut delivered) = lock(&self.inner.feeds)
+            .get(&room.key())
+            .map(|f| f.last.clone())
+        else {
+            return Pending::ready(());
+        };
+        Pending::waiting(async move {
+            let _ = timeout(CATCH_UP, delivered.wait_for(|last| *last >= id)).await;
+        })
     }
 
     fn claim(&self, nick: &Nickname) -> Pending<Result<(), BrokerError>> {
