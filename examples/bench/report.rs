@@ -265,6 +265,9 @@ pub(crate) fn render(rows: &[Row]) -> String {
     md
 }
 
+/// The rows of one cluster setting by (node count, has a broker, system).
+type Setting<'a> = BTreeMap<(i64, bool, String), &'a Row>;
+
 /// The cluster runs: one table, fanout then latency, each setting's
 /// systems by node count, every figure next to the first system of its
 /// setting (one node with no broker, when it ran).
@@ -283,7 +286,7 @@ pub(crate) fn render_cluster(rows: &[Row]) -> String {
         "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for scenario in ["fanout", "latency"] {
-        let mut settings: BTreeMap<Vec<i64>, BTreeMap<(i64, bool, String), &Row>> = BTreeMap::new();
+        let mut settings: BTreeMap<Vec<i64>, Setting<'_>> = BTreeMap::new();
         for r in rows
             .iter()
             .filter(|r| r.get("scenario").and_then(Value::as_str) == Some(scenario))
