@@ -6,14 +6,23 @@
 //! cargo bench -p chatroom-core --bench fanout
 //! ```
 //!
+//! The `say` group prices the broker seam on one node: the same `say`
+//! through `Room::publish` called directly and through
+//! `LocalBroker::publish` (what the engine calls), whose answer is a
+//! `Pending` that is already complete.
+//!
 //! Under `cargo test --benches` each benchmark runs once, as a test.
 
 use std::sync::Arc;
 
+use chatroom_core::broker::{Broker, LocalBroker};
 use chatroom_core::protocol::{Nickname, RoomName};
-use chatroom_core::registry::{Backlog, OutboxReceiver, Room, RoomRegistry, SessionId, outbox};
+use chatroom_core::registry::{
+    Backlog, OutboxReceiver, Published, Room, RoomRegistry, SessionId, outbox,
+};
 use divan::Bencher;
 use divan::counter::ItemsCount;
+use futures::FutureExt;
 
 fn main() {
     divan::main();
@@ -72,4 +81,47 @@ fn publish_and_take(bencher: Bencher<'_, '_>, members: usize) {
             divan::black_box(rx.try_recv().expect("one frame each"));
         }
     });
+}
+
+/// One `say` into a room of `members`, published by `publish`, then every
+/// member taking its frame (so queues stay empty between iterations).
+fn say(bencher: Bencher<'_, '_>, members: usize, publish: impl Fn(&Setup, String) -> Published) {
+    let mut s = setup(members);
+    let text = "x".repeat(64);
+    bencher.bench_local(|| {
+        let published = publish(&s, text.clone());
+        assert_eq!(published.delivered, members);
+        for rx in &mut s.receivers {
+            divan::black_box(rx.try_recv().expect("one frame each"));
+        }
+    });
+}
+
+/// The broker seam's price on one node, per `say`.
+mod say {
+    use super::*;
+
+    /// `Room::publish` called directly, as before the seam.
+    #[divan::bench(args = [1, 10, 100])]
+    fn direct(bencher: Bencher<'_, '_>, members: usize) {
+        say(bencher, members, |s, text| {
+            s.room
+                .publish(s.publisher, &s.nick, text, false, false)
+                .unwrap()
+        });
+    }
+
+    /// `LocalBroker::publish`, its already complete answer taken without a
+    /// runtime: what the engine pays per `say` on a node with no cluster.
+    #[divan::bench(args = [1, 10, 100])]
+    fn local_broker(bencher: Bencher<'_, '_>, members: usize) {
+        let broker: &dyn Broker = &LocalBroker;
+        say(bencher, members, |s, text| {
+            broker
+                .publish(&s.room, s.publisher, &s.nick, text, false)
+                .now_or_never()
+                .expect("LocalBroker answers at once")
+                .unwrap()
+        });
+    }
 }

@@ -26,9 +26,15 @@ const WRITE_BATCH: u64 = 32;
 #[derive(Debug, Clone)]
 pub(crate) struct Common {
     pub(crate) target: Target,
-    pub(crate) addr: SocketAddr,
-    /// The server's process, for its RSS.
-    pub(crate) server_pid: Option<u32>,
+    /// The server, or the nodes of a cluster; connection `i` of a group
+    /// goes to `addrs[i % len]`.
+    pub(crate) addrs: Vec<SocketAddr>,
+    /// The server's processes (a cluster's nodes), for RSS and CPU time.
+    pub(crate) server_pids: Vec<u32>,
+    /// The broker behind a cluster, for its CPU time.
+    pub(crate) broker_pid: Option<u32>,
+    /// Appended to every nickname (see `--nick-tag`).
+    pub(crate) nick_tag: Option<String>,
     /// How many 127.0.0.x source addresses to spread connections over.
     pub(crate) sources: u8,
     /// Connections set up at once.
@@ -42,12 +48,29 @@ pub(crate) struct Common {
 #[derive(Debug)]
 pub(crate) struct Report(pub(crate) serde_json::Map<String, Value>);
 
+impl Common {
+    /// The process whose RSS is reported: the (first) server.
+    fn rss_pid(&self) -> Option<u32> {
+        self.server_pids.first().copied()
+    }
+
+    /// The nickname of connection `i` of a group (`r` receivers, `p`
+    /// publishers).
+    fn nick(&self, group: char, i: usize) -> String {
+        match &self.nick_tag {
+            Some(tag) => format!("{group}{i}-{tag}"),
+            None => format!("{group}{i}"),
+        }
+    }
+}
+
 impl Report {
     fn new(scenario: &str, common: &Common) -> Self {
         let mut map = serde_json::Map::new();
         map.insert("scenario".into(), json!(scenario));
         map.insert("target".into(), json!(common.target.name()));
         map.insert("size".into(), json!(common.size));
+        map.insert("nodes".into(), json!(common.addrs.len()));
         Self(map)
     }
 
@@ -73,6 +96,72 @@ pub(crate) fn rss_kib(pid: u32) -> Option<u64> {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
+/// Clock ticks per second of `/proc/PID/stat` times. The kernel reports
+/// them in USER_HZ, which is 100 on every Linux architecture this runs on
+/// (reading `sysconf` would need libc for one constant).
+const TICKS_PER_SEC: u64 = 100;
+
+/// User plus system CPU time of a process so far, in clock ticks, from
+/// `/proc/PID/stat` (fields 14 and 15).
+pub(crate) fn cpu_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces; count from its `)`.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(utime + stime)
+}
+
+/// CPU time of the servers and of the broker over part of a run.
+#[derive(Debug)]
+struct CpuMeter {
+    servers: Vec<u32>,
+    broker: Option<u32>,
+    servers_at: Option<u64>,
+    broker_at: Option<u64>,
+}
+
+impl CpuMeter {
+    fn start(common: &Common) -> Self {
+        let servers = common.server_pids.clone();
+        let broker = common.broker_pid;
+        Self {
+            servers_at: Self::sum(&servers),
+            broker_at: broker.and_then(cpu_ticks),
+            servers,
+            broker,
+        }
+    }
+
+    /// The sum over `pids`, or `None` when one cannot be read (a node
+    /// died): a partial sum would pass for a low cost.
+    fn sum(pids: &[u32]) -> Option<u64> {
+        if pids.is_empty() {
+            return None;
+        }
+        pids.iter().map(|&p| cpu_ticks(p)).sum()
+    }
+
+    /// Adds `node_cpu_ms`, `broker_cpu_ms` and their cost per published
+    /// message (µs) to `report`.
+    fn finish(self, report: &mut Report, messages: u64) {
+        let ms = |ticks: u64| ticks * 1000 / TICKS_PER_SEC;
+        let now = [Self::sum(&self.servers), self.broker.and_then(cpu_ticks)];
+        let before = [self.servers_at, self.broker_at];
+        for ((key, at), now) in ["node", "broker"].iter().zip(before).zip(now) {
+            if let (Some(at), Some(now)) = (at, now) {
+                let spent = ms(now.saturating_sub(at));
+                report.set(&format!("{key}_cpu_ms"), spent);
+                report.set(
+                    &format!("{key}_cpu_us_per_msg"),
+                    (spent as f64 * 1000.0 / messages.max(1) as f64 * 100.0).round() / 100.0,
+                );
+            }
+        }
+    }
+}
+
 /// Opens `n` connections and readies each with `ready`, at most
 /// `common.concurrency` at a time. Returns them in index order with the
 /// setup time (connect to ready) of each.
@@ -94,7 +183,8 @@ where
     while done < n {
         while next < n && tasks.len() < common.concurrency.max(1) {
             let t0 = Instant::now();
-            let conn = net::connect(common.addr, offset + next, common.sources).await?;
+            let addr = common.addrs[next % common.addrs.len()];
+            let conn = net::connect(addr, offset + next, common.sources).await?;
             let fut = ready(next, conn);
             let i = next;
             tasks.spawn(async move { (i, fut.await, t0.elapsed()) });
@@ -153,9 +243,12 @@ pub(crate) async fn room(
 ) -> io::Result<Report> {
     check::start_clock();
     let target = common.target;
-    let (receivers, setup) = open_many(common, members, 0, |i, mut conn| async move {
-        net::subscribe(target, &mut conn, &format!("r{i}"), ROOM).await?;
-        Ok(conn)
+    let (receivers, setup) = open_many(common, members, 0, |i, mut conn| {
+        let nick = common.nick('r', i);
+        async move {
+            net::subscribe(target, &mut conn, &nick, ROOM).await?;
+            Ok(conn)
+        }
     })
     .await?;
     // Publishers always speak the native dialect.
@@ -163,9 +256,12 @@ pub(crate) async fn room(
         Target::ChatroomText => Target::Chatroom,
         t => t,
     };
-    let (pubs, _) = open_many(common, publishers, members, |i, mut conn| async move {
-        net::prepare_publisher(pub_target, &mut conn, &format!("p{i}"), ROOM).await?;
-        Ok(conn)
+    let (pubs, _) = open_many(common, publishers, members, |i, mut conn| {
+        let nick = common.nick('p', i);
+        async move {
+            net::prepare_publisher(pub_target, &mut conn, &nick, ROOM).await?;
+            Ok(conn)
+        }
     })
     .await?;
 
@@ -185,6 +281,7 @@ pub(crate) async fn room(
     let flow = Arc::new(Flow::default());
     let monitor = tokio::spawn(watch_slowest(progress.clone(), flow.clone(), stop.clone()));
 
+    let cpu = CpuMeter::start(common);
     let started = Instant::now();
     let until = started + duration;
     let mut publishing = Vec::with_capacity(publishers);
@@ -240,6 +337,10 @@ pub(crate) async fn room(
     {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+    // Measured before the receivers close, so no node's disconnect work
+    // is counted.
+    let mut report = Report::new(scenario, common);
+    cpu.finish(&mut report, total);
     stop.cancel();
     let _ = monitor.await;
     let mut all = Vec::with_capacity(members);
@@ -248,7 +349,6 @@ pub(crate) async fn room(
     }
 
     let mut latency = histogram();
-    let mut report = Report::new(scenario, common);
     let (mut delivered, mut lost, mut dup, mut reord, mut breaks) = (0, 0, 0, 0, 0);
     let mut last = started;
     let mut cut = 0;
@@ -291,7 +391,7 @@ pub(crate) async fn room(
     report.set("receivers_closed", cut);
     report.latency("lat", &latency);
     report.latency("setup", &setup);
-    if let Some(kib) = common.server_pid.and_then(rss_kib) {
+    if let Some(kib) = common.rss_pid().and_then(rss_kib) {
         report.set("rss_kib", kib);
     }
     Ok(report)
@@ -348,25 +448,52 @@ async fn receive(
     }
 }
 
+/// What a publisher's server answered so far.
+#[derive(Debug, Default)]
+struct Replies {
+    /// Messages acknowledged or refused: the server is done with them.
+    answered: AtomicU64,
+    refused: AtomicU64,
+}
+
+/// Waits (at most [`STEP_TIMEOUT`]) until the server answered every one of
+/// the `count` messages sent that it will answer, then a moment more.
+/// Closing the connection earlier would drop the messages still in flight
+/// (a cluster node waits for its broker's acknowledgement of each `say`,
+/// one at a time), and they would be counted as lost.
+async fn settle(target: Target, replies: &Replies, count: u64) {
+    if let Some(unit) = target.ack_unit() {
+        // NATS acknowledges whole batches only; the last partial one never.
+        let expected = count - count % u64::from(unit);
+        let deadline = Instant::now() + STEP_TIMEOUT;
+        while replies.answered.load(Ordering::Relaxed) < expected && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+}
+
 /// Reads a publisher's replies: returns acknowledged permits to `window`
-/// and counts refusals, until the connection closes or `stop`.
+/// and counts answers and refusals, until the connection closes or `stop`.
 async fn read_acks(
     target: Target,
     mut lines: net::Lines,
     window: Option<Arc<Semaphore>>,
-    refused: Arc<AtomicU64>,
+    replies: Arc<Replies>,
     stop: CancellationToken,
 ) {
     loop {
         while let Some(range) = lines.next_range() {
             match net::classify(target, lines.get(range)) {
                 Reply::Ack(n) => {
+                    replies.answered.fetch_add(u64::from(n), Ordering::Relaxed);
                     if let Some(w) = &window {
                         w.add_permits(n as usize);
                     }
                 }
                 Reply::Refused => {
-                    refused.fetch_add(1, Ordering::Relaxed);
+                    replies.answered.fetch_add(1, Ordering::Relaxed);
+                    replies.refused.fetch_add(1, Ordering::Relaxed);
                     if let Some(w) = &window {
                         w.add_permits(1);
                     }
@@ -397,13 +524,13 @@ async fn publish_flat(
     let permits = target
         .ack_unit()
         .map(|_| Arc::new(Semaphore::new(window as usize)));
-    let refused = Arc::new(AtomicU64::new(0));
+    let replies = Arc::new(Replies::default());
     let stop = CancellationToken::new();
     let acks = tokio::spawn(read_acks(
         target,
         lines,
         permits.clone(),
-        refused.clone(),
+        replies.clone(),
         stop.clone(),
     ));
     let mut buf = Vec::with_capacity(8 * 1024);
@@ -450,13 +577,12 @@ async fn publish_flat(
         flow.published.fetch_add(n, Ordering::Relaxed);
         wr.write_all(&buf).await?;
     }
-    // Give the last acknowledgements a moment, for the refusal count.
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    settle(target, &replies, count).await;
     stop.cancel();
     let _ = acks.await;
     Ok(Sent {
         count,
-        refused: refused.load(Ordering::Relaxed),
+        refused: replies.refused.load(Ordering::Relaxed),
     })
 }
 
@@ -470,13 +596,13 @@ async fn publish_at_rate(
     flow: Arc<Flow>,
 ) -> io::Result<Sent> {
     let Conn { lines, mut wr } = conn;
-    let refused = Arc::new(AtomicU64::new(0));
+    let replies = Arc::new(Replies::default());
     let stop = CancellationToken::new();
     let acks = tokio::spawn(read_acks(
         target,
         lines,
         None,
-        refused.clone(),
+        replies.clone(),
         stop.clone(),
     ));
     let mut buf = Vec::with_capacity(8 * 1024);
@@ -501,12 +627,12 @@ async fn publish_at_rate(
         let next = start + Duration::from_secs_f64(count as f64 / per_sec);
         tokio::time::sleep_until(next.into()).await;
     }
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    settle(target, &replies, count).await;
     stop.cancel();
     let _ = acks.await;
     Ok(Sent {
         count,
-        refused: refused.load(Ordering::Relaxed),
+        refused: replies.refused.load(Ordering::Relaxed),
     })
 }
 
@@ -519,7 +645,7 @@ pub(crate) async fn idle(
     settle: Duration,
 ) -> io::Result<Report> {
     let pid = common
-        .server_pid
+        .rss_pid()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "idle needs --server-pid"))?;
     let base = rss_kib(pid).unwrap_or(0);
     let target = common.target;
@@ -590,7 +716,7 @@ pub(crate) async fn churn(
             skipped += 1;
             continue;
         }
-        let addr = common.addr;
+        let addr = common.addrs[0];
         let (sources, size) = (common.sources, common.size);
         tasks.spawn(async move {
             tokio::time::timeout(STEP_TIMEOUT, one_chat(target, addr, k, sources, size))
@@ -612,7 +738,7 @@ pub(crate) async fn churn(
     report.set("conns_per_sec", (ok as f64 / secs(took)).round());
     report.latency("setup", &setup);
     report.latency("cycle", &cycle);
-    if let Some(kib) = common.server_pid.and_then(rss_kib) {
+    if let Some(kib) = common.rss_pid().and_then(rss_kib) {
         report.set("rss_kib", kib);
     }
     Ok(report)

@@ -82,12 +82,27 @@ struct Serve {
 struct CommonArgs {
     #[arg(long, value_enum, default_value = "chatroom")]
     target: Target,
-    /// The server, as IP:PORT on loopback.
-    #[arg(long, default_value = "127.0.0.1:7878")]
-    addr: String,
-    /// The server's PID, to read its RSS from /proc.
+    /// The server, as IP:PORT on loopback. Fanout and latency take several,
+    /// comma-separated (the nodes of a cluster), and spread receivers and
+    /// publishers over them round robin.
+    #[arg(long, default_value = "127.0.0.1:7878", value_delimiter = ',')]
+    addr: Vec<String>,
+    /// The server's PID, to read its RSS (and CPU time) from /proc; for a
+    /// cluster, every node's, comma-separated (RSS is the first one's, CPU
+    /// time the sum).
+    #[arg(long, value_delimiter = ',')]
+    server_pid: Vec<u32>,
+    /// The PID of the broker behind a cluster (nats-server), for its CPU time.
     #[arg(long)]
-    server_pid: Option<u32>,
+    broker_pid: Option<u32>,
+    /// Appended to every nickname (`r7-TAG`): a cluster keeps nick claims
+    /// of a node that was stopped until their lease runs out, so each run
+    /// against the same NATS needs names of its own.
+    #[arg(long)]
+    nick_tag: Option<String>,
+    /// Group of the run in the report: `cluster` rows go to their own table.
+    #[arg(long)]
+    suite: Option<String>,
     /// Spread connections over 127.0.0.1 ..= 127.0.0.N.
     #[arg(long, default_value_t = 1)]
     sources: u8,
@@ -178,6 +193,9 @@ struct ReportArgs {
     /// Markdown to put before the tables (the run's machine and date).
     #[arg(long)]
     header: Option<std::path::PathBuf>,
+    /// Markdown to put before the cluster table.
+    #[arg(long)]
+    cluster_header: Option<std::path::PathBuf>,
 }
 
 /// Bounds a duration argument: positive and at most an hour.
@@ -189,21 +207,52 @@ fn seconds(s: f64) -> Result<Duration, String> {
 }
 
 fn common(args: &CommonArgs) -> Result<Common, String> {
+    let addrs = args
+        .addr
+        .iter()
+        .map(|a| net::loopback(a))
+        .collect::<Result<Vec<_>, _>>()?;
+    if addrs.is_empty() {
+        return Err("--addr needs at least one address".to_owned());
+    }
+    if let Some(tag) = &args.nick_tag
+        && (tag.is_empty()
+            || tag.len() > 12
+            || !tag
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'))
+    {
+        return Err(format!(
+            "--nick-tag {tag}: 1 to 12 ASCII letters, digits, '-' or '_'"
+        ));
+    }
     Ok(Common {
         target: args.target,
-        addr: net::loopback(&args.addr)?,
-        server_pid: args.server_pid,
+        addrs,
+        server_pids: args.server_pid.clone(),
+        broker_pid: args.broker_pid,
+        nick_tag: args.nick_tag.clone(),
         sources: args.sources.max(1),
         concurrency: args.concurrency.clamp(1, 10_000),
         size: args.size.clamp(32, 4000),
     })
 }
 
-fn print(mut report: Report, label: Option<&String>) {
-    if let Some(label) = label {
-        report
-            .0
-            .insert("label".into(), serde_json::Value::from(label.as_str()));
+/// Idle and churn measure one server: they refuse a list of addresses.
+fn one_server(args: &CommonArgs) -> Result<Common, String> {
+    if args.addr.len() > 1 {
+        return Err("idle and churn take one --addr".to_owned());
+    }
+    common(args)
+}
+
+fn print(mut report: Report, args: &CommonArgs) {
+    for (key, value) in [("label", &args.label), ("suite", &args.suite)] {
+        if let Some(value) = value {
+            report
+                .0
+                .insert(key.into(), serde_json::Value::from(value.as_str()));
+        }
     }
     let width = report.0.keys().map(String::len).max().unwrap_or(0);
     for (key, value) in &report.0 {
@@ -268,7 +317,7 @@ fn load(command: Command) -> Result<(), String> {
         .build()
         .map_err(|e| e.to_string())?;
     rt.block_on(async move {
-        let (report, label) = match command {
+        let (report, args) = match command {
             Command::Fanout(a) => {
                 let c = common(&a.common)?;
                 let pace = Pace::Flat {
@@ -285,7 +334,7 @@ fn load(command: Command) -> Result<(), String> {
                     seconds(a.secs)?,
                 )
                 .await;
-                (r, a.common.label)
+                (r, a.common)
             }
             Command::Latency(a) => {
                 let c = common(&a.common)?;
@@ -302,10 +351,10 @@ fn load(command: Command) -> Result<(), String> {
                     seconds(a.secs)?,
                 )
                 .await;
-                (r, a.common.label)
+                (r, a.common)
             }
             Command::Idle(a) => {
-                let c = common(&a.common)?;
+                let c = one_server(&a.common)?;
                 let r = load::idle(
                     &c,
                     a.conns.clamp(1, 200_000),
@@ -313,10 +362,10 @@ fn load(command: Command) -> Result<(), String> {
                     seconds(a.settle_secs)?,
                 )
                 .await;
-                (r, a.common.label)
+                (r, a.common)
             }
             Command::Churn(a) => {
-                let c = common(&a.common)?;
+                let c = one_server(&a.common)?;
                 if !(a.rate > 0.0 && a.rate <= 1e5) {
                     return Err("--rate must be in (0, 100000]".to_owned());
                 }
@@ -327,36 +376,67 @@ fn load(command: Command) -> Result<(), String> {
                     a.max_in_flight.clamp(1, 10_000),
                 )
                 .await;
-                (r, a.common.label)
+                (r, a.common)
             }
             Command::Server(_) | Command::Ceiling(_) | Command::Report(_) => {
                 unreachable!("not a load mode")
             }
         };
-        print(report.map_err(|e| e.to_string())?, label.as_ref());
+        print(report.map_err(|e| e.to_string())?, &args);
         Ok(())
     })
+}
+
+fn read(path: &std::path::Path) -> Result<String, String> {
+    std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 fn write_report(args: &ReportArgs) -> Result<(), String> {
     let mut rows = Vec::new();
     for path in &args.results {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        rows.extend(report::parse(&text));
+        rows.extend(report::parse(&read(path)?));
     }
-    let mut tables = match &args.header {
-        Some(h) => std::fs::read_to_string(h).map_err(|e| format!("{}: {e}", h.display()))?,
-        None => String::new(),
-    };
-    tables.push_str(&report::render(&rows));
+    let (main, cluster) = report::split(rows);
+    // Each part is written only when it has rows, so rerunning one part
+    // leaves the other's tables in place.
+    let mut parts = Vec::new();
+    for (rows, header, markers, render) in [
+        (
+            main,
+            &args.header,
+            report::MAIN,
+            report::render as fn(&[report::Row]) -> String,
+        ),
+        (
+            cluster,
+            &args.cluster_header,
+            report::CLUSTER,
+            report::render_cluster,
+        ),
+    ] {
+        if rows.is_empty() {
+            continue;
+        }
+        let mut tables = match header {
+            Some(h) => read(h)?,
+            None => String::new(),
+        };
+        tables.push_str(&render(&rows));
+        parts.push((tables, markers));
+    }
     match &args.into {
         Some(doc) => {
-            let old =
-                std::fs::read_to_string(doc).map_err(|e| format!("{}: {e}", doc.display()))?;
-            let new = report::splice(&old, &tables)?;
-            std::fs::write(doc, new).map_err(|e| format!("{}: {e}", doc.display()))?;
+            let mut text = read(doc)?;
+            for (tables, markers) in &parts {
+                text = report::splice(&text, tables, *markers)?;
+            }
+            std::fs::write(doc, text).map_err(|e| format!("{}: {e}", doc.display()))?;
         }
-        None => print!("{tables}"),
+        None => {
+            for (tables, _) in &parts {
+                print!("{tables}");
+            }
+        }
     }
     Ok(())
 }

@@ -6,10 +6,30 @@ use std::fmt::Write as _;
 
 use serde_json::{Map, Value};
 
-type Row = Map<String, Value>;
+/// One `RESULT` line's JSON object.
+pub(crate) type Row = Map<String, Value>;
 
-const BEGIN: &str = "<!-- bench:begin -->";
-const END: &str = "<!-- bench:end -->";
+/// The markers around the tables of the main comparison.
+pub(crate) const MAIN: Markers = Markers {
+    begin: "<!-- bench:begin -->",
+    end: "<!-- bench:end -->",
+};
+/// The markers around the cluster table (rows of `--suite cluster`).
+pub(crate) const CLUSTER: Markers = Markers {
+    begin: "<!-- bench:cluster:begin -->",
+    end: "<!-- bench:cluster:end -->",
+};
+
+/// A pair of HTML comments in a Markdown file that the report writes
+/// between, leaving the rest of the file alone.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Markers {
+    begin: &'static str,
+    end: &'static str,
+}
+
+/// The suite of the cluster runs, whose rows have a table of their own.
+const CLUSTER_SUITE: &str = "cluster";
 
 /// Reads every `RESULT {json}` line of `text`.
 pub(crate) fn parse(text: &str) -> Vec<Row> {
@@ -21,6 +41,12 @@ pub(crate) fn parse(text: &str) -> Vec<Row> {
             _ => None,
         })
         .collect()
+}
+
+/// Splits rows into those of the main comparison and the cluster runs.
+pub(crate) fn split(rows: Vec<Row>) -> (Vec<Row>, Vec<Row>) {
+    rows.into_iter()
+        .partition(|r| r.get("suite").and_then(Value::as_str) != Some(CLUSTER_SUITE))
 }
 
 fn num(row: &Row, key: &str) -> f64 {
@@ -239,17 +265,99 @@ pub(crate) fn render(rows: &[Row]) -> String {
     md
 }
 
-/// Replaces what lies between the bench markers of `doc` with `tables`.
-pub(crate) fn splice(doc: &str, tables: &str) -> Result<String, String> {
+/// The rows of one cluster setting by (node count, has a broker, system).
+type Setting<'a> = BTreeMap<(i64, bool, String), &'a Row>;
+
+/// The cluster runs: one table, fanout then latency, each setting's
+/// systems by node count, every figure next to the first system of its
+/// setting (one node with no broker, when it ran).
+pub(crate) fn render_cluster(rows: &[Row]) -> String {
+    let mut md = String::new();
+    if rows.is_empty() {
+        return md;
+    }
+    md.push_str(
+        "### Cluster: one node in-process, one node on NATS, three nodes on one NATS
+
+",
+    );
+    md.push_str("| scenario | members | publishers | msg/s asked | system | nodes | deliveries/s | ÷ first | publishes/s | p50 ms | p99 ms | node CPU µs/msg | NATS CPU µs/msg | lost | dup | reordered |\n");
+    md.push_str(
+        "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+    );
+    for scenario in ["fanout", "latency"] {
+        let mut settings: BTreeMap<Vec<i64>, Setting<'_>> = BTreeMap::new();
+        for r in rows
+            .iter()
+            .filter(|r| r.get("scenario").and_then(Value::as_str) == Some(scenario))
+        {
+            let key = ["members", "publishers", "rate"]
+                .iter()
+                .map(|f| num(r, f) as i64)
+                .collect();
+            // No broker first, then by node count; the last run of a system wins.
+            let order = (
+                num(r, "nodes") as i64,
+                r.contains_key("broker_cpu_ms"),
+                system(r),
+            );
+            settings.entry(key).or_default().insert(order, r);
+        }
+        for (key, group) in &settings {
+            let first = group
+                .values()
+                .next()
+                .map_or(f64::NAN, |r| num(r, "deliveries_per_sec"));
+            for ((nodes, _, name), r) in group {
+                let d = num(r, "deliveries_per_sec");
+                let rate = if scenario == "latency" {
+                    int(key[2] as f64)
+                } else {
+                    "flat out".to_owned()
+                };
+                let _ = writeln!(
+                    md,
+                    "| {scenario} | {} | {} | {rate} | {name} | {nodes} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                    int(key[0] as f64),
+                    int(key[1] as f64),
+                    int(d),
+                    ratio(d, first),
+                    int(num(r, "publishes_per_sec")),
+                    ms(num(r, "lat_p50_us")),
+                    ms(num(r, "lat_p99_us")),
+                    cpu(num(r, "node_cpu_us_per_msg")),
+                    cpu(num(r, "broker_cpu_us_per_msg")),
+                    int(num(r, "lost")),
+                    int(num(r, "duplicated")),
+                    int(num(r, "reordered")),
+                );
+            }
+        }
+    }
+    md.push('\n');
+    md
+}
+
+fn cpu(us: f64) -> String {
+    if us.is_nan() {
+        "–".to_owned()
+    } else {
+        format!("{us:.1}")
+    }
+}
+
+/// Replaces what lies between `markers` in `doc` with `tables`.
+pub(crate) fn splice(doc: &str, tables: &str, markers: Markers) -> Result<String, String> {
+    let Markers { begin, end } = markers;
     let start = doc
-        .find(BEGIN)
-        .ok_or_else(|| format!("no {BEGIN} marker"))?
-        + BEGIN.len();
-    let end = doc[start..]
-        .find(END)
-        .ok_or_else(|| format!("no {END} marker"))?
+        .find(begin)
+        .ok_or_else(|| format!("no {begin} marker"))?
+        + begin.len();
+    let stop = doc[start..]
+        .find(end)
+        .ok_or_else(|| format!("no {end} marker"))?
         + start;
-    Ok(format!("{}\n\n{}{}", &doc[..start], tables, &doc[end..]))
+    Ok(format!("{}\n\n{}{}", &doc[..start], tables, &doc[stop..]))
 }
 
 #[cfg(test)]
@@ -271,8 +379,30 @@ RESULT {"scenario":"fanout","target":"ceiling","members":100,"publishers":4,"del
 
     #[test]
     fn splice_keeps_what_is_around_the_markers() {
-        let doc = format!("a\n{BEGIN}\nold\n{END}\nb\n");
-        let out = splice(&doc, "new\n").unwrap();
-        assert_eq!(out, format!("a\n{BEGIN}\n\nnew\n{END}\nb\n"));
+        let Markers { begin, end } = MAIN;
+        let doc = format!("a\n{begin}\nold\n{end}\nb\n");
+        let out = splice(&doc, "new\n", MAIN).unwrap();
+        assert_eq!(out, format!("a\n{begin}\n\nnew\n{end}\nb\n"));
+        assert!(splice(&doc, "new\n", CLUSTER).is_err());
+    }
+
+    #[test]
+    fn cluster_rows_get_their_own_table_in_node_order() {
+        let text = r#"
+RESULT {"scenario":"fanout","suite":"cluster","label":"nats-3","nodes":3,"members":200,"publishers":4,"deliveries_per_sec":300,"broker_cpu_ms":5}
+RESULT {"scenario":"fanout","suite":"cluster","label":"local","nodes":1,"members":200,"publishers":4,"deliveries_per_sec":1000}
+RESULT {"scenario":"fanout","suite":"cluster","label":"nats-1","nodes":1,"members":200,"publishers":4,"deliveries_per_sec":500,"broker_cpu_ms":5}
+RESULT {"scenario":"fanout","target":"chatroom","members":100,"publishers":4,"deliveries_per_sec":600}
+"#;
+        let (main, cluster) = split(parse(text));
+        assert_eq!((main.len(), cluster.len()), (1, 3));
+        assert!(!render(&main).contains("nats-3"));
+        let md = render_cluster(&cluster);
+        let at = |name: &str| md.find(&format!("| {name} |")).unwrap();
+        assert!(
+            at("local") < at("nats-1") && at("nats-1") < at("nats-3"),
+            "{md}"
+        );
+        assert!(md.contains("| nats-3 | 3 | 300 | 0.30× |"), "{md}");
     }
 }

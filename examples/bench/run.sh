@@ -9,7 +9,11 @@
 #   NO_DOCS=1 bash examples/bench/run.sh  # print the tables, leave the docs alone
 #   PARTS="idle instructions" bash examples/bench/run.sh
 #                                         # only those parts (of: throughput runtime
-#                                         # idle instructions), added to the last results
+#                                         # idle instructions cluster), added to the
+#                                         # last results
+#   PARTS=cluster bash examples/bench/run.sh
+#                                         # one node in-process, one and three nodes
+#                                         # on one NATS (about 2 minutes)
 #
 # Every server is stopped on exit, also on failure or Ctrl-C.
 set -euo pipefail
@@ -23,7 +27,7 @@ mkdir -p "$OUT"
 RESULTS=$OUT/results.txt
 PARTS=${PARTS:-}
 if [[ -z $PARTS ]]; then
-    PARTS="throughput runtime idle instructions"
+    PARTS="throughput runtime idle instructions cluster"
     : >"$RESULTS"
 fi
 part() { [[ " $PARTS " == *" $1 "* ]]; }
@@ -93,7 +97,7 @@ start() {
     shift
     PORT=$(free_port)
     case $name in
-        chatroom | chatroom-memory)
+        chatroom | chatroom-memory | node)
             mkdir -p "$WORK/data-$PORT"
             env RUST_LOG=warn CHATROOM_DATA_DIR="$WORK/data-$PORT" "$@" \
                 "$SERVER" --listen "127.0.0.1:$PORT" >"$WORK/$name-$PORT.log" 2>&1 &
@@ -127,24 +131,33 @@ stop() {
 target_of() {
     case $1 in
         chatroom-text) echo chatroom-text ;;
-        chatroom* | engine-*) echo chatroom ;;
+        chatroom* | engine-* | in-process | nats-*-node*) echo chatroom ;;
         *) echo "$1" ;;
     esac
 }
 
+# Prefix of every load run (the cluster part bounds each run with timeout).
+RUN_LIMIT=()
+
 # bench SCENARIO SYSTEM PORT PID ARGS...: one load run, appended to RESULTS.
+# PORT and PID may be comma-separated lists (the nodes of a cluster).
 bench() {
     local scenario=$1 system=$2 port=$3 pid=$4
     shift 4
     log "$scenario $system $*"
-    "$BENCH" "$scenario" --target "$(target_of "$system")" --label "$system" \
-        --addr "127.0.0.1:$port" --server-pid "$pid" "$@" | tee -a "$RESULTS" | grep -v '^RESULT' >&2 || {
+    "${RUN_LIMIT[@]}" "$BENCH" "$scenario" --target "$(target_of "$system")" --label "$system" \
+        --addr "127.0.0.1:${port//,/,127.0.0.1:}" --server-pid "$pid" "$@" \
+        | tee -a "$RESULTS" | grep -v '^RESULT' >&2 || {
         echo "RUN FAILED: $scenario $system $*" >&2
         echo "FAILED $scenario $system $*" >>"$RESULTS"
     }
 }
 
-LIFT=(CHATROOM_RATE_PER_SEC=1000000 CHATROOM_RATE_BURST=1000000)
+# The message rate limit, and the per-address connection limits (every
+# load connection comes from loopback, most from 127.0.0.1), lifted.
+LIFT=(CHATROOM_RATE_PER_SEC=1000000 CHATROOM_RATE_BURST=1000000
+    CHATROOM_MAX_CONNECTIONS_PER_IP=100000 CHATROOM_CONNECT_RATE_PER_IP=1000000
+    CHATROOM_CONNECT_BURST_PER_IP=100000)
 SYSTEMS=(chatroom chatroom-memory ceiling redis nats)
 declare -A P D
 if part throughput; then
@@ -274,6 +287,66 @@ if [[ -z ${QUICK:-} ]] && part instructions; then
     done
 fi
 
+# --- cluster: one node in-process, then one and three nodes on one NATS ------
+# Every node keeps its own data dir; the in-process node keeps history in
+# memory, so the difference is the broker (cluster nodes keep none: their
+# history is the room's stream). Nick tags keep each run's names apart from
+# claims a stopped node still holds in the NATS key-value bucket.
+CSECS=${CLUSTER_SECS:-4}
+[[ -n ${QUICK:-} ]] && CSECS=1
+CMEMBERS=200
+# cluster_runs SYSTEM PORTS PIDS [ARGS...]: fanout with 1 and 4 publishers;
+# latency at 500 msg/s from one connection and 2,000 msg/s from four (a
+# cluster connection waits for each `say`'s acknowledgement, about 1 ms,
+# so one connection cannot go much past 1,000 msg/s).
+cluster_runs() {
+    local system=$1 ports=$2 pids=$3
+    shift 3
+    for publishers in 1 4; do
+        bench fanout "$system" "$ports" "$pids" --suite cluster --nick-tag "c$((++CRUN))" \
+            --members $CMEMBERS --publishers $publishers --secs "$CSECS" "$@"
+    done
+    for pace in "1 500" "4 2000"; do
+        bench latency "$system" "$ports" "$pids" --suite cluster --nick-tag "c$((++CRUN))" \
+            --members $CMEMBERS --publishers "${pace% *}" --rate "${pace#* }" --secs "$CSECS" "$@"
+    done
+}
+
+if part cluster; then
+    RUN_LIMIT=(timeout 90)
+    CRUN=0
+    start node "${LIFT[@]}" CHATROOM_HISTORY=memory
+    cluster_runs in-process "$PORT" "$PID"
+    stop "$PID"
+
+    mkdir -p "$WORK/jetstream"
+    start nats -js -sd "$WORK/jetstream"
+    NATS_PORT=$PORT NATS_PID=$PID
+    for n in 1 3; do
+        ports=() pids=()
+        for ((i = 1; i <= n; i++)); do
+            start node "${LIFT[@]}" CHATROOM_CLUSTER="nats://127.0.0.1:$NATS_PORT" CHATROOM_NODE_NAME="n$n-$i"
+            ports+=("$PORT") pids+=("$PID")
+        done
+        system=nats-$n-node
+        ((n > 1)) && system=nats-$n-nodes
+        cluster_runs "$system" "$(IFS=,; echo "${ports[*]}")" "$(IFS=,; echo "${pids[*]}")" \
+            --broker-pid "$NATS_PID"
+        for pid in "${pids[@]}"; do stop "$pid"; done
+    done
+    stop "$NATS_PID"
+    RUN_LIMIT=()
+
+    {
+        echo "Run of $(date -u '+%Y-%m-%d %H:%M UTC') (\`PARTS=cluster bash examples/bench/run.sh\`) on" \
+            "$(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')," \
+            "$(free -h | awk '/^Mem:/ { print $2 }') RAM (\`free -h\`);" \
+            "nats-server $(nats-server --version | awk '{print $NF}') with JetStream on a temporary store;" \
+            "${CSECS} s per run, $CMEMBERS members; commit $(git rev-parse --short HEAD)."
+        echo
+    } >"$OUT/cluster-header.md"
+fi
+
 # --- the report --------------------------------------------------------------
 {
     echo "Run of $(date -u '+%Y-%m-%d %H:%M UTC') on $(nproc) cores," \
@@ -288,10 +361,12 @@ fi
     fi
 } >"$OUT/header.md"
 
+HEADERS=(--header "$OUT/header.md")
+[[ -f $OUT/cluster-header.md ]] && HEADERS+=(--cluster-header "$OUT/cluster-header.md")
 if [[ -n ${NO_DOCS:-} ]]; then
-    "$BENCH" report --header "$OUT/header.md" "$RESULTS"
+    "$BENCH" report "${HEADERS[@]}" "$RESULTS"
 else
-    "$BENCH" report --header "$OUT/header.md" --into docs/benchmarks.md "$RESULTS"
-    "$BENCH" report --header "$OUT/header.md" "$RESULTS"
+    "$BENCH" report "${HEADERS[@]}" --into docs/benchmarks.md "$RESULTS"
+    "$BENCH" report "${HEADERS[@]}" "$RESULTS"
     log "tables written to docs/benchmarks.md; raw results in $RESULTS"
 fi
