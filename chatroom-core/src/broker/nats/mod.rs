@@ -38,7 +38,7 @@ use std::time::Duration;
 use async_nats::jetstream::{self, consumer, kv, stream};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, timeout};
 
@@ -61,6 +61,11 @@ pub use connect::{ClientCert, NatsAuth, NatsTls, redact_url};
 pub const NICK_BUCKET: &str = "chatroom_nicks";
 /// The longest a cursor from another node waits for this node's feed.
 const CATCH_UP: Duration = Duration::from_secs(2);
+/// How often the feeds that delivered nothing are checked against their
+/// streams.
+const FEED_CHECK: Duration = Duration::from_secs(2);
+/// Most streams asked about in one check; the others take their turn.
+const FEED_CHECKS_PER_ROUND: usize = 32;
 /// How long a node's feed of a room outlives the room's last local member.
 const FEED_LINGER: Duration = Duration::from_secs(10);
 
@@ -267,6 +272,24 @@ struct Feed {
     task: JoinHandle<()>,
     /// When a session last opened the room here.
     touched: Instant,
+    /// The room's stream, to ask how far it goes.
+    stream: stream::Stream,
+    /// Tells the feed to start its consumer again.
+    kick: Arc<Notify>,
+    /// How many consumers the feed has started.
+    starts: Arc<AtomicU64>,
+    /// `last` as of the previous check of the feeds.
+    seen: MessageId,
+    /// Set, with `starts`, when a check found the stream ahead of `seen`; a
+    /// second check that finds it so again, with no new consumer started
+    /// meanwhile, kicks the feed.
+    suspect: Option<(MessageId, u64)>,
+}
+
+/// What the feed checker and a feed's task share.
+struct FeedSignals {
+    kick: Arc<Notify>,
+    starts: Arc<AtomicU64>,
 }
 
 impl Drop for Feed {
@@ -438,6 +461,7 @@ impl NatsBroker {
         let mut tasks = vec![
             tokio::spawn(inner.clone().renew_claims()),
             tokio::spawn(inner.clone().drop_idle_feeds()),
+            tokio::spawn(inner.clone().watch_feeds()),
         ];
         tasks.extend(presence_tasks);
         let whispers = inner
@@ -614,7 +638,17 @@ impl Inner {
         self.store.note(&key, last);
         let known = self.store.last_id(&room).unwrap_or(last);
         let (tx, rx) = watch::channel(known);
-        let task = tokio::spawn(self.clone().consume(room.clone(), stream, known + 1, tx));
+        let kick = Arc::new(Notify::new());
+        let starts = Arc::new(AtomicU64::new(0));
+        let feed = FeedSignals {
+            kick: kick.clone(),
+            starts: starts.clone(),
+        };
+        let task =
+            tokio::spawn(
+                self.clone()
+                    .consume(room.clone(), stream.clone(), known + 1, tx, feed),
+            );
         feeds.insert(
             key,
             Feed {
@@ -622,6 +656,11 @@ impl Inner {
                 last: rx,
                 task,
                 touched: Instant::now(),
+                stream,
+                kick,
+                starts,
+                seen: known,
+                suspect: None,
             },
         );
         Ok(())
@@ -635,10 +674,11 @@ impl Inner {
         stream: stream::Stream,
         mut next: MessageId,
         delivered: watch::Sender<MessageId>,
+        signals: FeedSignals,
     ) {
         loop {
             match self
-                .consume_from(&room, &stream, &mut next, &delivered)
+                .consume_from(&room, &stream, &mut next, &delivered, &signals)
                 .await
             {
                 Ok(()) => tracing::warn!(%room, "room feed ended; starting it again"),
@@ -656,6 +696,7 @@ impl Inner {
         stream: &stream::Stream,
         next: &mut MessageId,
         delivered: &watch::Sender<MessageId>,
+        signals: &FeedSignals,
     ) -> Result<(), async_nats::Error> {
         let key = room.key();
         let mut connections = self.connections.clone();
@@ -671,6 +712,7 @@ impl Inner {
             })
             .await?;
         let mut messages = consumer.messages().await?;
+        signals.starts.fetch_add(1, Ordering::Relaxed);
         loop {
             let message = tokio::select! {
                 message = messages.next() => match message {
@@ -681,6 +723,13 @@ impl Inner {
                     if changed.is_ok() {
                         tracing::info!(%room, "reconnected to NATS; starting the room feed again");
                     }
+                    break;
+                }
+                () = signals.kick.notified() => {
+                    // Its consumer lived on a NATS server that died: the
+                    // client library would notice only after 10 s of
+                    // missed heartbeats, and back off after that.
+                    tracing::warn!(%room, "room feed stalled behind its stream; starting it again");
                     break;
                 }
             };
@@ -902,18 +951,109 @@ impl Inner {
                 )
                 .await;
                 match renewed {
-                    Ok(Ok(new)) => {
-                        if let Some(r) = lock(&self.claims).get_mut(&key)
-                            && *r == revision
-                        {
-                            *r = new;
-                        }
+                    Ok(Ok(new)) => self.renewed(&key, revision, new),
+                    Ok(Err(e)) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => {
+                        self.claim_again(&key, revision).await;
                     }
                     Ok(Err(e)) => {
                         tracing::warn!(nick = %key, error = %e, "could not renew a nick claim")
                     }
                     Err(_) => {
                         tracing::warn!(nick = %key, "could not renew a nick claim: NATS did not answer")
+                    }
+                }
+            }
+        }
+    }
+
+    /// Records the new revision of a claim, unless it was released or
+    /// renewed otherwise meanwhile.
+    fn renewed(&self, key: &str, old: u64, new: u64) {
+        if let Some(r) = lock(&self.claims).get_mut(key)
+            && *r == old
+        {
+            *r = new;
+        }
+    }
+
+    /// A claim's entry is not at its revision any more: it lapsed (NATS was
+    /// away longer than the lease, or its stream lost it in a failover), or
+    /// another node took it after it lapsed. A lapsed claim is made again;
+    /// one taken elsewhere is given up, loudly.
+    async fn claim_again(&self, key: &str, revision: u64) {
+        let created = timeout(
+            self.config.request_timeout,
+            self.nicks.create(key, self.claim_value()),
+        )
+        .await;
+        match created {
+            Ok(Ok(new)) => {
+                tracing::warn!(nick = %key, "a nick claim lapsed; claimed it again");
+                self.renewed(key, revision, new);
+            }
+            Ok(Err(e)) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
+                tracing::error!(
+                    nick = %key,
+                    "a nick claim lapsed and another node claimed the nick; two sessions now use it"
+                );
+                let mut claims = lock(&self.claims);
+                if claims.get(key) == Some(&revision) {
+                    claims.remove(key);
+                }
+            }
+            _ => tracing::warn!(nick = %key, "could not claim a lapsed nick again; retrying"),
+        }
+    }
+
+    /// Kicks the feeds that stalled: delivered nothing since the last check
+    /// while their stream went further, twice in a row. Only feeds that
+    /// delivered nothing are asked about, at most
+    /// [`FEED_CHECKS_PER_ROUND`] a round, taking turns.
+    async fn watch_feeds(self: Arc<Self>) {
+        let mut turn = 0usize;
+        loop {
+            tokio::time::sleep(FEED_CHECK).await;
+            if self.connected().is_err() {
+                continue;
+            }
+            let mut quiet: Vec<(String, stream::Stream, (MessageId, u64))> = {
+                let mut feeds = lock(&self.feeds);
+                feeds
+                    .iter_mut()
+                    .filter_map(|(key, feed)| {
+                        let now = *feed.last.borrow();
+                        if now != feed.seen {
+                            feed.seen = now;
+                            feed.suspect = None;
+                            return None;
+                        }
+                        let starts = feed.starts.load(Ordering::Relaxed);
+                        Some((key.clone(), feed.stream.clone(), (now, starts)))
+                    })
+                    .collect()
+            };
+            if quiet.is_empty() {
+                continue;
+            }
+            quiet.sort_by(|a, b| a.0.cmp(&b.0));
+            let start = turn % quiet.len();
+            quiet.rotate_left(start);
+            quiet.truncate(FEED_CHECKS_PER_ROUND);
+            turn = turn.wrapping_add(quiet.len());
+            for (key, mut stream, state) in quiet {
+                let info = timeout(self.config.request_timeout, stream.info()).await;
+                let Ok(Ok(info)) = info else {
+                    continue;
+                };
+                let behind = info.state.last_sequence > state.0;
+                if let Some(feed) = lock(&self.feeds).get_mut(&key) {
+                    match feed.suspect {
+                        _ if !behind => feed.suspect = None,
+                        Some(before) if before == state => {
+                            feed.kick.notify_waiters();
+                            feed.suspect = None;
+                        }
+                        _ => feed.suspect = Some(state),
                     }
                 }
             }
