@@ -14,20 +14,24 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::StreamExt;
+use futures::future::BoxFuture;
+use futures::stream::FuturesOrdered;
 use serde::Deserialize;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 
-use crate::broker::{self, BrokerError};
+use crate::broker::{self, BrokerError, Pending};
 use crate::history::{Page, PageQuery};
 use crate::protocol::text::{self, TextInput};
 use crate::protocol::{
     self, ClientFrame, ClientMessage, ErrorCode, MAX_TEXT_LEN, MessageId, Nickname,
     PROTOCOL_VERSION, ProtocolError, RoomName, ServerFrame, ServerMessage,
 };
-use crate::registry::{Backlog, Outbound, Outbox, RegistryError, Room, SessionId, now_ms, outbox};
+use crate::registry::{
+    Backlog, Outbound, Outbox, Published, RegistryError, Room, SessionId, now_ms, outbox,
+};
 use crate::transport::{BoxReader, BoxWriter, Connection, Frame, LineFramer, PeerAddr};
 
 use super::backlog::{self, BacklogError};
@@ -179,7 +183,28 @@ struct Session {
     errors: TokenBucket,
     last_heard: Instant,
     pinged: bool,
+    /// `say`s waiting for the broker (a cluster's acknowledgement), oldest
+    /// first; always empty on one node, whose broker answers at once.
+    says: Says,
 }
+
+/// The `say`s in flight. Behind a mutex only so that `Session` stays `Sync`
+/// (its `&self` methods are awaited in a spawned task); it is reached only
+/// through `&mut`, so the mutex is never locked.
+#[derive(Default)]
+struct Says(std::sync::Mutex<FuturesOrdered<BoxFuture<'static, SayDone>>>);
+
+impl Says {
+    fn get(&mut self) -> &mut FuturesOrdered<BoxFuture<'static, SayDone>> {
+        self.0.get_mut().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Most `say`s of one connection waiting for the broker at once.
+const MAX_SAYS_IN_FLIGHT: usize = 64;
+
+/// A `say` the broker answered: its outcome, room and `ref`.
+type SayDone = (Result<Published, BrokerError>, RoomName, Option<String>);
 
 /// What a connection's first bytes say it is.
 enum Opening {
@@ -540,6 +565,7 @@ impl Session {
             errors: TokenBucket::refilling_every(limits.error_refill, limits.max_errors, now),
             last_heard: now,
             pinged: false,
+            says: Says::default(),
         }
     }
 
@@ -613,6 +639,7 @@ impl Session {
                     Some(Err(e)) => return End::ReadFailed(e),
                     Some(Ok(frame)) => self.on_frame(frame).await,
                 },
+                Some(done) = self.says.get().next(), if !self.says.get().is_empty() => self.on_said(done),
                 _ = tokio::time::sleep_until(deadline) => self.on_silence(),
             };
             if let Flow::Close(end) = flow {
@@ -758,10 +785,48 @@ impl Session {
         if !matches!(message, ClientMessage::Pong) && !self.take_rate_token() {
             return self.rate_limited(reference);
         }
+        // Answers go out in request order: anything but a `say` waits for
+        // the `say`s before it.
+        if !matches!(message, ClientMessage::Say { .. })
+            && let Flow::Close(end) = self.drain_says().await
+        {
+            return Flow::Close(end);
+        }
         match self.dispatch(message, reference.clone()).await {
             Ok(flow) => flow,
-            Err(failure) => self.reject(failure, reference),
+            Err(failure) => match self.drain_says().await {
+                Flow::Continue => self.reject(failure, reference),
+                close => close,
+            },
         }
+    }
+
+    /// Answers a `say` the broker is done with.
+    fn on_said(&mut self, (outcome, room, reference): SayDone) -> Flow {
+        match outcome {
+            Ok(published) => {
+                let id = Some(published.id);
+                self.reply(
+                    ServerMessage::Ok {
+                        room: Some(room),
+                        id,
+                    },
+                    reference,
+                );
+                Flow::Continue
+            }
+            Err(e) => self.reject(e.into(), reference),
+        }
+    }
+
+    /// Waits for every `say` in flight and answers each, in order.
+    async fn drain_says(&mut self) -> Flow {
+        while let Some(done) = self.says.get().next().await {
+            if let Flow::Close(end) = self.on_said(done) {
+                return Flow::Close(end);
+            }
+        }
+        Flow::Continue
     }
 
     async fn dispatch(
@@ -830,16 +895,32 @@ impl Session {
                 // client learns the id from the `ok`, which the broker
                 // returns once the message is committed.
                 let broker = &self.shared.broker;
-                let published = broker
-                    .publish(handle, self.id, &self.nick, text, action)
-                    .await?;
-                self.reply(
-                    ServerMessage::Ok {
-                        room: Some(handle.name().clone()),
-                        id: Some(published.id),
-                    },
-                    reference,
-                );
+                let room = handle.name().clone();
+                match broker.publish(handle, self.id, &self.nick, text, action) {
+                    // One node: answered at once, nothing waits.
+                    Pending::Ready(Some(Ok(published))) if self.says.get().is_empty() => {
+                        let id = Some(published.id);
+                        self.reply(
+                            ServerMessage::Ok {
+                                room: Some(room),
+                                id,
+                            },
+                            reference,
+                        );
+                    }
+                    // A cluster: the acknowledgement is awaited beside the
+                    // next requests, and answered in order.
+                    pending => {
+                        if self.says.get().len() >= MAX_SAYS_IN_FLIGHT
+                            && let Some(oldest) = self.says.get().next().await
+                            && let Flow::Close(end) = self.on_said(oldest)
+                        {
+                            return Ok(Flow::Close(end));
+                        }
+                        let said = async move { (pending.await, room, reference) };
+                        self.says.get().push_back(Box::pin(said));
+                    }
+                }
             }
             ClientMessage::Whisper { to, text } => {
                 protocol::validate_text(&text)?;
