@@ -917,3 +917,49 @@ fn a_later_node_learns_presence_and_a_dead_nodes_members_leave() {
     );
     alice.wait_for_members("hall", &["alice", "dave"]);
 }
+
+#[test]
+fn says_sent_without_waiting_keep_their_order() {
+    let cluster = Cluster::start("pipeline");
+    let mut ann = Client::hello(cluster.addr(0), "ann");
+    let mut ben = Client::hello(cluster.addr(1), "ben");
+    ann.join("burst");
+    ben.join("burst");
+    // Several hundred `say`s at once: many wait for JetStream together, and
+    // must still be stored, delivered and answered in the order sent.
+    const COUNT: usize = 600;
+    let mut lines = String::new();
+    for i in 0..COUNT {
+        lines.push_str(
+            &json!({"ref": i.to_string(), "type": "say", "room": "burst", "text": format!("m{i}")})
+                .to_string(),
+        );
+        lines.push('\n');
+    }
+    ann.stream.write_all(lines.as_bytes()).unwrap();
+    let mut oks = Vec::new();
+    while oks.len() < COUNT {
+        let frame = ann.next();
+        match frame["type"].as_str() {
+            Some("ok") => oks.push((
+                frame["ref"].as_str().unwrap().to_owned(),
+                frame["id"].as_u64().unwrap(),
+            )),
+            Some("error") => panic!("refused: {frame}"),
+            _ => {}
+        }
+    }
+    let refs: Vec<String> = oks.iter().map(|(r, _)| r.clone()).collect();
+    let expected: Vec<String> = (0..COUNT).map(|i| i.to_string()).collect();
+    assert_eq!(refs, expected, "answers out of request order");
+    assert!(
+        oks.windows(2).all(|w| w[1].1 == w[0].1 + 1),
+        "ids not consecutive in request order"
+    );
+    let mut heard = Vec::new();
+    while heard.len() < COUNT {
+        heard.push(ben.next_of("message")["text"].as_str().unwrap().to_owned());
+    }
+    let sent: Vec<String> = (0..COUNT).map(|i| format!("m{i}")).collect();
+    assert_eq!(heard, sent, "stored out of the order sent");
+}

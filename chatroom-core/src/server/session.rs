@@ -898,15 +898,8 @@ impl Session {
                 let room = handle.name().clone();
                 match broker.publish(handle, self.id, &self.nick, text, action) {
                     // One node: answered at once, nothing waits.
-                    Pending::Ready(Some(Ok(published))) if self.says.get().is_empty() => {
-                        let id = Some(published.id);
-                        self.reply(
-                            ServerMessage::Ok {
-                                room: Some(room),
-                                id,
-                            },
-                            reference,
-                        );
+                    Pending::Ready(Some(outcome)) if self.says.get().is_empty() => {
+                        return Ok(self.on_said((outcome, room, reference)));
                     }
                     // A cluster: the acknowledgement is awaited beside the
                     // next requests, and answered in order.

@@ -26,6 +26,7 @@
 //! - **Losing NATS** is told to this node's clients as a `notice`, and so
 //!   is its return; meanwhile what needs NATS is refused with an error.
 
+mod outgoing;
 mod presence;
 mod whisper;
 
@@ -38,7 +39,7 @@ use std::time::Duration;
 use async_nats::jetstream::{self, consumer, kv, stream};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, timeout};
 
@@ -264,6 +265,16 @@ impl HistoryStore for StreamStore {
     }
 }
 
+/// A `say` queued for its room's stream, not yet acknowledged.
+struct Submitted {
+    room: RoomName,
+    token: u64,
+    ts: Timestamp,
+    /// The room's feed here: how far it has delivered.
+    delivered: watch::Receiver<MessageId>,
+    sent: oneshot::Receiver<Result<async_nats::jetstream::context::PublishAckFuture, String>>,
+}
+
 /// A room this node receives.
 struct Feed {
     room: RoomName,
@@ -315,6 +326,8 @@ struct Inner {
     /// Publishes in flight: token → sending session.
     outgoing: Mutex<HashMap<u64, SessionId>>,
     next_token: AtomicU64,
+    /// The queue of `say`s to JetStream (see `outgoing`).
+    publisher: mpsc::Sender<outgoing::Outgoing>,
     /// Bumped at every (re)connection to NATS.
     connections: watch::Receiver<u64>,
 }
@@ -443,6 +456,7 @@ impl NatsBroker {
         )
         .await
         .map_err(|e| unavailable("cannot subscribe to presence", e))?;
+        let (publisher, publishing) = mpsc::channel(outgoing::QUEUE);
         let inner = Arc::new(Inner {
             instance,
             config,
@@ -456,9 +470,11 @@ impl NatsBroker {
             claims: Mutex::new(HashMap::new()),
             outgoing: Mutex::new(HashMap::new()),
             next_token: AtomicU64::new(0),
+            publisher,
             connections,
         });
         let mut tasks = vec![
+            tokio::spawn(outgoing::send_in_order(inner.js.clone(), publishing)),
             tokio::spawn(inner.clone().renew_claims()),
             tokio::spawn(inner.clone().drop_idle_feeds()),
             tokio::spawn(inner.clone().watch_feeds()),
@@ -514,10 +530,14 @@ impl Broker for NatsBroker {
         text: String,
         action: bool,
     ) -> Pending<Result<Published, BrokerError>> {
-        let inner = self.inner.clone();
         let room = room.name().clone();
-        let from = from.clone();
-        Pending::waiting(async move { inner.publish(room, sender, from, text, action).await })
+        match self.inner.submit(room, sender, from.clone(), text, action) {
+            Ok(submitted) => {
+                let inner = self.inner.clone();
+                Pending::waiting(async move { inner.settle(submitted).await })
+            }
+            Err(e) => Pending::ready(Err(e)),
+        }
     }
 
     fn catch_up(&self, room: &RoomName, id: MessageId) -> Pending<()> {
@@ -774,16 +794,18 @@ impl Inner {
         }
     }
 
-    async fn publish(
-        self: Arc<Self>,
+    /// Checks and queues a `say` for its room's stream, at once, so that
+    /// the `say`s of a session leave in the order it asked for them.
+    fn submit(
+        &self,
         room: RoomName,
         sender: SessionId,
         from: Nickname,
         text: String,
         action: bool,
-    ) -> Result<Published, BrokerError> {
+    ) -> Result<Submitted, BrokerError> {
         let key = room.key();
-        let Some(mut delivered) = lock(&self.feeds).get(&key).map(|f| f.last.clone()) else {
+        let Some(delivered) = lock(&self.feeds).get(&key).map(|f| f.last.clone()) else {
             return Err(BrokerError::Unavailable(format!(
                 "room {room} is not open on this node; join it again"
             )));
@@ -802,14 +824,43 @@ impl Inner {
             token,
         };
         let payload = serde_json::to_vec(&wire).expect("a message serializes");
+        let (sent_tx, sent) = oneshot::channel();
         lock(&self.outgoing).insert(token, sender);
+        let queued = self.publisher.try_send(outgoing::Outgoing {
+            subject: subject(&key),
+            payload: payload.into(),
+            sent: sent_tx,
+        });
+        if queued.is_err() {
+            lock(&self.outgoing).remove(&token);
+            return Err(BrokerError::Unavailable(
+                "too many messages waiting for NATS; nothing was sent".to_owned(),
+            ));
+        }
+        Ok(Submitted {
+            room,
+            token,
+            ts,
+            delivered,
+            sent,
+        })
+    }
+
+    /// Waits for a submitted `say`'s acknowledgement (its id), then until
+    /// this node has delivered the room up to it.
+    async fn settle(self: Arc<Self>, submitted: Submitted) -> Result<Published, BrokerError> {
+        let Submitted {
+            room,
+            token,
+            ts,
+            mut delivered,
+            sent,
+        } = submitted;
         let acked = timeout(self.config.request_timeout, async {
-            self.js
-                .publish(subject(&key), payload.into())
+            let ack = sent
                 .await
-                .map_err(|e| e.to_string())?
-                .await
-                .map_err(|e| e.to_string())
+                .map_err(|_| "the node is stopping".to_owned())??;
+            ack.await.map_err(|e| e.to_string())
         })
         .await;
         let ack = match acked {
