@@ -52,6 +52,11 @@ fn start_nats(port: u16, dir: &std::path::Path) -> Option<Proc> {
 
 impl Cluster {
     fn start(name: &str) -> Self {
+        Self::start_with(name, &[])
+    }
+
+    /// Three nodes with `env` added to each.
+    fn start_with(name: &str, env: &[(&str, &str)]) -> Self {
         let dir =
             std::env::temp_dir().join(format!("chatroom-cluster-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -64,7 +69,7 @@ impl Cluster {
             .expect("nats-server did not start on any of three free ports");
         let url = format!("nats://127.0.0.1:{port}");
         let nodes = (1..=3)
-            .map(|n| start_node(&url, &format!("n{n}"), &dir.join(format!("n{n}"))))
+            .map(|n| start_node(&url, &format!("n{n}"), &dir.join(format!("n{n}")), env))
             .collect();
         Self {
             nodes,
@@ -72,6 +77,17 @@ impl Cluster {
             port,
             dir,
         }
+    }
+
+    /// Stops a chat node as an operator would (SIGTERM), and waits for it.
+    fn stop_node(&mut self, node: usize) {
+        let child = &mut self.nodes[node].0.0;
+        let status = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -TERM failed");
+        let _ = child.wait();
     }
 
     /// Kills a chat node (SIGKILL).
@@ -94,7 +110,7 @@ impl Cluster {
     /// Starts one more chat node on the same NATS; returns its index.
     fn add_node(&mut self, name: &str) -> usize {
         let url = format!("nats://127.0.0.1:{}", self.port);
-        let node = start_node(&url, name, &self.dir.join(name));
+        let node = start_node(&url, name, &self.dir.join(name), &[]);
         self.nodes.push(node);
         self.nodes.len() - 1
     }
@@ -104,17 +120,22 @@ impl Cluster {
     }
 }
 
-fn start_node(url: &str, name: &str, dir: &std::path::Path) -> (Proc, SocketAddr) {
+fn start_node(
+    url: &str,
+    name: &str,
+    dir: &std::path::Path,
+    env: &[(&str, &str)],
+) -> (Proc, SocketAddr) {
     // A loaded machine (every test file runs at once in CI) can make a
     // first connection to a fresh nats-server time out; one more try.
     for _ in 0..2 {
-        if let Some(node) = try_start_node(url, name, dir, &[]) {
+        if let Some(node) = try_start_node(url, name, dir, env) {
             return node;
         }
         eprintln!("node {name} did not start; trying again");
         thread::sleep(Duration::from_millis(500));
     }
-    try_start_node(url, name, dir, &[]).unwrap_or_else(|| panic!("node {name} did not start"))
+    try_start_node(url, name, dir, env).unwrap_or_else(|| panic!("node {name} did not start"))
 }
 
 /// Starts a chat node on NATS at `url` with `env` added; `None` when it
@@ -962,4 +983,27 @@ fn says_sent_without_waiting_keep_their_order() {
     }
     let sent: Vec<String> = (0..COUNT).map(|i| format!("m{i}")).collect();
     assert_eq!(heard, sent, "stored out of the order sent");
+}
+
+#[test]
+fn a_node_stopped_gracefully_tells_the_others_and_frees_its_nicks() {
+    // A lease far longer than the test: bob's nick can only come free
+    // because his node gave it back.
+    let mut cluster = Cluster::start_with("graceful", &[("CHATROOM_NICK_LEASE_SECS", "60")]);
+    let mut alice = Client::hello(cluster.addr(0), "alice");
+    let mut bob = Client::hello(cluster.addr(1), "bob");
+    alice.join("hall");
+    bob.join("hall");
+    alice.wait_for_members("hall", &["alice", "bob"]);
+
+    cluster.stop_node(1);
+    let left = alice.next_of("left");
+    assert_eq!(left["nick"], "bob", "{left}");
+    assert_eq!(left["reason"], "server shutting down", "{left}");
+    alice.wait_for_members("hall", &["alice"]);
+    let (_again, welcome) = Client::connect(
+        cluster.addr(2),
+        json!({"type": "hello", "version": 1, "nick": "bob"}),
+    );
+    assert_eq!(welcome["type"], "welcome", "{welcome}");
 }

@@ -193,6 +193,14 @@ pub trait Broker: Send + Sync + fmt::Debug + 'static {
         Pending::ready(Err(RegistryError::NoSuchNick(to.clone()).into()))
     }
 
+    /// Called once the engine's sessions have ended, before it returns:
+    /// what they told the other nodes last (their leaves, their released
+    /// nicks) is sent before the process goes. Completes at once on one
+    /// node, and within a bounded wait whatever happens.
+    fn shutdown(&self) -> Pending<()> {
+        Pending::ready(())
+    }
+
     /// The members of `room` on the other nodes (none for one node alone).
     fn remote_members(&self, room: &RoomName) -> Vec<Nickname> {
         let _ = room;

@@ -208,6 +208,7 @@ impl Server {
             );
             sessions.shutdown().await;
         }
+        self.shared.broker.shutdown().await;
         if let Some(store) = self.shared.registry.history().cloned() {
             // What the sessions said last is committed before run returns.
             match tokio::task::spawn_blocking(move || store.flush()).await {

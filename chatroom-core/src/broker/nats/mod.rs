@@ -32,7 +32,7 @@ mod whisper;
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
@@ -62,6 +62,8 @@ pub use connect::{ClientCert, NatsAuth, NatsTls, redact_url};
 pub const NICK_BUCKET: &str = "chatroom_nicks";
 /// The longest a cursor from another node waits for this node's feed.
 const CATCH_UP: Duration = Duration::from_secs(2);
+/// The longest a stopping node waits to tell the cluster its last changes.
+const SHUTDOWN_FLUSH: Duration = Duration::from_secs(2);
 /// How often the feeds that delivered nothing are checked against their
 /// streams.
 const FEED_CHECK: Duration = Duration::from_secs(2);
@@ -326,6 +328,8 @@ struct Inner {
     /// Publishes in flight: token → sending session.
     outgoing: Mutex<HashMap<u64, SessionId>>,
     next_token: AtomicU64,
+    /// Nick releases under way.
+    releasing: AtomicUsize,
     /// The queue of `say`s to JetStream (see `outgoing`).
     publisher: mpsc::Sender<outgoing::Outgoing>,
     /// Bumped at every (re)connection to NATS.
@@ -470,6 +474,7 @@ impl NatsBroker {
             claims: Mutex::new(HashMap::new()),
             outgoing: Mutex::new(HashMap::new()),
             next_token: AtomicU64::new(0),
+            releasing: AtomicUsize::new(0),
             publisher,
             connections,
         });
@@ -592,6 +597,18 @@ impl Broker for NatsBroker {
         Pending::waiting(async move { inner.whisper(from, to, text, ts).await })
     }
 
+    fn shutdown(&self) -> Pending<()> {
+        let inner = self.inner.clone();
+        Pending::waiting(async move {
+            if timeout(SHUTDOWN_FLUSH, inner.send_last_words())
+                .await
+                .is_err()
+            {
+                tracing::warn!("could not tell the cluster everything before stopping");
+            }
+        })
+    }
+
     fn remote_members(&self, room: &RoomName) -> Vec<Nickname> {
         self.inner.presence.members(room)
     }
@@ -606,11 +623,13 @@ impl Broker for NatsBroker {
             return;
         }
         let inner = self.inner.clone();
+        inner.releasing.fetch_add(1, Ordering::AcqRel);
         tokio::spawn(async move {
             let deleted = timeout(inner.config.request_timeout, inner.nicks.delete(&key)).await;
             if !matches!(deleted, Ok(Ok(()))) {
                 tracing::warn!(nick = %key, "could not release a nick claim; it expires with its lease");
             }
+            inner.releasing.fetch_sub(1, Ordering::AcqRel);
         });
     }
 }
@@ -899,6 +918,17 @@ impl Inner {
             delivered: 0,
             slow: 0,
         })
+    }
+
+    /// Waits until the last bulletins and nick releases are handed to the
+    /// client, then until the client has written them.
+    async fn send_last_words(&self) {
+        while self.presence.unsent() > 0 || self.releasing.load(Ordering::Acquire) > 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        if let Err(e) = self.client.flush().await {
+            tracing::debug!(error = %e, "could not flush the NATS connection");
+        }
     }
 
     /// Refuses at once while NATS is unreachable.

@@ -11,6 +11,7 @@
 //!   lock, so two changes are never told out of order.
 
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -48,6 +49,8 @@ pub(super) struct Presence {
     local: Mutex<LocalPresence>,
     views: Mutex<Views>,
     queue: mpsc::Sender<Bytes>,
+    /// Bulletins queued and not yet handed to the client.
+    unsent: AtomicUsize,
 }
 
 impl Presence {
@@ -73,6 +76,7 @@ impl Presence {
             request_timeout,
             local: Mutex::new(LocalPresence::default()),
             queue,
+            unsent: AtomicUsize::new(0),
         });
         let tasks = vec![
             tokio::spawn(presence.clone().publish(outgoing)),
@@ -99,9 +103,16 @@ impl Presence {
             change,
         };
         let bytes = serde_json::to_vec(&bulletin).expect("a bulletin serializes");
+        self.unsent.fetch_add(1, Ordering::AcqRel);
         if self.queue.try_send(bytes.into()).is_err() {
+            self.unsent.fetch_sub(1, Ordering::AcqRel);
             tracing::debug!("presence queue full; the others will ask for a snapshot");
         }
+    }
+
+    /// How many bulletins are queued and not yet handed to the client.
+    pub(super) fn unsent(&self) -> usize {
+        self.unsent.load(Ordering::Acquire)
     }
 
     pub(super) fn members(&self, room: &RoomName) -> Vec<Nickname> {
@@ -117,6 +128,7 @@ impl Presence {
             if let Err(e) = self.client.publish(BULLETINS, bytes).await {
                 tracing::debug!(error = %e, "could not publish a presence bulletin");
             }
+            self.unsent.fetch_sub(1, Ordering::AcqRel);
         }
     }
 
