@@ -90,6 +90,16 @@ impl Cluster {
         let _ = child.wait();
     }
 
+    /// Sends a chat node a signal (`STOP`, `CONT`).
+    fn signal_node(&mut self, node: usize, signal: &str) {
+        let pid = self.nodes[node].0.0.id().to_string();
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &pid])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{signal} failed");
+    }
+
     /// Kills a chat node (SIGKILL).
     fn kill_node(&mut self, node: usize) {
         let _ = self.nodes[node].0.0.kill();
@@ -1006,4 +1016,35 @@ fn a_node_stopped_gracefully_tells_the_others_and_frees_its_nicks() {
         json!({"type": "hello", "version": 1, "nick": "bob"}),
     );
     assert_eq!(welcome["type"], "welcome", "{welcome}");
+}
+
+#[test]
+fn a_silent_nodes_nick_is_taken_over_and_its_holder_told_when_it_wakes() {
+    // A lease longer than the takeover may take: zoe's nick can move only
+    // because her node stopped answering, not because the lease ran out.
+    let mut cluster = Cluster::start_with("takeover", &[("CHATROOM_NICK_LEASE_SECS", "12")]);
+    let mut old = Client::hello(cluster.addr(0), "zoe");
+    cluster.signal_node(0, "STOP");
+    let stopped = Instant::now();
+    let _new = loop {
+        let (client, first) = Client::connect(
+            cluster.addr(1),
+            json!({"type": "hello", "version": 1, "nick": "zoe"}),
+        );
+        if first["type"] == "welcome" {
+            break client;
+        }
+        assert_eq!(first["code"], "nick_taken", "{first}");
+        thread::sleep(Duration::from_millis(300));
+    };
+    let moved = stopped.elapsed();
+    eprintln!("zoe's nick moved {moved:?} after her node stopped");
+    assert!(moved < Duration::from_secs(11), "not taken over: {moved:?}");
+
+    // Her old node wakes, finds the nick held elsewhere at its next
+    // renewal, and disconnects her there with a reason.
+    cluster.signal_node(0, "CONT");
+    let refused = old.next_of("error");
+    assert_eq!(refused["code"], "nick_taken", "{refused}");
+    assert_eq!(old.next_of("bye")["reason"], "nick taken");
 }

@@ -398,6 +398,11 @@ impl Views {
         effects
     }
 
+    /// Whether `instance` is a node heard from (and not dropped as silent).
+    pub(crate) fn knows(&self, instance: &str) -> bool {
+        self.nodes.contains_key(instance)
+    }
+
     /// The members of `room` on other nodes.
     pub(crate) fn members(&self, room: &RoomName) -> Vec<Nickname> {
         self.nodes

@@ -169,6 +169,16 @@ impl RoomRegistry {
         }
     }
 
+    /// Cuts off the session holding `nick`, if any, with `reason`.
+    pub fn cut_off_holder(&self, nick: &Nickname, reason: CutReason) -> bool {
+        let state = self.lock();
+        let holder = state
+            .nicks
+            .get(&nick.key())
+            .and_then(|id| state.sessions.get(id));
+        holder.map(|s| s.outbox.cut_off(reason)).is_some()
+    }
+
     /// Whether a session of this registry holds `nick`.
     pub fn holds(&self, nick: &Nickname) -> bool {
         self.lock().nicks.contains_key(&nick.key())

@@ -77,6 +77,9 @@ impl fmt::Debug for Outbound {
 pub enum CutReason {
     /// The queue overflowed: the client reads slower than its rooms talk.
     SlowConsumer,
+    /// Its nickname is held by a session of another node now (this node
+    /// was cut off from the cluster longer than the nick's lease).
+    NickLost,
 }
 
 /// Why a push failed.

@@ -30,7 +30,7 @@ use crate::protocol::{
     PROTOCOL_VERSION, ProtocolError, RoomName, ServerFrame, ServerMessage,
 };
 use crate::registry::{
-    Backlog, Outbound, Outbox, Published, RegistryError, Room, SessionId, now_ms, outbox,
+    Backlog, CutReason, Outbound, Outbox, Published, RegistryError, Room, SessionId, now_ms, outbox,
 };
 use crate::transport::{BoxReader, BoxWriter, Connection, Frame, LineFramer, PeerAddr};
 
@@ -57,6 +57,7 @@ enum End {
     ReadFailed(std::io::Error),
     WriteFailed(std::io::Error),
     SlowConsumer,
+    NickLost,
     TooManyErrors,
     IdleTimeout,
     HandshakeTimeout,
@@ -73,6 +74,7 @@ impl fmt::Display for End {
             Self::ReadFailed(e) => write!(f, "read failed: {e}"),
             Self::WriteFailed(e) => write!(f, "write failed: {e}"),
             Self::SlowConsumer => f.write_str("disconnected: too slow"),
+            Self::NickLost => f.write_str("disconnected: nickname taken elsewhere"),
             Self::TooManyErrors => f.write_str("disconnected: too many errors"),
             Self::IdleTimeout => f.write_str("disconnected: idle"),
             Self::HandshakeTimeout => f.write_str("no hello in time"),
@@ -628,6 +630,7 @@ impl Session {
                     return End::Shutdown;
                 }
                 ended = &mut writer.0 => return match ended {
+                    Ok(WriterEnd::Cut(CutReason::NickLost)) => End::NickLost,
                     Ok(WriterEnd::Cut(_)) => End::SlowConsumer,
                     Ok(WriterEnd::Failed(e)) => End::WriteFailed(e),
                     // The session holds a sender, so the queue cannot have

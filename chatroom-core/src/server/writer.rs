@@ -194,10 +194,17 @@ async fn cut_off(
     dialect: Dialect,
     mut pending: Pending,
 ) -> WriterEnd {
-    let (code, text) = match reason {
+    let (code, text, why) = match reason {
         CutReason::SlowConsumer => (
             ErrorCode::SlowConsumer,
             "you read too slowly to keep up; disconnecting",
+            "slow consumer",
+        ),
+        CutReason::NickLost => (
+            ErrorCode::NickTaken,
+            "your nickname was taken on another server while this one was cut off \
+             from the cluster; disconnecting",
+            "nick taken",
         ),
     };
     let error = Outbound::message(ServerMessage::Error {
@@ -205,7 +212,7 @@ async fn cut_off(
         message: text.to_owned(),
     });
     let bye = Outbound::message(ServerMessage::Bye {
-        reason: "slow consumer".to_owned(),
+        reason: why.to_owned(),
     });
     // Only the front frame can have been started; the rest are dropped.
     pending

@@ -47,7 +47,9 @@ use crate::history::{HistoryError, HistoryStore, Page, PageQuery, Retention};
 use crate::protocol::{
     HistoryEntry, MessageId, Nickname, RoomInfo, RoomName, ServerMessage, Timestamp,
 };
-use crate::registry::{Outbound, Published, RegistryError, Room, RoomRegistry, SessionId, now_ms};
+use crate::registry::{
+    CutReason, Outbound, Published, RegistryError, Room, RoomRegistry, SessionId, now_ms,
+};
 
 use super::presence::Change;
 use presence::Presence;
@@ -328,6 +330,8 @@ struct Inner {
     /// Publishes in flight: token → sending session.
     outgoing: Mutex<HashMap<u64, SessionId>>,
     next_token: AtomicU64,
+    /// When the connection to NATS last came up.
+    connected_since: Arc<Mutex<std::time::Instant>>,
     /// Nick releases under way.
     releasing: AtomicUsize,
     /// The queue of `say`s to JetStream (see `outgoing`).
@@ -378,6 +382,8 @@ impl NatsBroker {
         // Set by `attach`; the connection's events are told to its clients.
         let registry = Arc::new(OnceLock::<RoomRegistry>::new());
         let told = registry.clone();
+        let connected_since = Arc::new(Mutex::new(std::time::Instant::now()));
+        let since = connected_since.clone();
         let options = options
             .name(format!("chatroom {node}"))
             .connection_timeout(config.request_timeout)
@@ -386,10 +392,12 @@ impl NatsBroker {
                 let node = node.clone();
                 let connections_tx = connections_tx.clone();
                 let told = told.clone();
+                let since = since.clone();
                 async move {
                     match event {
                         async_nats::Event::Connected => {
                             tracing::info!(%node, "connected to NATS");
+                            *lock(&since) = std::time::Instant::now();
                             connections_tx.send_modify(|n| *n += 1);
                             if *connections_tx.borrow() > 1 {
                                 notify(&told, "this server is connected to the cluster again");
@@ -475,6 +483,7 @@ impl NatsBroker {
             outgoing: Mutex::new(HashMap::new()),
             next_token: AtomicU64::new(0),
             releasing: AtomicUsize::new(0),
+            connected_since,
             publisher,
             connections,
         });
@@ -956,10 +965,47 @@ impl Inner {
                 Ok(())
             }
             Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
-                Err(BrokerError::NickTaken(nick))
+                match self.take_over(&key).await {
+                    Some(revision) => {
+                        lock(&self.claims).insert(key, revision);
+                        Ok(())
+                    }
+                    None => Err(BrokerError::NickTaken(nick)),
+                }
             }
             Err(e) => Err(unavailable("cannot claim the nick", e)),
         }
+    }
+
+    /// Takes a nick over from the node that claimed it when that node has
+    /// stopped answering (no heartbeat for three intervals), without
+    /// waiting for the claim's lease to run out: a compare-and-set on the
+    /// claim's revision, so of several nodes trying at once one wins.
+    /// Only a node that has heard the cluster long enough to know who is
+    /// alive does this.
+    async fn take_over(&self, key: &str) -> Option<u64> {
+        if !self
+            .presence
+            .knows_the_cluster(*lock(&self.connected_since))
+        {
+            return None;
+        }
+        let wait = self.config.request_timeout;
+        let entry = timeout(wait, self.nicks.entry(key)).await.ok()?.ok()??;
+        if entry.operation != kv::Operation::Put {
+            return None;
+        }
+        let claim = serde_json::from_slice::<Claim>(&entry.value).ok()?;
+        if claim.instance == self.instance || self.presence.is_alive(&claim.instance) {
+            return None;
+        }
+        let updated = timeout(
+            wait,
+            self.nicks.update(key, self.claim_value(), entry.revision),
+        );
+        let revision = updated.await.ok()?.ok()?;
+        tracing::info!(nick = %key, from = %claim.node, "took over the nick of a node that stopped answering");
+        Some(revision)
     }
 
     fn claim_value(&self) -> bytes::Bytes {
@@ -1073,13 +1119,22 @@ impl Inner {
                 self.renewed(key, revision, new);
             }
             Ok(Err(e)) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
-                tracing::error!(
+                tracing::warn!(
                     nick = %key,
-                    "a nick claim lapsed and another node claimed the nick; two sessions now use it"
+                    "a nick claim lapsed and another node claimed the nick; disconnecting its session here"
                 );
-                let mut claims = lock(&self.claims);
-                if claims.get(key) == Some(&revision) {
-                    claims.remove(key);
+                let lost = {
+                    let mut claims = lock(&self.claims);
+                    let lost = claims.get(key) == Some(&revision);
+                    if lost {
+                        claims.remove(key);
+                    }
+                    lost
+                };
+                if lost
+                    && let (Some(registry), Ok(nick)) = (self.registry.get(), Nickname::new(key))
+                {
+                    registry.cut_off_holder(&nick, CutReason::NickLost);
                 }
             }
             _ => tracing::warn!(nick = %key, "could not claim a lapsed nick again; retrying"),

@@ -115,6 +115,17 @@ impl Presence {
         self.unsent.load(Ordering::Acquire)
     }
 
+    /// Whether this node has listened long enough since `since` (its last
+    /// connection to NATS) to have heard every live node's heartbeat.
+    pub(super) fn knows_the_cluster(&self, since: Instant) -> bool {
+        since.elapsed() > self.interval * (MISSED_HEARTBEATS + 1)
+    }
+
+    /// Whether the node process `instance` is heard from.
+    pub(super) fn is_alive(&self, instance: &str) -> bool {
+        lock(&self.views).knows(instance)
+    }
+
     pub(super) fn members(&self, room: &RoomName) -> Vec<Nickname> {
         lock(&self.views).members(room)
     }
