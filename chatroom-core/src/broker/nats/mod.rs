@@ -289,6 +289,8 @@ struct Feed {
     touched: Instant,
     /// The room's stream, to ask how far it goes.
     stream: stream::Stream,
+    /// Where the room's `say`s are published (shared, not copied, per say).
+    subject: async_nats::Subject,
     /// Tells the feed to start its consumer again.
     kick: Arc<Notify>,
     /// How many consumers the feed has started.
@@ -686,6 +688,7 @@ impl Inner {
         self.store.note(&key, last);
         let known = self.store.last_id(&room).unwrap_or(last);
         let (tx, rx) = watch::channel(known);
+        let room_subject = subject(&key).into();
         let kick = Arc::new(Notify::new());
         let starts = Arc::new(AtomicU64::new(0));
         let feed = FeedSignals {
@@ -705,6 +708,7 @@ impl Inner {
                 task,
                 touched: Instant::now(),
                 stream,
+                subject: room_subject,
                 kick,
                 starts,
                 seen: known,
@@ -833,7 +837,10 @@ impl Inner {
         action: bool,
     ) -> Result<Submitted, BrokerError> {
         let key = room.key();
-        let Some(delivered) = lock(&self.feeds).get(&key).map(|f| f.last.clone()) else {
+        let feed = lock(&self.feeds)
+            .get(&key)
+            .map(|f| (f.last.clone(), f.subject.clone()));
+        let Some((delivered, subject)) = feed else {
             return Err(BrokerError::Unavailable(format!(
                 "room {room} is not open on this node; join it again"
             )));
@@ -855,7 +862,7 @@ impl Inner {
         let (sent_tx, sent) = oneshot::channel();
         lock(&self.outgoing).insert(token, sender);
         let queued = self.publisher.try_send(outgoing::Outgoing {
-            subject: subject(&key),
+            subject,
             payload: payload.into(),
             sent: sent_tx,
         });

@@ -18,7 +18,7 @@ pub(super) const QUEUE: usize = 8192;
 
 /// One `say` on its way to its room's stream.
 pub(super) struct Outgoing {
-    pub(super) subject: String,
+    pub(super) subject: async_nats::Subject,
     pub(super) payload: Bytes,
     /// Told when it is sent: the acknowledgement to wait for, or why not.
     pub(super) sent: oneshot::Sender<Result<PublishAckFuture, String>>,
