@@ -1048,3 +1048,54 @@ fn a_silent_nodes_nick_is_taken_over_and_its_holder_told_when_it_wakes() {
     assert_eq!(refused["code"], "nick_taken", "{refused}");
     assert_eq!(old.next_of("bye")["reason"], "nick taken");
 }
+
+#[test]
+fn a_plain_text_client_chats_with_a_client_of_another_node() {
+    let cluster = Cluster::start("text");
+    // As `nc` would: connect and say nothing; the server greets in text and
+    // puts the client in `lobby`.
+    let stream = TcpStream::connect(cluster.addr(0)).unwrap();
+    stream.set_read_timeout(Some(DEADLINE)).unwrap();
+    let mut typed = stream.try_clone().unwrap();
+    let mut lines = BufReader::new(stream);
+    let mut read_until = |wanted: &dyn Fn(&str) -> bool| loop {
+        let mut line = String::new();
+        lines.read_line(&mut line).expect("a line in time");
+        assert!(!line.is_empty(), "the server closed the connection");
+        if wanted(&line) {
+            return line;
+        }
+    };
+    let greeting = read_until(&|l| l.starts_with("* welcome"));
+    let me = greeting
+        .split("you are ")
+        .nth(1)
+        .and_then(|rest| {
+            rest.split(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_'))
+                .next()
+        })
+        .expect("the greeting names the client")
+        .to_owned();
+
+    let mut bob = Client::hello(cluster.addr(1), "bob");
+    bob.join("lobby");
+    let mut expected = vec![me.as_str(), "bob"];
+    expected.sort_by_key(|n| n.to_ascii_lowercase());
+    bob.wait_for_members("lobby", &expected);
+    assert_eq!(
+        read_until(&|l| l.contains("bob joined")),
+        "* bob joined #lobby\r\n"
+    );
+
+    bob.say("lobby", "hi from node 2");
+    assert_eq!(
+        read_until(&|l| l.starts_with('<')),
+        "<bob> hi from node 2\r\n"
+    );
+    typed.write_all(b"hello node 2\r\n").unwrap();
+    let heard = bob.next_of("message");
+    assert_eq!(
+        (&heard["from"], &heard["text"]),
+        (&json!(me), &json!("hello node 2"))
+    );
+}
