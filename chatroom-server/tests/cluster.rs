@@ -967,19 +967,29 @@ fn says_sent_without_waiting_keep_their_order() {
         );
         lines.push('\n');
     }
+    // Then a line that is not JSON and a ping: their answers come after
+    // every `ok`.
+    lines.push_str("not json\n");
+    lines.push_str(&json!({"ref": "last", "type": "ping"}).to_string());
+    lines.push('\n');
     ann.stream.write_all(lines.as_bytes()).unwrap();
     let mut oks = Vec::new();
-    while oks.len() < COUNT {
+    loop {
         let frame = ann.next();
         match frame["type"].as_str() {
             Some("ok") => oks.push((
                 frame["ref"].as_str().unwrap().to_owned(),
                 frame["id"].as_u64().unwrap(),
             )),
-            Some("error") => panic!("refused: {frame}"),
+            Some("error") => {
+                assert_eq!(oks.len(), COUNT, "an error overtook an ok: {frame}");
+                assert_eq!(frame["code"], "bad_frame", "{frame}");
+                break;
+            }
             _ => {}
         }
     }
+    assert_eq!(ann.next_of("pong")["ref"], "last");
     let refs: Vec<String> = oks.iter().map(|(r, _)| r.clone()).collect();
     let expected: Vec<String> = (0..COUNT).map(|i| i.to_string()).collect();
     assert_eq!(refs, expected, "answers out of request order");

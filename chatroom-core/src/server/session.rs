@@ -689,13 +689,11 @@ impl Session {
         let line = match frame {
             Frame::Line(line) => line,
             Frame::TooLong { max } => {
-                return self.reject(
-                    Failure::new(
-                        ErrorCode::FrameTooLong,
-                        format!("line longer than {max} bytes was dropped"),
-                    ),
-                    None,
+                let failure = Failure::new(
+                    ErrorCode::FrameTooLong,
+                    format!("line longer than {max} bytes was dropped"),
                 );
+                return self.reject_in_order(failure, None).await;
             }
         };
         match self.dialect {
@@ -707,13 +705,13 @@ impl Session {
     async fn on_native_line(&mut self, line: &Bytes) -> Flow {
         let frame: ClientFrame = match protocol::decode(line) {
             Ok(frame) => frame,
-            Err(e) => return self.reject(e.into(), ref_of_bad_frame(line)),
+            Err(e) => return self.reject_in_order(e.into(), ref_of_bad_frame(line)).await,
         };
         let ClientFrame { reference, message } = frame;
         if let Some(r) = &reference
             && let Err(e) = protocol::validate_ref(r)
         {
-            return self.reject(e.into(), None);
+            return self.reject_in_order(e.into(), None).await;
         }
         self.request(message, reference).await
     }
@@ -786,7 +784,10 @@ impl Session {
     async fn request(&mut self, message: ClientMessage, reference: Option<String>) -> Flow {
         // A pong only proves liveness; it costs no rate.
         if !matches!(message, ClientMessage::Pong) && !self.take_rate_token() {
-            return self.rate_limited(reference);
+            return match self.drain_says().await {
+                Flow::Continue => self.rate_limited(reference),
+                close => close,
+            };
         }
         // Answers go out in request order: anything but a `say` waits for
         // the `say`s before it.
@@ -797,10 +798,16 @@ impl Session {
         }
         match self.dispatch(message, reference.clone()).await {
             Ok(flow) => flow,
-            Err(failure) => match self.drain_says().await {
-                Flow::Continue => self.reject(failure, reference),
-                close => close,
-            },
+            Err(failure) => self.reject_in_order(failure, reference).await,
+        }
+    }
+
+    /// [`Session::reject`], after the `say`s in flight are answered, so
+    /// that the error keeps its place among the replies.
+    async fn reject_in_order(&mut self, failure: Failure, reference: Option<String>) -> Flow {
+        match self.drain_says().await {
+            Flow::Continue => self.reject(failure, reference),
+            close => close,
         }
     }
 
