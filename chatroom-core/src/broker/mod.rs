@@ -26,6 +26,7 @@ mod secret;
 
 pub use secret::Secret;
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -349,17 +350,17 @@ pub fn members(
 /// The rooms with members on any node, sorted by name, with the count of
 /// their members on every node.
 pub fn rooms(broker: &dyn Broker, registry: &RoomRegistry) -> Vec<RoomInfo> {
-    let mut rooms = registry.rooms();
+    let local = registry.rooms();
     let remote = broker.remote_rooms();
     if remote.is_empty() {
-        return rooms;
+        return local;
     }
-    for info in remote {
-        match rooms.iter_mut().find(|r| r.name.key() == info.name.key()) {
-            Some(known) => known.members += info.members,
-            None => rooms.push(info),
-        }
+    let mut merged: BTreeMap<String, RoomInfo> = BTreeMap::new();
+    for info in local.into_iter().chain(remote) {
+        merged
+            .entry(info.name.key())
+            .and_modify(|known| known.members += info.members)
+            .or_insert(info);
     }
-    rooms.sort_by_key(|r| r.name.key());
-    rooms
+    merged.into_values().collect()
 }

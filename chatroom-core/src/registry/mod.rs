@@ -170,13 +170,10 @@ impl RoomRegistry {
     }
 
     /// Cuts off the session holding `nick`, if any, with `reason`.
-    pub fn cut_off_holder(&self, nick: &Nickname, reason: CutReason) -> bool {
-        let state = self.lock();
-        let holder = state
-            .nicks
-            .get(&nick.key())
-            .and_then(|id| state.sessions.get(id));
-        holder.map(|s| s.outbox.cut_off(reason)).is_some()
+    pub fn cut_off_holder(&self, nick: &Nickname, reason: CutReason) {
+        if let Some(holder) = self.lock().holder(nick) {
+            holder.outbox.cut_off(reason);
+        }
     }
 
     /// Whether a session of this registry holds `nick`.
@@ -214,18 +211,10 @@ impl RoomRegistry {
             old: old.clone(),
             new,
         });
-        let mut told = BTreeSet::new();
-        told.insert(id);
+        let mut told = BTreeSet::from([id]);
         let _ = entry.outbox.push(&frame);
-        for room_key in &entry.rooms {
-            if let Some(room) = state.rooms.get(room_key) {
-                for member in &room.lock().members {
-                    if told.insert(member.session) {
-                        let _ = member.outbox.push(&frame);
-                    }
-                }
-            }
-        }
+        let rooms = entry.rooms.iter().map(String::as_str);
+        tell_members_once(&state.rooms, rooms, &frame, &mut told);
         Ok(old)
     }
 
@@ -376,9 +365,7 @@ impl RoomRegistry {
             .get(&id)
             .ok_or(RegistryError::UnknownSession)?;
         let target = state
-            .nicks
-            .get(&to.key())
-            .and_then(|t| state.sessions.get(t))
+            .holder(to)
             .ok_or_else(|| RegistryError::NoSuchNick(to.clone()))?;
         let frame = Outbound::message(ServerMessage::Private {
             from: sender.nick.clone(),
@@ -408,9 +395,7 @@ impl RoomRegistry {
     ) -> Result<Nickname, RegistryError> {
         let state = self.lock();
         let target = state
-            .nicks
-            .get(&to.key())
-            .and_then(|t| state.sessions.get(t))
+            .holder(to)
             .ok_or_else(|| RegistryError::NoSuchNick(to.clone()))?;
         let _ = target
             .outbox
@@ -471,17 +456,10 @@ impl RoomRegistry {
     /// Pushes `frame` once to every member of any of `rooms` (a rename
     /// heard from another node, say).
     pub fn tell_members(&self, rooms: &[RoomName], frame: &Arc<Outbound>) {
+        let keys: Vec<String> = rooms.iter().map(RoomName::key).collect();
         let state = self.lock();
-        let mut told = BTreeSet::new();
-        for room in rooms {
-            if let Some(live) = state.rooms.get(&room.key()) {
-                for member in &live.lock().members {
-                    if told.insert(member.session) {
-                        let _ = member.outbox.push(frame);
-                    }
-                }
-            }
-        }
+        let keys = keys.iter().map(String::as_str);
+        tell_members_once(&state.rooms, keys, frame, &mut BTreeSet::new());
     }
 
     /// Pushes `frame` to every registered session (for server notices such
@@ -493,6 +471,34 @@ impl RoomRegistry {
             .values()
             .filter(|s| s.outbox.push(frame).is_err())
             .count()
+    }
+}
+
+impl State {
+    /// The session holding `nick`.
+    fn holder(&self, nick: &Nickname) -> Option<&SessionEntry> {
+        self.nicks
+            .get(&nick.key())
+            .and_then(|id| self.sessions.get(id))
+    }
+}
+
+/// Pushes `frame` to every member of the rooms `keys` not in `told`, and
+/// adds them to it: each session is told once, however many rooms it shares.
+fn tell_members_once<'a>(
+    rooms: &HashMap<String, Arc<Room>>,
+    keys: impl Iterator<Item = &'a str>,
+    frame: &Arc<Outbound>,
+    told: &mut BTreeSet<SessionId>,
+) {
+    for key in keys {
+        if let Some(room) = rooms.get(key) {
+            for member in &room.lock().members {
+                if told.insert(member.session) {
+                    let _ = member.outbox.push(frame);
+                }
+            }
+        }
     }
 }
 

@@ -26,6 +26,7 @@
 //! - **Losing NATS** is told to this node's clients as a `notice`, and so
 //!   is its return; meanwhile what needs NATS is refused with an error.
 
+mod connect;
 mod outgoing;
 mod presence;
 mod whisper;
@@ -55,8 +56,6 @@ use super::presence::Change;
 use presence::Presence;
 
 use super::{Broker, BrokerError, Pending};
-
-mod connect;
 
 pub use connect::{ClientCert, NatsAuth, NatsTls, redact_url};
 
@@ -291,10 +290,8 @@ struct Feed {
     stream: stream::Stream,
     /// Where the room's `say`s are published (shared, not copied, per say).
     subject: async_nats::Subject,
-    /// Tells the feed to start its consumer again.
-    kick: Arc<Notify>,
-    /// How many consumers the feed has started.
-    starts: Arc<AtomicU64>,
+    /// Shared with the feed's task.
+    signals: FeedSignals,
     /// `last` as of the previous check of the feeds.
     seen: MessageId,
     /// Set, with `starts`, when a check found the stream ahead of `seen`; a
@@ -304,8 +301,11 @@ struct Feed {
 }
 
 /// What the feed checker and a feed's task share.
+#[derive(Clone, Default)]
 struct FeedSignals {
+    /// Tells the feed to start its consumer again.
     kick: Arc<Notify>,
+    /// How many consumers the feed has started.
     starts: Arc<AtomicU64>,
 }
 
@@ -332,14 +332,21 @@ struct Inner {
     /// Publishes in flight: token → sending session.
     outgoing: Mutex<HashMap<u64, SessionId>>,
     next_token: AtomicU64,
-    /// When the connection to NATS last came up.
-    connected_since: Arc<Mutex<std::time::Instant>>,
     /// Nick releases under way.
     releasing: AtomicUsize,
     /// The queue of `say`s to JetStream (see `outgoing`).
     publisher: mpsc::Sender<outgoing::Outgoing>,
-    /// Bumped at every (re)connection to NATS.
-    connections: watch::Receiver<u64>,
+    /// Changed at every (re)connection to NATS.
+    connections: watch::Receiver<Connections>,
+}
+
+/// The node's connections to NATS so far.
+#[derive(Debug, Clone, Copy)]
+struct Connections {
+    /// How many times it connected (the first time included).
+    count: u64,
+    /// When it last connected.
+    since: std::time::Instant,
 }
 
 /// The NATS JetStream broker. See the module docs.
@@ -379,13 +386,14 @@ impl NatsBroker {
         // Counts connections, so that room feeds start their consumers
         // again after a reconnection (perhaps to another server of a NATS
         // cluster, where the old ephemeral consumer does not exist).
-        let (connections_tx, connections) = watch::channel(0u64);
+        let (connections_tx, connections) = watch::channel(Connections {
+            count: 0,
+            since: std::time::Instant::now(),
+        });
         let (options, servers) = connect::secure(async_nats::ConnectOptions::new(), &config)?;
         // Set by `attach`; the connection's events are told to its clients.
         let registry = Arc::new(OnceLock::<RoomRegistry>::new());
         let told = registry.clone();
-        let connected_since = Arc::new(Mutex::new(std::time::Instant::now()));
-        let since = connected_since.clone();
         let options = options
             .name(format!("chatroom {node}"))
             .connection_timeout(config.request_timeout)
@@ -394,14 +402,15 @@ impl NatsBroker {
                 let node = node.clone();
                 let connections_tx = connections_tx.clone();
                 let told = told.clone();
-                let since = since.clone();
                 async move {
                     match event {
                         async_nats::Event::Connected => {
                             tracing::info!(%node, "connected to NATS");
-                            *lock(&since) = std::time::Instant::now();
-                            connections_tx.send_modify(|n| *n += 1);
-                            if *connections_tx.borrow() > 1 {
+                            connections_tx.send_modify(|c| {
+                                c.count += 1;
+                                c.since = std::time::Instant::now();
+                            });
+                            if connections_tx.borrow().count > 1 {
                                 notify(&told, "this server is connected to the cluster again");
                             }
                         }
@@ -485,7 +494,6 @@ impl NatsBroker {
             outgoing: Mutex::new(HashMap::new()),
             next_token: AtomicU64::new(0),
             releasing: AtomicUsize::new(0),
-            connected_since,
             publisher,
             connections,
         });
@@ -630,13 +638,16 @@ impl Broker for NatsBroker {
 
     fn release(&self, nick: &Nickname) {
         let key = nick.key();
-        if lock(&self.inner.claims).remove(&key).is_none() {
+        let Some(revision) = lock(&self.inner.claims).remove(&key) else {
             return;
-        }
+        };
         let inner = self.inner.clone();
         inner.releasing.fetch_add(1, Ordering::AcqRel);
         tokio::spawn(async move {
-            let deleted = timeout(inner.config.request_timeout, inner.nicks.delete(&key)).await;
+            // Only this node's own claim: one taken over by another node
+            // since (this node was stalled) is theirs to keep.
+            let delete = inner.nicks.delete_expect_revision(&key, Some(revision));
+            let deleted = timeout(inner.config.request_timeout, delete).await;
             if !matches!(deleted, Ok(Ok(()))) {
                 tracing::warn!(nick = %key, "could not release a nick claim; it expires with its lease");
             }
@@ -689,17 +700,14 @@ impl Inner {
         let known = self.store.last_id(&room).unwrap_or(last);
         let (tx, rx) = watch::channel(known);
         let room_subject = subject(&key).into();
-        let kick = Arc::new(Notify::new());
-        let starts = Arc::new(AtomicU64::new(0));
-        let feed = FeedSignals {
-            kick: kick.clone(),
-            starts: starts.clone(),
-        };
-        let task =
-            tokio::spawn(
-                self.clone()
-                    .consume(room.clone(), stream.clone(), known + 1, tx, feed),
-            );
+        let signals = FeedSignals::default();
+        let task = tokio::spawn(self.clone().consume(
+            room.clone(),
+            stream.clone(),
+            known + 1,
+            tx,
+            signals.clone(),
+        ));
         feeds.insert(
             key,
             Feed {
@@ -709,8 +717,7 @@ impl Inner {
                 touched: Instant::now(),
                 stream,
                 subject: room_subject,
-                kick,
-                starts,
+                signals,
                 seen: known,
                 suspect: None,
             },
@@ -966,22 +973,16 @@ impl Inner {
         )
         .await
         .map_err(|e| unavailable("cannot claim the nick", e))?;
-        match created {
-            Ok(revision) => {
-                lock(&self.claims).insert(key, revision);
-                Ok(())
-            }
-            Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
-                match self.take_over(&key).await {
-                    Some(revision) => {
-                        lock(&self.claims).insert(key, revision);
-                        Ok(())
-                    }
-                    None => Err(BrokerError::NickTaken(nick)),
-                }
-            }
-            Err(e) => Err(unavailable("cannot claim the nick", e)),
-        }
+        let revision = match created {
+            Ok(revision) => revision,
+            Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => self
+                .take_over(&key)
+                .await
+                .ok_or(BrokerError::NickTaken(nick))?,
+            Err(e) => return Err(unavailable("cannot claim the nick", e)),
+        };
+        lock(&self.claims).insert(key, revision);
+        Ok(())
     }
 
     /// Takes a nick over from the node that claimed it when that node has
@@ -993,7 +994,7 @@ impl Inner {
     async fn take_over(&self, key: &str) -> Option<u64> {
         if !self
             .presence
-            .knows_the_cluster(*lock(&self.connected_since))
+            .knows_the_cluster(self.connections.borrow().since)
         {
             return None;
         }
@@ -1170,7 +1171,7 @@ impl Inner {
                             feed.suspect = None;
                             return None;
                         }
-                        let starts = feed.starts.load(Ordering::Relaxed);
+                        let starts = feed.signals.starts.load(Ordering::Relaxed);
                         Some((key.clone(), feed.stream.clone(), (now, starts)))
                     })
                     .collect()
@@ -1193,7 +1194,7 @@ impl Inner {
                     match feed.suspect {
                         _ if !behind => feed.suspect = None,
                         Some(before) if before == state => {
-                            feed.kick.notify_waiters();
+                            feed.signals.kick.notify_waiters();
                             feed.suspect = None;
                         }
                         _ => feed.suspect = Some(state),
