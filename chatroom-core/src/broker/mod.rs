@@ -26,7 +26,6 @@ mod secret;
 
 pub use secret::Secret;
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -34,7 +33,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use crate::protocol::{ErrorCode, MessageId, Nickname, RoomInfo, RoomName, Timestamp};
-use crate::registry::{Outbox, Published, RegistryError, Room, RoomRegistry, SessionId};
+use crate::registry::{Published, RegistryError, Room, RoomRegistry, SessionId};
 
 /// Why the broker refused a request.
 #[derive(Debug, thiserror::Error)]
@@ -244,123 +243,4 @@ impl Broker for LocalBroker {
     }
 
     fn release(&self, _nick: &Nickname) {}
-}
-
-/// Registers a session under `nick`: claimed through the broker, then
-/// taken in the registry (the claim is given back if the registry refuses).
-///
-/// # Errors
-/// [`BrokerError::NickTaken`] or [`RegistryError::NickTaken`] when someone
-/// holds it; [`BrokerError::Unavailable`] when the claim cannot be made.
-pub async fn register(
-    broker: &dyn Broker,
-    registry: &RoomRegistry,
-    nick: Nickname,
-    outbox: Outbox,
-) -> Result<SessionId, BrokerError> {
-    broker.claim(&nick).await?;
-    registry.register(nick.clone(), outbox).map_err(|e| {
-        broker.release(&nick);
-        e.into()
-    })
-}
-
-/// Registers a session under `base`, or `base-2`, `base-3`, … when that is
-/// taken here or on another node.
-///
-/// # Errors
-/// [`BrokerError::Unavailable`] when no claim can be made.
-pub async fn register_unique(
-    broker: &dyn Broker,
-    registry: &RoomRegistry,
-    base: &Nickname,
-    outbox: Outbox,
-) -> Result<(SessionId, Nickname), BrokerError> {
-    let mut candidate = base.clone();
-    let mut n = 2u64;
-    loop {
-        match register(broker, registry, candidate.clone(), outbox.clone()).await {
-            Ok(id) => return Ok((id, candidate)),
-            Err(BrokerError::NickTaken(_) | BrokerError::Registry(RegistryError::NickTaken(_))) => {
-                candidate = Nickname::numbered(base, n);
-                n += 1;
-            }
-            Err(e) => return Err(e),
-        }
-    }
-}
-
-/// Renames a session: the new nick is claimed first (unless only its case
-/// changes), then the registry renames, then the old claim is given back.
-///
-/// # Errors
-/// As [`register`].
-pub async fn rename(
-    broker: &dyn Broker,
-    registry: &RoomRegistry,
-    id: SessionId,
-    old: &Nickname,
-    new: Nickname,
-) -> Result<(), BrokerError> {
-    let same_key = old.key() == new.key();
-    if !same_key {
-        broker.claim(&new).await?;
-    }
-    match registry.rename(id, new.clone()) {
-        Ok(_) => {
-            if !same_key {
-                broker.release(old);
-            }
-            Ok(())
-        }
-        Err(e) => {
-            if !same_key {
-                broker.release(&new);
-            }
-            Err(e.into())
-        }
-    }
-}
-
-/// The members of `room` on every node, sorted ignoring case.
-///
-/// # Errors
-/// [`RegistryError::NoSuchRoom`] when no node has a member in the room.
-pub fn members(
-    broker: &dyn Broker,
-    registry: &RoomRegistry,
-    room: &RoomName,
-) -> Result<Vec<Nickname>, RegistryError> {
-    let remote = broker.remote_members(room);
-    let mut nicks = match registry.members(room) {
-        Ok(local) => local,
-        Err(RegistryError::NoSuchRoom(_)) if !remote.is_empty() => Vec::new(),
-        Err(e) => return Err(e),
-    };
-    if !remote.is_empty() {
-        nicks.extend(remote);
-        nicks.sort_by_key(Nickname::key);
-        // A nick is held once in the cluster; a rename heard from another
-        // node a moment late must not show someone twice.
-        nicks.dedup_by_key(|n| n.key());
-    }
-    Ok(nicks)
-}
-
-/// The rooms with members on any node, sorted by name, with the count of
-/// their members on every node.
-pub fn rooms(broker: &dyn Broker, registry: &RoomRegistry) -> Vec<RoomInfo> {
-    let local = registry.rooms();
-    let remote = broker.remote_rooms();
-    if remote.is_empty() {
-        return local;
-    }
-    let mut merged: BTreeMap<String, RoomInfo> = BTreeMap::new();
-    for info in local.into_iter().chain(remote) {
-        merged
-            .entry(info.name.key())
-            .and_modify(|known| known.members += info.members)
-            .or_insert(info);
-    }
-    merged.into_values().collect()
 }

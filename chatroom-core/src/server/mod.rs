@@ -21,12 +21,13 @@
 //! # Ok(()) }
 //! ```
 
-mod backlog;
 mod config;
 mod error;
 mod peers;
 mod rate;
+mod rooms;
 mod session;
+mod shared;
 mod web;
 mod writer;
 
@@ -46,17 +47,9 @@ use crate::transport::{Connection, Listener, TransportError};
 pub use config::{HistoryKind, ServerConfig};
 pub use error::{ConfigError, ServerError, SessionError};
 
-use config::Limits;
 use peers::{PeerTable, Refusal};
-
-/// What every session shares.
-#[derive(Debug)]
-pub(crate) struct Shared {
-    pub(crate) limits: Limits,
-    pub(crate) registry: RoomRegistry,
-    /// Where room messages and nick claims go to reach every node.
-    pub(crate) broker: Arc<dyn Broker>,
-}
+use rooms::{RoomLimits, Rooms};
+use shared::Shared;
 
 /// The chat engine. Build it with [`Server::new`], then [`Server::run`] it.
 #[derive(Debug)]
@@ -101,19 +94,15 @@ impl Server {
     ) -> Result<Self, ServerError> {
         let limits = config.validate()?;
         let registry = RoomRegistry::with_history(Some(store), limits.recent_per_room);
-        broker.attach(&registry);
+        let room_limits = RoomLimits {
+            max_rooms: limits.max_rooms,
+            history_on_join: limits.history_on_join,
+            history_page_max: limits.history_page_max,
+        };
+        let rooms = Rooms::new(registry, broker, room_limits);
         Ok(Self {
-            shared: Arc::new(Shared {
-                limits,
-                registry,
-                broker,
-            }),
+            shared: Arc::new(Shared { limits, rooms }),
         })
-    }
-
-    /// The registry the sessions share: who is connected, which rooms exist.
-    pub fn registry(&self) -> &RoomRegistry {
-        &self.shared.registry
     }
 
     /// Serves `listener` until `shutdown` completes, then shuts down
@@ -167,7 +156,7 @@ impl Server {
         }
         drop(conn_tx);
 
-        if let Some(store) = self.shared.registry.history().cloned() {
+        if let Some(store) = self.shared.rooms.history().cloned() {
             let limits = &self.shared.limits;
             acceptors.spawn(sweep_history(
                 store,
@@ -208,8 +197,8 @@ impl Server {
             );
             sessions.shutdown().await;
         }
-        self.shared.broker.shutdown().await;
-        if let Some(store) = self.shared.registry.history().cloned() {
+        self.shared.rooms.shutdown().await;
+        if let Some(store) = self.shared.rooms.history().cloned() {
             // What the sessions said last is committed before run returns.
             match tokio::task::spawn_blocking(move || store.flush()).await {
                 Ok(Ok(())) => {}

@@ -3,24 +3,22 @@
 //! frame per text message.
 //!
 //! The session tells an HTTP request from chat by its first line (see
-//! `session::sniff`) and hands the connection here with the bytes it has
-//! read. This is a deliberately small HTTP/1.1 server: three static files
+//! `session::opening`) and hands the connection here with the bytes it has
+//! read; a WebSocket is handed back to it as a connection of its own. This is a deliberately small HTTP/1.1 server: three static files
 //! and one upgrade, `Connection: close` on everything else.
 
 mod bridge;
 
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_util::sync::CancellationToken;
 
-use crate::transport::{BoxReader, BoxWriter, PeerAddr};
+use crate::transport::{BoxReader, BoxWriter, Connection, PeerAddr};
 
-use super::Shared;
+use super::config::Limits;
 
 /// Longest request head (request line and headers) read, in bytes.
 const MAX_HEAD: usize = 8 * 1024;
@@ -29,23 +27,29 @@ const INDEX_HTML: &str = include_str!("page/index.html");
 const APP_JS: &str = include_str!("page/app.js");
 const STYLE_CSS: &str = include_str!("page/style.css");
 
-/// Serves one HTTP request that began with `read`.
+/// Serves one HTTP request that began with `read`. A WebSocket upgrade
+/// comes back as a [`Connection`] whose lines are the WebSocket's text
+/// messages, for the caller to serve as a native chat client; every other
+/// request is answered here and gives `None`.
 pub(crate) async fn serve(
-    shared: Arc<Shared>,
+    limits: &Limits,
     read: Bytes,
     mut reader: BoxReader,
     mut writer: BoxWriter,
     peer: PeerAddr,
-    shutdown: CancellationToken,
-) {
-    let timeout = shared.limits.handshake_timeout;
+) -> Option<Connection> {
+    let timeout = limits.handshake_timeout;
     let head = match tokio::time::timeout(timeout, read_head(read, &mut reader)).await {
         Ok(Ok(head)) => head,
-        Ok(Err(status)) => return respond(&mut writer, status, "text/plain", status.1).await,
-        Err(_) => return,
+        Ok(Err(status)) => {
+            respond(&mut writer, status, "text/plain", status.1).await;
+            return None;
+        }
+        Err(_) => return None,
     };
     let Some(request) = Request::parse(&head) else {
-        return respond(&mut writer, BAD_REQUEST, "text/plain", BAD_REQUEST.1).await;
+        respond(&mut writer, BAD_REQUEST, "text/plain", BAD_REQUEST.1).await;
+        return None;
     };
     let page = match request.path.split('?').next().unwrap_or("") {
         "/" | "/index.html" => Some((INDEX_HTML, "text/html; charset=utf-8")),
@@ -54,21 +58,24 @@ pub(crate) async fn serve(
         _ => None,
     };
     if let Some((body, kind)) = page {
-        return respond(&mut writer, OK, kind, body).await;
+        respond(&mut writer, OK, kind, body).await;
+        return None;
     }
     if request.path != "/ws" || !request.is_websocket_upgrade() {
-        return respond(&mut writer, NOT_FOUND, "text/plain", NOT_FOUND.1).await;
+        respond(&mut writer, NOT_FOUND, "text/plain", NOT_FOUND.1).await;
+        return None;
     }
-    if !origin_allowed(&request, &shared.limits.web_origins) {
+    if !origin_allowed(&request, &limits.web_origins) {
         tracing::info!(%peer, origin = request.origin.as_deref().unwrap_or(""), "websocket refused: origin not allowed");
-        return respond(&mut writer, FORBIDDEN, "text/plain", "origin not allowed\n").await;
+        respond(&mut writer, FORBIDDEN, "text/plain", "origin not allowed\n").await;
+        return None;
     }
     let stream = Rejoined {
         unread: head,
         reader,
         writer,
     };
-    let max = shared.limits.max_line_len;
+    let max = limits.max_line_len;
     let config = WebSocketConfig::default()
         .max_message_size(Some(max))
         .max_frame_size(Some(max));
@@ -81,12 +88,11 @@ pub(crate) async fn serve(
         Ok(Ok(ws)) => ws,
         Ok(Err(e)) => {
             tracing::debug!(%peer, error = %e, "websocket handshake failed");
-            return;
+            return None;
         }
-        Err(_) => return,
+        Err(_) => return None,
     };
-    let conn = bridge::spawn(ws, peer, max);
-    super::session::serve_native(shared, conn, shutdown).await;
+    Some(bridge::spawn(ws, peer, max))
 }
 
 type Status = (u16, &'static str);

@@ -1,0 +1,206 @@
+//! How a connection becomes a registered session: a native client's
+//! `hello` (with its resume cursors), or a text client's nick taken from
+//! its address and its seat in the default room.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use futures::StreamExt;
+use tokio::time::Instant;
+
+use crate::protocol::{
+    self, ClientFrame, ClientMessage, ErrorCode, MessageId, Nickname, PROTOCOL_VERSION, RoomName,
+};
+use crate::registry::Outbox;
+use crate::transport::{Frame, PeerAddr};
+
+use super::super::rate::TokenBucket;
+use super::super::rooms::Since;
+use super::super::shared::Shared;
+use super::reply::{Failure, bye, error, ref_of_bad_frame};
+use super::{Dialect, End, Reader, Session};
+
+/// Waits for a valid `hello` and registers the client. Returns `None` when
+/// the connection must close (it was told why).
+pub(super) async fn native(
+    shared: &Arc<Shared>,
+    peer: PeerAddr,
+    outbox: Outbox,
+    reader: &mut Reader,
+    mut pending: Option<Frame>,
+) -> Option<Session> {
+    let limits = &shared.limits;
+    let deadline = Instant::now() + limits.handshake_timeout;
+    let mut errors = TokenBucket::refilling_every(limits.error_refill, limits.max_errors, deadline);
+    loop {
+        let frame = match pending.take() {
+            Some(frame) => frame,
+            None => match tokio::time::timeout_at(deadline, reader.next()).await {
+                Ok(Some(Ok(frame))) => frame,
+                Ok(Some(Err(e))) => {
+                    tracing::debug!(%peer, error = %e, "read failed during handshake");
+                    return None;
+                }
+                Ok(None) => return None,
+                Err(_) => {
+                    error(
+                        &outbox,
+                        Failure::new(ErrorCode::HandshakeRequired, "no hello in time"),
+                        None,
+                    );
+                    bye(&outbox, "handshake timeout");
+                    tracing::debug!(%peer, reason = %End::HandshakeTimeout, "closed");
+                    return None;
+                }
+            },
+        };
+        let (failure, reference) = match hello_of(&frame) {
+            Ok(hello) if hello.version != PROTOCOL_VERSION => {
+                error(
+                    &outbox,
+                    Failure::new(
+                        ErrorCode::UnsupportedVersion,
+                        format!("this server speaks protocol version {PROTOCOL_VERSION}"),
+                    ),
+                    hello.reference,
+                );
+                bye(&outbox, "unsupported protocol version");
+                tracing::debug!(%peer, reason = %End::UnsupportedVersion, "closed");
+                return None;
+            }
+            Ok(hello) => {
+                let rooms = &shared.rooms;
+                let registered = match hello.nick {
+                    Some(nick) => rooms.register(&nick, &outbox).await.map(|id| (id, nick)),
+                    None => {
+                        let base = Nickname::new("guest").expect("valid literal");
+                        rooms.register_unique(&base, &outbox).await
+                    }
+                };
+                match registered {
+                    Ok((id, nick)) => {
+                        let mut session = Session::new(shared, id, nick, Dialect::Native, outbox);
+                        session.welcome(hello.reference.clone());
+                        session.resume(hello.resume, hello.reference).await;
+                        return Some(session);
+                    }
+                    Err(e) => (Failure::from(e), hello.reference),
+                }
+            }
+            Err(failed) => failed,
+        };
+        error(&outbox, failure, reference);
+        if !errors.try_take(Instant::now()) {
+            bye(&outbox, "too many errors");
+            return None;
+        }
+    }
+}
+
+/// What a `hello` asks for.
+struct Hello {
+    version: u32,
+    nick: Option<Nickname>,
+    resume: BTreeMap<RoomName, MessageId>,
+    reference: Option<String>,
+}
+
+/// Reads a `hello` out of a frame, or says what is wrong with it.
+fn hello_of(frame: &Frame) -> Result<Hello, (Failure, Option<String>)> {
+    let line = match frame {
+        Frame::Line(line) => line,
+        Frame::TooLong { max } => {
+            return Err((
+                Failure::new(
+                    ErrorCode::FrameTooLong,
+                    format!("line longer than {max} bytes"),
+                ),
+                None,
+            ));
+        }
+    };
+    let parsed: ClientFrame =
+        protocol::decode(line).map_err(|e| (Failure::from(e), ref_of_bad_frame(line)))?;
+    match parsed.message {
+        ClientMessage::Hello {
+            version,
+            nick,
+            resume,
+        } => Ok(Hello {
+            version,
+            nick,
+            resume,
+            reference: parsed.reference,
+        }),
+        _ => Err((
+            Failure::new(ErrorCode::HandshakeRequired, "say hello first"),
+            parsed.reference,
+        )),
+    }
+}
+
+/// Registers a text-dialect client under a nick from its address, greets
+/// it and puts it in the default room. Returns `None` when the connection
+/// must close (it was told why).
+pub(super) async fn text(shared: &Arc<Shared>, peer: PeerAddr, outbox: Outbox) -> Option<Session> {
+    let (id, nick) = match shared
+        .rooms
+        .register_unique(&nick_for(&peer), &outbox)
+        .await
+    {
+        Ok(registered) => registered,
+        Err(e) => {
+            // Only a cluster that cannot be reached refuses a nick with a
+            // free suffix; the text client is told and closed.
+            error(&outbox, e.into(), None);
+            bye(&outbox, "the cluster is unavailable");
+            return None;
+        }
+    };
+    let mut session = Session::new(shared, id, nick, Dialect::Text, outbox);
+    session.welcome(None);
+    let room = shared.limits.default_room.clone();
+    match session.join(&room, Since::Recent(None)).await {
+        Ok(_) => session.current = Some(room),
+        Err(failure) => session.fail(failure, None),
+    }
+    Some(session)
+}
+
+/// A nick from the peer's address, as the seed named users by IP:
+/// `127-0-0-1-50000`.
+fn nick_for(peer: &PeerAddr) -> Nickname {
+    let raw = match peer {
+        PeerAddr::Net(addr) => {
+            let ip: String = addr
+                .ip()
+                .to_string()
+                .chars()
+                .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+                .collect();
+            format!("{}-{}", ip.trim_matches('-'), addr.port())
+        }
+        _ => "guest".to_owned(),
+    };
+    // Long IPv6 addresses keep their most specific end.
+    let start = raw.len().saturating_sub(protocol::MAX_NICK_LEN);
+    let trimmed = raw[start..].trim_start_matches('-');
+    Nickname::new(trimmed).unwrap_or_else(|_| Nickname::new("guest").expect("valid literal"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::SocketAddr;
+
+    #[test]
+    fn nicks_come_from_the_peer_address() {
+        let v4: SocketAddr = "127.0.0.1:50000".parse().unwrap();
+        assert_eq!(nick_for(&PeerAddr::Net(v4)).as_str(), "127-0-0-1-50000");
+        let v6: SocketAddr = "[2001:db8:85a3::8a2e:370:7334]:50000".parse().unwrap();
+        let nick = nick_for(&PeerAddr::Net(v6));
+        assert!(nick.as_str().ends_with("7334-50000"), "{nick}");
+        let local6: SocketAddr = "[::1]:7".parse().unwrap();
+        assert_eq!(nick_for(&PeerAddr::Net(local6)).as_str(), "1-7");
+    }
+}

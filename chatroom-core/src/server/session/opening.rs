@@ -1,0 +1,77 @@
+//! What a connection's first bytes say it is.
+//!
+//! The chat port serves three kinds of peer: a program speaking the native
+//! JSON dialect, a person (or the seed's client) speaking text, and a
+//! browser asking for the page or a WebSocket. This module only tells them
+//! apart; it hands the connection to neither, so the web side and the chat
+//! side both start from here without knowing each other.
+
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use futures::StreamExt;
+
+use crate::transport::Frame;
+
+use super::{Dialect, Reader};
+
+/// What a connection's first bytes say it is.
+#[derive(Debug)]
+pub(super) enum Opening {
+    /// A chat client, in this dialect, with the first line if one came.
+    Chat(Dialect, Option<Frame>),
+    /// An HTTP request (a browser): the request line read so far, with its
+    /// line break.
+    Http(Bytes),
+    /// The peer closed before saying anything.
+    Closed,
+}
+
+/// Decides the dialect from the first bytes, as docs/protocol.md states: a
+/// `{` first is a native client; anything else, or silence for the sniff
+/// window, is a person or the seed's client speaking text.
+pub(super) async fn sniff(reader: &mut Reader, window: Duration) -> Opening {
+    let first = match tokio::time::timeout(window, reader.next()).await {
+        Ok(Some(Ok(frame))) => Some(frame),
+        Ok(Some(Err(_)) | None) => return Opening::Closed,
+        Err(_) => None,
+    };
+    if let Some(Frame::Line(line)) = &first
+        && is_http_request_line(line)
+    {
+        let mut bytes = BytesMut::from(&line[..]);
+        bytes.extend_from_slice(b"\n");
+        return Opening::Http(bytes.freeze());
+    }
+    let first_byte = match &first {
+        Some(Frame::Line(line)) => line.first().copied(),
+        Some(Frame::TooLong { .. }) => None,
+        None => reader.read_buffer().first().copied(),
+    };
+    let dialect = if first_byte == Some(b'{') {
+        Dialect::Native
+    } else {
+        Dialect::Text
+    };
+    Opening::Chat(dialect, first)
+}
+
+/// `GET /path HTTP/1.x`: a browser, not a person typing.
+fn is_http_request_line(line: &[u8]) -> bool {
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    line.starts_with(b"GET /") && (line.ends_with(b" HTTP/1.1") || line.ends_with(b" HTTP/1.0"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_get_request_line_is_http() {
+        assert!(is_http_request_line(b"GET / HTTP/1.1\r"));
+        assert!(is_http_request_line(b"GET /ws HTTP/1.0"));
+        assert!(!is_http_request_line(b"GET / is what I typed"));
+        assert!(!is_http_request_line(b"POST / HTTP/1.1"));
+        assert!(!is_http_request_line(b"hello"));
+    }
+}

@@ -1,0 +1,219 @@
+//! Sessions over the in-memory transport, with tokio's clock paused where
+//! the test is about time: no sockets, no sleeping for real.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, DuplexStream};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::protocol::{self, ServerFrame, ServerMessage};
+use crate::server::{Server, ServerConfig};
+use crate::transport::{Connection, PeerAddr};
+
+use super::super::shared::Shared;
+
+/// A peer on the far end of an in-memory pipe to one session.
+struct Peer {
+    lines: BufReader<tokio::io::ReadHalf<DuplexStream>>,
+    writer: tokio::io::WriteHalf<DuplexStream>,
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+fn shared() -> Arc<Shared> {
+    Server::new(ServerConfig::default()).unwrap().shared
+}
+
+impl Peer {
+    /// Opens a session on `shared`, as the engine would for an accepted
+    /// connection.
+    fn connect(shared: &Arc<Shared>, n: u64) -> Self {
+        let (client, server) = tokio::io::duplex(64 * 1024);
+        let stop = CancellationToken::new();
+        let conn = Connection::from_stream(server, PeerAddr::Memory(n));
+        let task = tokio::spawn(super::serve(shared.clone(), conn, stop.clone()));
+        let (reader, writer) = tokio::io::split(client);
+        Self {
+            lines: BufReader::new(reader),
+            writer,
+            stop,
+            task,
+        }
+    }
+
+    async fn send(&mut self, line: &str) {
+        self.writer.write_all(line.as_bytes()).await.unwrap();
+        self.writer.write_all(b"\n").await.unwrap();
+    }
+
+    /// The next line, or `None` once the session closed the connection.
+    async fn line(&mut self) -> Option<String> {
+        let mut line = String::new();
+        let n = self.lines.read_line(&mut line).await.unwrap();
+        (n > 0).then(|| line.trim_end().to_owned())
+    }
+
+    async fn frame(&mut self) -> ServerMessage {
+        let line = self.line().await.expect("a frame, not a close");
+        let frame: ServerFrame = protocol::decode(line.as_bytes()).unwrap();
+        frame.message
+    }
+
+    /// The next frame that is not presence (someone joining or leaving).
+    async fn reply(&mut self) -> ServerMessage {
+        loop {
+            match self.frame().await {
+                ServerMessage::Joined { .. } | ServerMessage::Left { .. } => {}
+                other => return other,
+            }
+        }
+    }
+
+    async fn hello(&mut self, nick: &str) {
+        self.send(&format!(
+            r#"{{"type":"hello","version":1,"nick":"{nick}"}}"#
+        ))
+        .await;
+        assert!(matches!(self.frame().await, ServerMessage::Welcome { .. }));
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_silent_peer_is_greeted_as_text_once_the_sniff_window_passes() {
+    let shared = shared();
+    let mut peer = Peer::connect(&shared, 1);
+    let start = Instant::now();
+    let welcome = peer.line().await.unwrap();
+    assert!(welcome.starts_with("* welcome to"), "{welcome}");
+    assert!(
+        start.elapsed() >= shared.limits.sniff,
+        "{:?}",
+        start.elapsed()
+    );
+    // The text client is seated in the default room.
+    let joined = peer.line().await.unwrap();
+    assert!(
+        joined.contains(shared.limits.default_room.as_str()),
+        "{joined}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_native_peer_without_hello_is_closed_when_the_handshake_times_out() {
+    let shared = shared();
+    let mut peer = Peer::connect(&shared, 1);
+    let start = Instant::now();
+    peer.send(r#"{"type":"ping","ref":"p"}"#).await;
+    match peer.frame().await {
+        ServerMessage::Error { code, .. } => assert_eq!(code.as_str(), "handshake_required"),
+        other => panic!("expected an error, got {other:?}"),
+    }
+    match peer.frame().await {
+        ServerMessage::Error { message, .. } => assert_eq!(message, "no hello in time"),
+        other => panic!("expected an error, got {other:?}"),
+    }
+    assert!(matches!(peer.frame().await, ServerMessage::Bye { .. }));
+    assert_eq!(peer.line().await, None);
+    let waited = start.elapsed();
+    let timeout = shared.limits.handshake_timeout;
+    assert!(waited >= timeout && waited < timeout * 2, "{waited:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_quiet_native_peer_is_pinged_then_closed_as_idle() {
+    let shared = shared();
+    let mut peer = Peer::connect(&shared, 1);
+    peer.hello("quiet").await;
+    let start = Instant::now();
+    assert!(matches!(peer.frame().await, ServerMessage::Ping));
+    let pinged = start.elapsed();
+    assert!(pinged >= shared.limits.ping_interval, "{pinged:?}");
+    match peer.frame().await {
+        ServerMessage::Error { code, .. } => assert_eq!(code.as_str(), "idle_timeout"),
+        other => panic!("expected idle_timeout, got {other:?}"),
+    }
+    let closed = start.elapsed();
+    assert!(closed >= shared.limits.idle_timeout, "{closed:?}");
+    assert!(matches!(peer.frame().await, ServerMessage::Bye { .. }));
+    assert_eq!(peer.line().await, None);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_pong_keeps_a_native_peer_connected() {
+    let shared = shared();
+    let mut peer = Peer::connect(&shared, 1);
+    peer.hello("awake").await;
+    for _ in 0..3 {
+        assert!(matches!(peer.frame().await, ServerMessage::Ping));
+        peer.send(r#"{"type":"pong"}"#).await;
+    }
+    // Three ping intervals passed, more than the idle timeout: still here.
+    peer.send(r#"{"type":"ping","ref":"still"}"#).await;
+    assert!(matches!(peer.frame().await, ServerMessage::Pong));
+}
+
+#[tokio::test]
+async fn replies_follow_request_order_and_a_line_reaches_the_other_member() {
+    let shared = shared();
+    let mut ann = Peer::connect(&shared, 1);
+    let mut bob = Peer::connect(&shared, 2);
+    ann.hello("ann").await;
+    bob.hello("bob").await;
+    for peer in [&mut ann, &mut bob] {
+        peer.send(r#"{"type":"join","room":"den","history":0}"#)
+            .await;
+        loop {
+            if let ServerMessage::Members { .. } = peer.frame().await {
+                break;
+            }
+        }
+    }
+    // Pipelined: a say, a bad line, a say to a room ann is not in, a ping.
+    ann.send(r#"{"type":"say","room":"den","text":"one","ref":"1"}"#)
+        .await;
+    ann.send("{not json").await;
+    ann.send(r#"{"type":"say","room":"elsewhere","text":"two","ref":"3"}"#)
+        .await;
+    ann.send(r#"{"type":"ping","ref":"4"}"#).await;
+    assert!(matches!(
+        ann.reply().await,
+        ServerMessage::Ok { id: Some(_), .. }
+    ));
+    match ann.reply().await {
+        ServerMessage::Error { code, .. } => assert_eq!(code.as_str(), "bad_frame"),
+        other => panic!("expected bad_frame, got {other:?}"),
+    }
+    match ann.reply().await {
+        ServerMessage::Error { code, .. } => assert_eq!(code.as_str(), "not_in_room"),
+        other => panic!("expected not_in_room, got {other:?}"),
+    }
+    assert!(matches!(ann.reply().await, ServerMessage::Pong));
+    loop {
+        match bob.frame().await {
+            ServerMessage::Message { from, text, .. } => {
+                assert_eq!((from.as_str(), text.as_str()), ("ann", "one"));
+                break;
+            }
+            ServerMessage::Joined { .. } => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_says_bye_and_the_nick_is_free_again() {
+    let shared = shared();
+    let mut ann = Peer::connect(&shared, 1);
+    ann.hello("ann").await;
+    ann.stop.cancel();
+    match ann.frame().await {
+        ServerMessage::Bye { reason } => assert_eq!(reason, "server shutting down"),
+        other => panic!("expected bye, got {other:?}"),
+    }
+    assert_eq!(ann.line().await, None);
+    (&mut ann.task).await.unwrap();
+    let mut again = Peer::connect(&shared, 2);
+    again.hello("ann").await;
+}
