@@ -12,6 +12,7 @@
 mod error;
 pub mod outbox;
 mod room;
+mod session_id;
 
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
@@ -24,18 +25,9 @@ use crate::protocol::{MessageId, Nickname, RoomInfo, RoomName, ServerMessage, Ti
 pub use error::RegistryError;
 pub use outbox::{CutReason, Outbound, Outbox, OutboxReceiver, PushError, outbox};
 pub use room::{Published, Room, now_ms};
+pub use session_id::SessionId;
 
 use room::Member;
-
-/// Identifies one connected session for as long as it is registered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct SessionId(u64);
-
-impl fmt::Display for SessionId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "s{}", self.0)
-    }
-}
 
 /// How many of a room's latest messages a room keeps in memory by default.
 pub const DEFAULT_RECENT_PER_ROOM: usize = 256;

@@ -8,8 +8,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use crate::history::HistoryStore;
 use crate::protocol::{HistoryEntry, MessageId, Nickname, RoomName, ServerMessage, Timestamp};
 
+use super::error::RegistryError;
 use super::outbox::{Outbound, Outbox};
-use super::{RegistryError, SessionId};
+use super::session_id::SessionId;
 
 /// Milliseconds since the Unix epoch, the server's clock for `ts`.
 pub fn now_ms() -> Timestamp {

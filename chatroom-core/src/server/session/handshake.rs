@@ -17,8 +17,10 @@ use crate::transport::{Frame, PeerAddr};
 use super::super::rate::TokenBucket;
 use super::super::rooms::Since;
 use super::super::shared::Shared;
+use super::super::writer::Dialect;
+use super::opening::Reader;
 use super::reply::{Failure, bye, error, ref_of_bad_frame};
-use super::{Dialect, End, Reader, Session};
+use super::state::{End, Session};
 
 /// Waits for a valid `hello` and registers the client. Returns `None` when
 /// the connection must close (it was told why).

@@ -21,12 +21,11 @@ mod opening;
 mod reply;
 mod requests;
 mod says;
+mod state;
 #[cfg(test)]
 mod tests;
 mod text;
 
-use std::collections::HashMap;
-use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -37,20 +36,16 @@ use tokio::time::Instant;
 use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 
-use crate::protocol::{
-    ErrorCode, MAX_TEXT_LEN, Nickname, PROTOCOL_VERSION, RoomName, ServerMessage,
-};
-use crate::registry::{CutReason, Outbox, Room, SessionId, outbox};
+use crate::protocol::{ErrorCode, ServerMessage};
+use crate::registry::{CutReason, outbox};
 use crate::transport::{BoxReader, BoxWriter, Connection, Frame, LineFramer, PeerAddr};
 
-use super::rate::TokenBucket;
-use super::rooms::Member;
 use super::shared::Shared;
 use super::web;
 use super::writer::{self, Dialect, WriterEnd};
-use opening::Opening;
+use opening::{Opening, Reader};
 use reply::{Failure, bye, push};
-use says::Says;
+use state::{End, Flow, Session};
 
 /// Read buffer a connection starts with; the framer grows it for long lines
 /// up to the line limit. Small, because idle connections are the common case.
@@ -59,49 +54,6 @@ const INITIAL_READ_BUFFER: usize = 1024;
 /// How long a session that ended (other than by shutdown) waits for its
 /// writer to flush the last frames, such as an error and `bye`.
 const CLOSE_LINGER: Duration = Duration::from_secs(2);
-
-type Reader = FramedRead<BoxReader, LineFramer>;
-
-/// Why a session ended; logged, and shown to the rooms it leaves.
-#[derive(Debug)]
-enum End {
-    PeerClosed,
-    Quit(Option<String>),
-    ReadFailed(std::io::Error),
-    WriteFailed(std::io::Error),
-    SlowConsumer,
-    NickLost,
-    TooManyErrors,
-    IdleTimeout,
-    HandshakeTimeout,
-    UnsupportedVersion,
-    Shutdown,
-}
-
-impl fmt::Display for End {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::PeerClosed => f.write_str("connection closed"),
-            Self::Quit(Some(reason)) => write!(f, "quit: {reason}"),
-            Self::Quit(None) => f.write_str("quit"),
-            Self::ReadFailed(e) => write!(f, "read failed: {e}"),
-            Self::WriteFailed(e) => write!(f, "write failed: {e}"),
-            Self::SlowConsumer => f.write_str("disconnected: too slow"),
-            Self::NickLost => f.write_str("disconnected: nickname taken elsewhere"),
-            Self::TooManyErrors => f.write_str("disconnected: too many errors"),
-            Self::IdleTimeout => f.write_str("disconnected: idle"),
-            Self::HandshakeTimeout => f.write_str("no hello in time"),
-            Self::UnsupportedVersion => f.write_str("unsupported protocol version"),
-            Self::Shutdown => f.write_str("server shutting down"),
-        }
-    }
-}
-
-/// What handling one frame asks of the loop.
-enum Flow {
-    Continue,
-    Close(End),
-}
 
 /// Aborts the writer task if the session is dropped first (for example when
 /// the server's shutdown deadline aborts the session).
@@ -236,76 +188,7 @@ async fn chat(
     }
 }
 
-/// A registered session: the state one connection needs after its dialect
-/// is known and its nick is registered.
-struct Session {
-    shared: Arc<Shared>,
-    id: SessionId,
-    nick: Nickname,
-    dialect: Dialect,
-    outbox: Outbox,
-    /// The rooms joined, by folded name. Holding the room lets `say` take
-    /// only the room's lock, never the registry's.
-    rooms: HashMap<String, Arc<Room>>,
-    /// The text dialect's current room, where plain lines go.
-    current: Option<RoomName>,
-    rate: TokenBucket,
-    errors: TokenBucket,
-    last_heard: Instant,
-    pinged: bool,
-    says: Says,
-}
-
 impl Session {
-    fn new(
-        shared: &Arc<Shared>,
-        id: SessionId,
-        nick: Nickname,
-        dialect: Dialect,
-        outbox: Outbox,
-    ) -> Self {
-        let limits = &shared.limits;
-        let now = Instant::now();
-        Self {
-            shared: shared.clone(),
-            id,
-            nick,
-            dialect,
-            outbox,
-            rooms: HashMap::new(),
-            current: None,
-            rate: TokenBucket::new(limits.rate_per_sec, limits.rate_burst, now),
-            errors: TokenBucket::refilling_every(limits.error_refill, limits.max_errors, now),
-            last_heard: now,
-            pinged: false,
-            says: Says::default(),
-        }
-    }
-
-    /// This session as the rooms know it.
-    fn member(&self) -> Member<'_> {
-        Member {
-            id: self.id,
-            nick: &self.nick,
-            outbox: &self.outbox,
-        }
-    }
-
-    fn welcome(&self, reference: Option<String>) {
-        let limits = &self.shared.limits;
-        push(
-            &self.outbox,
-            ServerMessage::Welcome {
-                version: PROTOCOL_VERSION,
-                nick: self.nick.clone(),
-                server: limits.server_name.clone(),
-                max_line_len: limits.max_line_len,
-                max_text_len: MAX_TEXT_LEN,
-            },
-            reference,
-        );
-    }
-
     async fn run(
         &mut self,
         reader: &mut Reader,

@@ -11,9 +11,14 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 
-use crate::transport::Frame;
+use tokio_util::codec::FramedRead;
 
-use super::{Dialect, Reader};
+use crate::transport::{BoxReader, Frame, LineFramer};
+
+use super::super::writer::Dialect;
+
+/// A connection's reader: lines, each at most the line limit.
+pub(super) type Reader = FramedRead<BoxReader, LineFramer>;
 
 /// What a connection's first bytes say it is.
 #[derive(Debug)]

@@ -9,12 +9,17 @@ use tokio::time::Instant;
 use crate::protocol::{
     self, ClientFrame, ClientMessage, ErrorCode, MessageId, Nickname, RoomName, ServerMessage,
 };
-use crate::registry::RegistryError;
+use futures::future::BoxFuture;
+
+use crate::broker::{BrokerError, Pending};
+use crate::registry::{Published, RegistryError};
 use crate::transport::Frame;
 
 use super::super::rooms::Since;
+use super::super::writer::Dialect;
 use super::reply::{Failure, bye, error, push, ref_of_bad_frame};
-use super::{Dialect, End, Flow, Session};
+use super::says::SayDone;
+use super::state::{End, Flow, Session};
 
 impl Session {
     /// Handles one frame from the peer.
@@ -339,5 +344,62 @@ impl Session {
         );
         bye(&self.outbox, "too many errors");
         Flow::Close(End::TooManyErrors)
+    }
+
+    /// Sends a `say` on its way: answered now when nothing waits before
+    /// it, else queued behind the others.
+    pub(super) async fn send_say(
+        &mut self,
+        pending: Pending<Result<Published, BrokerError>>,
+        room: RoomName,
+        reference: Option<String>,
+    ) -> Flow {
+        match pending {
+            Pending::Ready(Some(outcome)) if self.says.is_empty() => {
+                self.on_said((outcome, room, reference))
+            }
+            pending => {
+                let said = async move { (pending.await, room, reference) };
+                self.queue_say(Box::pin(said)).await
+            }
+        }
+    }
+
+    async fn queue_say(&mut self, said: BoxFuture<'static, SayDone>) -> Flow {
+        if self.says.is_full()
+            && let Some(oldest) = self.says.oldest().await
+            && let Flow::Close(end) = self.on_said(oldest)
+        {
+            return Flow::Close(end);
+        }
+        self.says.push(said);
+        Flow::Continue
+    }
+
+    /// Answers a `say` the broker is done with.
+    pub(super) fn on_said(&mut self, (outcome, room, reference): SayDone) -> Flow {
+        match outcome {
+            Ok(published) => {
+                self.reply(
+                    ServerMessage::Ok {
+                        room: Some(room),
+                        id: Some(published.id),
+                    },
+                    reference,
+                );
+                Flow::Continue
+            }
+            Err(e) => self.reject(e.into(), reference),
+        }
+    }
+
+    /// Waits for every `say` in flight and answers each, in order.
+    pub(super) async fn drain_says(&mut self) -> Flow {
+        while let Some(done) = self.says.oldest().await {
+            if let Flow::Close(end) = self.on_said(done) {
+                return Flow::Close(end);
+            }
+        }
+        Flow::Continue
     }
 }

@@ -2,7 +2,6 @@
 //! the test is about time: no sockets, no sleeping for real.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, DuplexStream};
 use tokio::time::Instant;

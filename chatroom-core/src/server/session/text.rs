@@ -8,7 +8,7 @@ use crate::protocol::{ClientMessage, ProtocolError, RoomName, ServerMessage};
 
 use super::super::rooms::Since;
 use super::reply::Failure;
-use super::{Flow, Session};
+use super::state::{Flow, Session};
 
 impl Session {
     pub(super) async fn on_text_line(&mut self, line: &Bytes) -> Flow {

@@ -1,0 +1,131 @@
+//! A registered session's state, and what handling one frame asks of the
+//! connection's loop. Every other file of the session adds behaviour to
+//! [`Session`]; this one only holds it.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+
+use tokio::time::Instant;
+
+use crate::protocol::{MAX_TEXT_LEN, Nickname, PROTOCOL_VERSION, RoomName, ServerMessage};
+use crate::registry::{Outbox, Room, SessionId};
+
+use super::super::rate::TokenBucket;
+use super::super::rooms::Member;
+use super::super::shared::Shared;
+use super::super::writer::Dialect;
+use super::reply::push;
+use super::says::Says;
+
+/// Why a session ended; logged, and shown to the rooms it leaves.
+#[derive(Debug)]
+pub(super) enum End {
+    PeerClosed,
+    Quit(Option<String>),
+    ReadFailed(std::io::Error),
+    WriteFailed(std::io::Error),
+    SlowConsumer,
+    NickLost,
+    TooManyErrors,
+    IdleTimeout,
+    HandshakeTimeout,
+    UnsupportedVersion,
+    Shutdown,
+}
+
+impl fmt::Display for End {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::PeerClosed => f.write_str("connection closed"),
+            Self::Quit(Some(reason)) => write!(f, "quit: {reason}"),
+            Self::Quit(None) => f.write_str("quit"),
+            Self::ReadFailed(e) => write!(f, "read failed: {e}"),
+            Self::WriteFailed(e) => write!(f, "write failed: {e}"),
+            Self::SlowConsumer => f.write_str("disconnected: too slow"),
+            Self::NickLost => f.write_str("disconnected: nickname taken elsewhere"),
+            Self::TooManyErrors => f.write_str("disconnected: too many errors"),
+            Self::IdleTimeout => f.write_str("disconnected: idle"),
+            Self::HandshakeTimeout => f.write_str("no hello in time"),
+            Self::UnsupportedVersion => f.write_str("unsupported protocol version"),
+            Self::Shutdown => f.write_str("server shutting down"),
+        }
+    }
+}
+
+/// What handling one frame asks of the loop.
+pub(super) enum Flow {
+    Continue,
+    Close(End),
+}
+
+/// A registered session: the state one connection needs after its dialect
+/// is known and its nick is registered.
+pub(super) struct Session {
+    pub(super) shared: Arc<Shared>,
+    pub(super) id: SessionId,
+    pub(super) nick: Nickname,
+    pub(super) dialect: Dialect,
+    pub(super) outbox: Outbox,
+    /// The rooms joined, by folded name. Holding the room lets `say` take
+    /// only the room's lock, never the registry's.
+    pub(super) rooms: HashMap<String, Arc<Room>>,
+    /// The text dialect's current room, where plain lines go.
+    pub(super) current: Option<RoomName>,
+    pub(super) rate: TokenBucket,
+    pub(super) errors: TokenBucket,
+    pub(super) last_heard: Instant,
+    pub(super) pinged: bool,
+    pub(super) says: Says,
+}
+
+impl Session {
+    pub(super) fn new(
+        shared: &Arc<Shared>,
+        id: SessionId,
+        nick: Nickname,
+        dialect: Dialect,
+        outbox: Outbox,
+    ) -> Self {
+        let limits = &shared.limits;
+        let now = Instant::now();
+        Self {
+            shared: shared.clone(),
+            id,
+            nick,
+            dialect,
+            outbox,
+            rooms: HashMap::new(),
+            current: None,
+            rate: TokenBucket::new(limits.rate_per_sec, limits.rate_burst, now),
+            errors: TokenBucket::refilling_every(limits.error_refill, limits.max_errors, now),
+            last_heard: now,
+            pinged: false,
+            says: Says::default(),
+        }
+    }
+
+    /// This session as the rooms know it.
+    pub(super) fn member(&self) -> Member<'_> {
+        Member {
+            id: self.id,
+            nick: &self.nick,
+            outbox: &self.outbox,
+        }
+    }
+
+    pub(super) fn welcome(&self, reference: Option<String>) {
+        let limits = &self.shared.limits;
+        push(
+            &self.outbox,
+            ServerMessage::Welcome {
+                version: PROTOCOL_VERSION,
+                nick: self.nick.clone(),
+                server: limits.server_name.clone(),
+                max_line_len: limits.max_line_len,
+                max_text_len: MAX_TEXT_LEN,
+            },
+            reference,
+        );
+    }
+}
