@@ -184,8 +184,25 @@ pub enum ProtocolError {
         max: usize,
     },
     /// A text-dialect command is unknown or misused.
-    #[error("{0}")]
-    Command(String),
+    #[error(transparent)]
+    Command(#[from] CommandError),
+}
+
+/// Why a line of the text dialect could not be made into a request.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CommandError {
+    /// No such command; the name is shown with control characters
+    /// replaced, so echoing it cannot drive the user's terminal.
+    #[error("unknown command /{0}: try /help")]
+    Unknown(String),
+    /// The command's arguments are missing or malformed; this is how it
+    /// is used.
+    #[error("usage: {0}")]
+    Usage(&'static str),
+    /// A line or command that needs a current room, from a user in none.
+    #[error("you are in no room: /join ROOM first")]
+    NoRoom,
 }
 
 impl ProtocolError {

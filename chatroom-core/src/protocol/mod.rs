@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 pub use codec::{decode, encode, encode_into};
-pub use error::{ErrorCode, ProtocolError};
+pub use error::{CommandError, ErrorCode, ProtocolError};
 pub use names::{MAX_NICK_LEN, MAX_ROOM_LEN, Nickname, RoomName};
 
 /// The protocol version this crate speaks; `hello` and `welcome` carry it.

@@ -7,7 +7,7 @@
 //! path. Server frames render as readable lines (`<alice> hi`,
 //! `* bob joined #lobby`, `! nick bob is taken`).
 
-use super::error::ProtocolError;
+use super::error::{CommandError, ProtocolError};
 use super::{ClientMessage, Nickname, RoomName, ServerMessage};
 
 /// What one typed line asks for.
@@ -43,12 +43,12 @@ pub const HELP: &[&str] = &[
     "  anything else is said to your current room",
 ];
 
-fn usage(text: &str) -> ProtocolError {
-    ProtocolError::Command(format!("usage: {text}"))
+fn usage(text: &'static str) -> ProtocolError {
+    CommandError::Usage(text).into()
 }
 
 fn no_room() -> ProtocolError {
-    ProtocolError::Command("you are in no room: /join ROOM first".to_owned())
+    CommandError::NoRoom.into()
 }
 
 /// Parses one line typed by a person. `room` is the client's current room.
@@ -58,7 +58,7 @@ fn no_room() -> ProtocolError {
 /// engine, as for native frames).
 ///
 /// # Errors
-/// [`ProtocolError::Command`] for an unknown command or wrong arguments,
+/// [`ProtocolError::Command`] (a [`CommandError`]) for an unknown command or wrong arguments,
 /// [`ProtocolError::InvalidName`] for a bad nickname or room name.
 pub fn parse_line(line: &str, room: Option<&RoomName>) -> Result<TextInput, ProtocolError> {
     let line = line.trim_end_matches(['\r', '\n']);
@@ -139,10 +139,7 @@ pub fn parse_line(line: &str, room: Option<&RoomName>) -> Result<TextInput, Prot
         }),
         "help" => TextInput::Help,
         other => {
-            return Err(ProtocolError::Command(format!(
-                "unknown command /{}: try /help",
-                sanitize(other)
-            )));
+            return Err(CommandError::Unknown(sanitize(other)).into());
         }
     };
     Ok(input)

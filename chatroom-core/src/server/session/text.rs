@@ -4,7 +4,7 @@
 use bytes::Bytes;
 
 use crate::protocol::text::{self, TextInput};
-use crate::protocol::{ClientMessage, ProtocolError, RoomName, ServerMessage};
+use crate::protocol::{ClientMessage, CommandError, ProtocolError, RoomName, ServerMessage};
 
 use super::super::rooms::Since;
 use super::reply::Failure;
@@ -28,11 +28,7 @@ impl Session {
             }
             TextInput::History(n) => {
                 let Some(room) = self.current.clone() else {
-                    return self.reject(
-                        ProtocolError::Command("you are in no room: /join ROOM first".to_owned())
-                            .into(),
-                        None,
-                    );
+                    return self.reject(ProtocolError::from(CommandError::NoRoom).into(), None);
                 };
                 let history = ClientMessage::History {
                     room,
