@@ -13,13 +13,9 @@
 //!
 //! Under `cargo test --benches` each benchmark runs once, as a test.
 
-use std::sync::Arc;
-
 use chatroom_core::broker::{Broker, LocalBroker};
-use chatroom_core::protocol::{Nickname, RoomName};
-use chatroom_core::registry::{
-    Backlog, OutboxReceiver, Published, Room, RoomRegistry, SessionId, outbox,
-};
+use chatroom_core::registry::Published;
+use chatroom_core::testing::FanoutRig;
 use divan::Bencher;
 use divan::counter::ItemsCount;
 use futures::FutureExt;
@@ -28,48 +24,9 @@ fn main() {
     divan::main();
 }
 
-/// A room of `members` members plus one publisher, with every queue
-/// drained of the presence frames the joins produced.
-struct Setup {
-    room: Arc<Room>,
-    publisher: SessionId,
-    nick: Nickname,
-    receivers: Vec<OutboxReceiver>,
-}
-
-fn setup(members: usize) -> Setup {
-    let registry = RoomRegistry::new();
-    let name = RoomName::new("lobby").unwrap();
-    // Deep enough for every join announcement and then some.
-    let capacity = members + 64;
-    let mut receivers = Vec::with_capacity(members);
-    for i in 0..members {
-        let (tx, rx) = outbox(capacity, 1 << 30);
-        let id = registry
-            .register(Nickname::new(format!("m{i}")).unwrap(), tx)
-            .unwrap();
-        registry.join(id, &name, 8, Backlog::None).unwrap();
-        receivers.push(rx);
-    }
-    let nick = Nickname::new("publisher").unwrap();
-    let (tx, mut own) = outbox(capacity, 1 << 30);
-    let publisher = registry.register(nick.clone(), tx).unwrap();
-    let room = registry.join(publisher, &name, 8, Backlog::None).unwrap();
-    while own.try_recv().is_some() {}
-    for rx in &mut receivers {
-        while rx.try_recv().is_some() {}
-    }
-    Setup {
-        room,
-        publisher,
-        nick,
-        receivers,
-    }
-}
-
 #[divan::bench(args = [10, 100, 1000])]
 fn publish_and_take(bencher: Bencher<'_, '_>, members: usize) {
-    let mut s = setup(members);
+    let mut s = FanoutRig::new(members);
     let text = "x".repeat(64);
     bencher.counter(ItemsCount::new(members)).bench_local(|| {
         let published = s
@@ -77,23 +34,23 @@ fn publish_and_take(bencher: Bencher<'_, '_>, members: usize) {
             .publish(s.publisher, &s.nick, text.clone(), false, false)
             .unwrap();
         assert_eq!(published.delivered, members);
-        for rx in &mut s.receivers {
-            divan::black_box(rx.try_recv().expect("one frame each"));
-        }
+        assert_eq!(s.take_one_each(), members, "one frame each");
     });
 }
 
 /// One `say` into a room of `members`, published by `publish`, then every
 /// member taking its frame (so queues stay empty between iterations).
-fn say(bencher: Bencher<'_, '_>, members: usize, publish: impl Fn(&Setup, String) -> Published) {
-    let mut s = setup(members);
+fn say(
+    bencher: Bencher<'_, '_>,
+    members: usize,
+    publish: impl Fn(&FanoutRig, String) -> Published,
+) {
+    let mut s = FanoutRig::new(members);
     let text = "x".repeat(64);
     bencher.bench_local(|| {
         let published = publish(&s, text.clone());
         assert_eq!(published.delivered, members);
-        for rx in &mut s.receivers {
-            divan::black_box(rx.try_recv().expect("one frame each"));
-        }
+        assert_eq!(s.take_one_each(), members, "one frame each");
     });
 }
 

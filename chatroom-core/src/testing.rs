@@ -137,3 +137,5 @@ impl Drop for TestPki {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+pub use crate::registry::rig::FanoutRig;

@@ -10,9 +10,13 @@
 //! comes first.
 
 mod error;
-pub mod outbox;
+mod outbox;
+#[cfg(feature = "test-util")]
+pub(crate) mod rig;
 mod room;
 mod session_id;
+#[cfg(test)]
+mod tests;
 
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
@@ -23,24 +27,24 @@ use crate::history::HistoryStore;
 use crate::protocol::{MessageId, Nickname, RoomInfo, RoomName, ServerMessage, Timestamp};
 
 pub use error::RegistryError;
-pub use outbox::{CutReason, Outbound, Outbox, OutboxReceiver, PushError, outbox};
+pub use outbox::{CutReason, Outbound};
+pub(crate) use outbox::{Outbox, OutboxReceiver, outbox};
 pub use room::{Published, Room, now_ms};
 pub use session_id::SessionId;
 
 use room::Member;
 
+#[cfg(any(test, feature = "test-util"))]
 /// How many of a room's latest messages a room keeps in memory by default.
-pub const DEFAULT_RECENT_PER_ROOM: usize = 256;
+pub(crate) const DEFAULT_RECENT_PER_ROOM: usize = 256;
 
 /// Most messages a join hands over under the locks; a longer catch-up is
 /// streamed first (see [`RoomRegistry::join`]).
-pub const MAX_ATOMIC_BACKLOG: MessageId = 64;
+pub(crate) const MAX_ATOMIC_BACKLOG: MessageId = 64;
 
 /// Which past messages a joiner is sent before the live ones.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backlog {
-    /// None: only what is said from now on.
-    None,
+pub(crate) enum Backlog {
     /// The last N messages of the room.
     Last(MessageId),
     /// Every message with an id above this one (a resume cursor).
@@ -51,12 +55,6 @@ pub enum Backlog {
 #[derive(Clone)]
 pub struct RoomRegistry {
     shared: Arc<Shared>,
-}
-
-impl Default for RoomRegistry {
-    fn default() -> Self {
-        Self::new()
-    }
 }
 
 struct Shared {
@@ -83,15 +81,19 @@ struct SessionEntry {
 }
 
 impl RoomRegistry {
+    #[cfg(any(test, feature = "test-util"))]
     /// An empty registry without a history store; each room keeps its
     /// last [`DEFAULT_RECENT_PER_ROOM`] messages in memory.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::with_history(None, DEFAULT_RECENT_PER_ROOM)
     }
 
     /// An empty registry whose rooms keep their last `recent_per_room`
     /// messages in memory and tell `history` every message.
-    pub fn with_history(history: Option<Arc<dyn HistoryStore>>, recent_per_room: usize) -> Self {
+    pub(crate) fn with_history(
+        history: Option<Arc<dyn HistoryStore>>,
+        recent_per_room: usize,
+    ) -> Self {
         Self {
             shared: Arc::new(Shared {
                 next_session: AtomicU64::new(0),
@@ -103,7 +105,7 @@ impl RoomRegistry {
     }
 
     /// The history store, if the registry has one.
-    pub fn history(&self) -> Option<&Arc<dyn HistoryStore>> {
+    pub(crate) fn history(&self) -> Option<&Arc<dyn HistoryStore>> {
         self.shared.history.as_ref()
     }
 
@@ -126,7 +128,11 @@ impl RoomRegistry {
     ///
     /// # Errors
     /// [`RegistryError::NickTaken`] when another session holds the nick.
-    pub fn register(&self, nick: Nickname, outbox: Outbox) -> Result<SessionId, RegistryError> {
+    pub(crate) fn register(
+        &self,
+        nick: Nickname,
+        outbox: Outbox,
+    ) -> Result<SessionId, RegistryError> {
         let mut state = self.lock();
         let key = nick.key();
         if state.nicks.contains_key(&key) {
@@ -145,22 +151,6 @@ impl RoomRegistry {
         Ok(id)
     }
 
-    /// Registers a session under `base`, or under `base-2`, `base-3`, … when
-    /// that is taken. For servers that pick a nick for the client.
-    pub fn register_unique(&self, base: &Nickname, outbox: Outbox) -> (SessionId, Nickname) {
-        let mut candidate = base.clone();
-        let mut n = 2u64;
-        loop {
-            match self.register(candidate.clone(), outbox.clone()) {
-                Ok(id) => return (id, candidate),
-                Err(_) => {
-                    candidate = Nickname::numbered(base, n);
-                    n += 1;
-                }
-            }
-        }
-    }
-
     /// Cuts off the session holding `nick`, if any, with `reason`.
     pub fn cut_off_holder(&self, nick: &Nickname, reason: CutReason) {
         if let Some(holder) = self.lock().holder(nick) {
@@ -173,8 +163,9 @@ impl RoomRegistry {
         self.lock().nicks.contains_key(&nick.key())
     }
 
+    #[cfg(test)]
     /// The session's current nickname.
-    pub fn nick_of(&self, id: SessionId) -> Option<Nickname> {
+    pub(crate) fn nick_of(&self, id: SessionId) -> Option<Nickname> {
         self.lock().sessions.get(&id).map(|s| s.nick.clone())
     }
 
@@ -183,7 +174,7 @@ impl RoomRegistry {
     ///
     /// # Errors
     /// [`RegistryError::NickTaken`] when another session holds `new`.
-    pub fn rename(&self, id: SessionId, new: Nickname) -> Result<Nickname, RegistryError> {
+    pub(crate) fn rename(&self, id: SessionId, new: Nickname) -> Result<Nickname, RegistryError> {
         let mut guard = self.lock();
         let state = &mut *guard;
         let new_key = new.key();
@@ -225,7 +216,7 @@ impl RoomRegistry {
     /// # Errors
     /// [`RegistryError::TooManyRooms`] when the session is in `max_rooms`
     /// rooms already; [`RegistryError::Behind`] as above.
-    pub fn join(
+    pub(crate) fn join(
         &self,
         id: SessionId,
         room: &RoomName,
@@ -257,7 +248,6 @@ impl RoomRegistry {
         };
         let mut room_state = handle.lock();
         let after = match backlog {
-            Backlog::None => room_state.last_id,
             Backlog::Last(n) => room_state.last_id.saturating_sub(n),
             Backlog::After(cursor) => cursor.min(room_state.last_id),
         };
@@ -290,7 +280,7 @@ impl RoomRegistry {
     ///
     /// # Errors
     /// [`RegistryError::NotInRoom`] when the session is not a member.
-    pub fn leave(
+    pub(crate) fn leave(
         &self,
         id: SessionId,
         room: &RoomName,
@@ -316,14 +306,14 @@ impl RoomRegistry {
 
     /// Removes a session entirely: leaves every room (telling the others)
     /// and frees its nickname. Unknown sessions are ignored.
-    pub fn unregister(&self, id: SessionId, reason: Option<String>) {
+    pub(crate) fn unregister(&self, id: SessionId, reason: Option<String>) {
         self.remove_session(id, Some(reason));
     }
 
     /// Removes a session without telling its rooms. For a server shutting
     /// down: every member is leaving at once, and announcing each departure
     /// to every other member would cost the square of the room size.
-    pub fn unregister_silently(&self, id: SessionId) {
+    pub(crate) fn unregister_silently(&self, id: SessionId) {
         self.remove_session(id, None);
     }
 
@@ -350,7 +340,12 @@ impl RoomRegistry {
     ///
     /// # Errors
     /// [`RegistryError::NoSuchNick`] when no one holds `to`.
-    pub fn whisper(&self, id: SessionId, to: &Nickname, text: String) -> Result<(), RegistryError> {
+    pub(crate) fn whisper(
+        &self,
+        id: SessionId,
+        to: &Nickname,
+        text: String,
+    ) -> Result<(), RegistryError> {
         let state = self.lock();
         let sender = state
             .sessions
@@ -401,7 +396,7 @@ impl RoomRegistry {
     }
 
     /// The rooms that exist, sorted by name, with their member counts.
-    pub fn rooms(&self) -> Vec<RoomInfo> {
+    pub(crate) fn rooms(&self) -> Vec<RoomInfo> {
         let state = self.lock();
         let mut rooms: Vec<RoomInfo> = state
             .rooms
@@ -419,7 +414,7 @@ impl RoomRegistry {
     ///
     /// # Errors
     /// [`RegistryError::NoSuchRoom`] when the room does not exist.
-    pub fn members(&self, room: &RoomName) -> Result<Vec<Nickname>, RegistryError> {
+    pub(crate) fn members(&self, room: &RoomName) -> Result<Vec<Nickname>, RegistryError> {
         let state = self.lock();
         let handle = state
             .rooms
@@ -440,8 +435,9 @@ impl RoomRegistry {
         self.lock().rooms.get(&room.key()).cloned()
     }
 
+    #[cfg(test)]
     /// How many sessions are registered.
-    pub fn session_count(&self) -> usize {
+    pub(crate) fn session_count(&self) -> usize {
         self.lock().sessions.len()
     }
 

@@ -45,13 +45,13 @@ impl Outbound {
     }
 
     /// The JSON line, with its `\n`.
-    pub fn json(&self) -> &Bytes {
+    pub(crate) fn json(&self) -> &Bytes {
         &self.json
     }
 
     /// The text-dialect line with its `\r\n`, or `None` when text clients
     /// are not shown this frame.
-    pub fn text(&self) -> Option<&Bytes> {
+    pub(crate) fn text(&self) -> Option<&Bytes> {
         self.text
             .get_or_init(|| {
                 protocol::text::render(&self.frame.message).map(|mut line| {
@@ -84,7 +84,7 @@ pub enum CutReason {
 
 /// Why a push failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PushError {
+pub(crate) enum PushError {
     /// The queue was full; the session has been cut off.
     Full,
     /// The session is gone or already cut off.
@@ -94,7 +94,7 @@ pub enum PushError {
 /// The sending side of a session's queue. Cheap to clone; held by the
 /// registry (for fanout) and by the session itself (for replies).
 #[derive(Clone)]
-pub struct Outbox {
+pub(crate) struct Outbox {
     tx: mpsc::Sender<Arc<Outbound>>,
     /// Bytes queued and not yet written; the writer subtracts what it wrote.
     queued_bytes: Arc<AtomicUsize>,
@@ -105,7 +105,7 @@ pub struct Outbox {
 }
 
 /// The receiving side of a session's queue, owned by its writer.
-pub struct OutboxReceiver {
+pub(crate) struct OutboxReceiver {
     rx: mpsc::Receiver<Arc<Outbound>>,
     queued_bytes: Arc<AtomicUsize>,
     cut: CancellationToken,
@@ -118,7 +118,7 @@ pub struct OutboxReceiver {
 ///
 /// # Panics
 /// When `max_frames` is zero.
-pub fn outbox(max_frames: usize, max_bytes: usize) -> (Outbox, OutboxReceiver) {
+pub(crate) fn outbox(max_frames: usize, max_bytes: usize) -> (Outbox, OutboxReceiver) {
     let (tx, rx) = mpsc::channel(max_frames);
     let queued_bytes = Arc::new(AtomicUsize::new(0));
     let cut = CancellationToken::new();
@@ -148,7 +148,7 @@ impl Outbox {
     /// # Errors
     /// [`PushError::Full`] on overflow, [`PushError::Closed`] when the
     /// session is gone or was cut off before.
-    pub fn push(&self, frame: &Arc<Outbound>) -> Result<(), PushError> {
+    pub(crate) fn push(&self, frame: &Arc<Outbound>) -> Result<(), PushError> {
         // The reason is set before the token is cancelled, and reading it
         // is one atomic load; the token's own check takes a lock, which
         // showed up on the fanout path (docs/benchmarks.md).
@@ -179,14 +179,14 @@ impl Outbox {
 
     /// Cuts the session off: its writer stops sending queued frames and
     /// closes with `reason`. The first reason wins.
-    pub fn cut_off(&self, reason: CutReason) {
+    pub(crate) fn cut_off(&self, reason: CutReason) {
         let _ = self.reason.set(reason);
         self.cut.cancel();
     }
 
     /// True when the queue holds half its frames or half its bytes: a
     /// producer that can wait (a backlog being streamed) waits then.
-    pub fn is_half_full(&self) -> bool {
+    pub(crate) fn is_half_full(&self) -> bool {
         let frames_free = self.tx.capacity();
         let frames_max = self.tx.max_capacity();
         frames_free < frames_max / 2
@@ -194,7 +194,7 @@ impl Outbox {
     }
 
     /// True once the session has been cut off or its writer is gone.
-    pub fn is_closed(&self) -> bool {
+    pub(crate) fn is_closed(&self) -> bool {
         self.reason.get().is_some() || self.tx.is_closed()
     }
 }
@@ -209,15 +209,6 @@ impl fmt::Debug for Outbox {
 }
 
 impl OutboxReceiver {
-    /// Waits for queued frames and moves up to `limit` of them into `buf`.
-    /// Returns 0 when every sender is gone.
-    ///
-    /// # Cancel safety
-    /// Cancel-safe, as [`mpsc::Receiver::recv_many`].
-    pub async fn recv_many(&mut self, buf: &mut Vec<Arc<Outbound>>, limit: usize) -> usize {
-        self.rx.recv_many(buf, limit).await
-    }
-
     /// Waits for queued frames or the cut-off, whichever comes first; a
     /// cut-off wins when both are ready. Moves up to `limit` frames into
     /// `buf`; `Ok(0)` means every sender is gone.
@@ -227,7 +218,7 @@ impl OutboxReceiver {
     ///
     /// # Cancel safety
     /// Cancel-safe.
-    pub async fn next_batch(
+    pub(crate) async fn next_batch(
         &mut self,
         buf: &mut Vec<Arc<Outbound>>,
         limit: usize,
@@ -239,13 +230,14 @@ impl OutboxReceiver {
         }
     }
 
+    #[cfg(any(test, feature = "test-util"))]
     /// Takes frames that are already queued, without waiting.
-    pub fn try_recv(&mut self) -> Option<Arc<Outbound>> {
+    pub(crate) fn try_recv(&mut self) -> Option<Arc<Outbound>> {
         self.rx.try_recv().ok()
     }
 
     /// Tells the queue that `bytes` of JSON-encoded frames left it.
-    pub fn release(&self, bytes: usize) {
+    pub(crate) fn release(&self, bytes: usize) {
         self.queued_bytes.fetch_sub(bytes, Ordering::Relaxed);
     }
 
@@ -253,7 +245,7 @@ impl OutboxReceiver {
     ///
     /// # Cancel safety
     /// Cancel-safe.
-    pub async fn cut(&self) -> CutReason {
+    pub(crate) async fn cut(&self) -> CutReason {
         self.cut.cancelled().await;
         self.reason
             .get()
@@ -261,8 +253,9 @@ impl OutboxReceiver {
             .unwrap_or(CutReason::SlowConsumer)
     }
 
+    #[cfg(test)]
     /// Why the session was cut off, if it was.
-    pub fn cut_reason(&self) -> Option<CutReason> {
+    pub(crate) fn cut_reason(&self) -> Option<CutReason> {
         self.reason.get().cloned()
     }
 }

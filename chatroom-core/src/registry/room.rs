@@ -110,13 +110,8 @@ impl Room {
     }
 
     /// How many members the room has.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.lock().members.len()
-    }
-
-    /// True when the room has no members.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     /// The id of the last message published here (0 before the first).
@@ -185,15 +180,14 @@ impl Room {
         })
     }
 
-    /// The store this room's messages go to, if any.
-    pub fn history(&self) -> Option<&Arc<dyn HistoryStore>> {
-        self.history.as_ref()
-    }
-
     /// Copies out up to `limit` recent frames with an id above `after`,
     /// with the id of the oldest frame held in memory (every later message
     /// is held too).
-    pub fn recent_after(&self, after: MessageId, limit: usize) -> (Vec<Arc<Outbound>>, MessageId) {
+    pub(crate) fn recent_after(
+        &self,
+        after: MessageId,
+        limit: usize,
+    ) -> (Vec<Arc<Outbound>>, MessageId) {
         let state = self.lock();
         let frames = state.recent_after(after).take(limit).cloned().collect();
         (frames, state.recent_from())

@@ -8,6 +8,8 @@
 //! the second undoes the first.
 
 mod backlog;
+#[cfg(test)]
+mod tests;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

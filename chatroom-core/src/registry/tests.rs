@@ -1,4 +1,4 @@
-//! Registry behaviour through its public API: fanout order under concurrent
+//! Registry behaviour through its API: fanout order under concurrent
 //! publishers, slow-consumer isolation, encode-once delivery, and the rules
 //! for nicknames, rooms and whispers. No sockets and no runtime: the
 //! registry is synchronous, so plain OS threads drive it.
@@ -9,11 +9,11 @@ use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::Duration;
 
-use chatroom_core::protocol::{MessageId, Nickname, RoomName, ServerMessage};
-use chatroom_core::registry::{
+use super::{
     Backlog, CutReason, Outbound, Outbox, OutboxReceiver, RegistryError, RoomRegistry, SessionId,
     outbox,
 };
+use crate::protocol::{MessageId, Nickname, RoomName, ServerMessage};
 
 /// Big enough that no test below overflows a healthy member's queue.
 const ROOMY_FRAMES: usize = 8192;
@@ -91,7 +91,7 @@ fn concurrent_publishers_reach_every_member_once_in_id_order() {
     for i in 0..MEMBERS {
         let name = format!("m{i}");
         let (id, rx) = member(&registry, &name);
-        let handle = registry.join(id, &lobby, 4, Backlog::None).unwrap();
+        let handle = registry.join(id, &lobby, 4, Backlog::Last(0)).unwrap();
         receivers.push(rx);
         handles.push((id, nick(&name), handle));
     }
@@ -155,14 +155,14 @@ fn one_full_queue_delays_nobody_and_its_owner_is_cut_off() {
     for i in 0..HEALTHY {
         let name = format!("h{i}");
         let (id, rx) = member(&registry, &name);
-        let handle = registry.join(id, &lobby, 4, Backlog::None).unwrap();
+        let handle = registry.join(id, &lobby, 4, Backlog::Last(0)).unwrap();
         healthy.push((id, nick(&name), handle, rx));
     }
     // Joins last, so the only frame it holds before publishing starts is its
     // own `joined`; its receiver is never drained.
     let (slow_tx, slow_rx) = outbox(2, ROOMY_BYTES);
     let slow_id = registry.register(nick("slow"), slow_tx.clone()).unwrap();
-    registry.join(slow_id, &lobby, 4, Backlog::None).unwrap();
+    registry.join(slow_id, &lobby, 4, Backlog::Last(0)).unwrap();
 
     let publishers: Vec<_> = healthy
         .iter()
@@ -230,7 +230,7 @@ fn a_room_message_is_encoded_once_for_all_members() {
     let mut first = None;
     for i in 0..MEMBERS {
         let (id, rx) = member(&registry, &format!("m{i}"));
-        let handle = registry.join(id, &lobby, 1, Backlog::None).unwrap();
+        let handle = registry.join(id, &lobby, 1, Backlog::Last(0)).unwrap();
         first.get_or_insert((id, handle));
         receivers.push(rx);
     }
@@ -300,11 +300,11 @@ fn rename_tells_each_sharer_once_and_strangers_never() {
     let (d, mut rx_d) = member(&registry, "d");
     let (one, two, other) = (room("one"), room("two"), room("other"));
     for r in [&one, &two] {
-        registry.join(a, r, 4, Backlog::None).unwrap();
-        registry.join(b, r, 4, Backlog::None).unwrap();
+        registry.join(a, r, 4, Backlog::Last(0)).unwrap();
+        registry.join(b, r, 4, Backlog::Last(0)).unwrap();
     }
-    registry.join(c, &one, 4, Backlog::None).unwrap();
-    registry.join(d, &other, 4, Backlog::None).unwrap();
+    registry.join(c, &one, 4, Backlog::Last(0)).unwrap();
+    registry.join(d, &other, 4, Backlog::Last(0)).unwrap();
     for rx in [&mut rx_a, &mut rx_b, &mut rx_c, &mut rx_d] {
         drain(rx);
     }
@@ -338,8 +338,10 @@ fn leave_of_the_last_member_reclaims_the_room() {
     let (a, mut rx_a) = member(&registry, "a");
     let (b, mut rx_b) = member(&registry, "b");
     let lobby = room("Lobby");
-    registry.join(a, &lobby, 4, Backlog::None).unwrap();
-    registry.join(b, &room("lobby"), 4, Backlog::None).unwrap();
+    registry.join(a, &lobby, 4, Backlog::Last(0)).unwrap();
+    registry
+        .join(b, &room("lobby"), 4, Backlog::Last(0))
+        .unwrap();
     assert_eq!(registry.rooms().len(), 1);
     assert_eq!(registry.rooms()[0].members, 2);
     drain(&mut rx_a);
@@ -376,9 +378,15 @@ fn unregister_of_the_last_member_reclaims_its_rooms() {
     let registry = RoomRegistry::new();
     let (a, _rx_a) = member(&registry, "a");
     let (b, mut rx_b) = member(&registry, "b");
-    registry.join(a, &room("solo"), 4, Backlog::None).unwrap();
-    registry.join(a, &room("shared"), 4, Backlog::None).unwrap();
-    registry.join(b, &room("shared"), 4, Backlog::None).unwrap();
+    registry
+        .join(a, &room("solo"), 4, Backlog::Last(0))
+        .unwrap();
+    registry
+        .join(a, &room("shared"), 4, Backlog::Last(0))
+        .unwrap();
+    registry
+        .join(b, &room("shared"), 4, Backlog::Last(0))
+        .unwrap();
     drain(&mut rx_b);
 
     registry.unregister(a, Some("quit".into()));
@@ -396,13 +404,13 @@ fn unregister_of_the_last_member_reclaims_its_rooms() {
 fn joining_beyond_max_rooms_is_refused() {
     let registry = RoomRegistry::new();
     let (a, mut rx_a) = member(&registry, "a");
-    registry.join(a, &room("one"), 2, Backlog::None).unwrap();
-    registry.join(a, &room("two"), 2, Backlog::None).unwrap();
+    registry.join(a, &room("one"), 2, Backlog::Last(0)).unwrap();
+    registry.join(a, &room("two"), 2, Backlog::Last(0)).unwrap();
     drain(&mut rx_a);
 
     assert_eq!(
         registry
-            .join(a, &room("three"), 2, Backlog::None)
+            .join(a, &room("three"), 2, Backlog::Last(0))
             .unwrap_err(),
         RegistryError::TooManyRooms { max: 2 }
     );
@@ -413,11 +421,13 @@ fn joining_beyond_max_rooms_is_refused() {
     assert_eq!(registry.rooms().len(), 2);
 
     // Joining a room one is already in is not a new room, and tells no one.
-    registry.join(a, &room("ONE"), 2, Backlog::None).unwrap();
+    registry.join(a, &room("ONE"), 2, Backlog::Last(0)).unwrap();
     assert!(drain(&mut rx_a).is_empty());
 
     registry.leave(a, &room("two"), None).unwrap();
-    registry.join(a, &room("three"), 2, Backlog::None).unwrap();
+    registry
+        .join(a, &room("three"), 2, Backlog::Last(0))
+        .unwrap();
 }
 
 #[test]
@@ -447,30 +457,4 @@ fn whisper_reaches_the_target_and_echoes_once() {
         .whisper(a, &nick("A"), "note to self".into())
         .unwrap();
     assert_eq!(drain(&mut rx_a).len(), 1);
-}
-
-#[test]
-fn register_unique_appends_the_first_free_number() {
-    let registry = RoomRegistry::new();
-    let base = nick("bob");
-    let mut rxs = Vec::new();
-    let mut got = Vec::new();
-    for _ in 0..4 {
-        let (tx, rx) = roomy();
-        rxs.push(rx);
-        got.push(registry.register_unique(&base, tx).1);
-    }
-    assert_eq!(got, ["bob", "bob-2", "bob-3", "bob-4"].map(nick));
-
-    // Taken ignoring case, so BOB gets a suffix too, and skips bob-2.
-    let (tx, _rx) = roomy();
-    assert_eq!(registry.register_unique(&nick("BOB"), tx).1, nick("BOB-5"));
-
-    // A base at the length limit is shortened to make room for the suffix.
-    let long = "n".repeat(32);
-    let (tx, _rx1) = roomy();
-    assert_eq!(registry.register_unique(&nick(&long), tx).1, nick(&long));
-    let (tx, _rx2) = roomy();
-    let second = registry.register_unique(&nick(&long), tx).1;
-    assert_eq!(second, nick(&format!("{}-2", &long[..30])));
 }
