@@ -178,7 +178,7 @@ impl Settings {
         // config is a TOML scalar.
         let listen = toml::to_string(&listen).unwrap_or_default();
         let mut server = self.server.clone();
-        for secret in [&mut server.cluster_password, &mut server.cluster_token] {
+        for secret in [&mut server.cluster.password, &mut server.cluster.token] {
             if !secret.is_empty() {
                 *secret = Secret::new("<redacted>");
             }
@@ -189,7 +189,7 @@ impl Settings {
 }
 
 /// The settings table for `--help`: key, default and environment variable,
-/// in the order `ServerConfig` declares its fields.
+/// in the order `ServerConfig` serializes its keys.
 pub(crate) fn help_table() -> String {
     let mut rows = vec![(
         LISTEN.to_owned(),
@@ -249,7 +249,8 @@ struct Layers {
 
 impl Layers {
     fn new() -> Self {
-        // The default config is a flat struct of scalars; it always fits.
+        // The default config serializes as a flat table of scalars and
+        // lists; it always fits.
         let mut defaults = Table::try_from(ServerConfig::default()).unwrap_or_default();
         defaults.insert(
             LISTEN.to_owned(),
@@ -454,9 +455,9 @@ mod tests {
         )
         .unwrap();
         assert_eq!(s.server.server_name, "env");
-        assert_eq!(s.server.max_connections, 7);
-        assert_eq!(s.server.rate_burst, 12);
-        assert!((s.server.rate_per_sec - 2.0).abs() < f64::EPSILON);
+        assert_eq!(s.server.limits.max_connections, 7);
+        assert_eq!(s.server.limits.rate_burst, 12);
+        assert!((s.server.limits.rate_per_sec - 2.0).abs() < f64::EPSILON);
         assert_eq!(s.listen, ["127.0.0.1:2", "[::1]:3"]);
         let s = load(&cli(&["--config", file, "127.0.0.1", "4"]), vars).unwrap();
         assert_eq!(s.listen, ["127.0.0.1:4"]);
@@ -484,10 +485,10 @@ mod tests {
             ("CHATROOM_CLUSTER_TLS_REQUIRED", "true"),
         ]);
         let s = load(&cli(&["--set", "cluster_tls_ca=/etc/ca.pem"]), vars).unwrap();
-        assert_eq!(s.server.cluster_user, "chat");
-        assert_eq!(s.server.cluster_password.expose(), "env-secret");
-        assert!(s.server.cluster_tls_required);
-        assert_eq!(s.server.cluster_tls_ca, "/etc/ca.pem");
+        assert_eq!(s.server.cluster.user, "chat");
+        assert_eq!(s.server.cluster.password.expose(), "env-secret");
+        assert!(s.server.cluster.tls_required);
+        assert_eq!(s.server.cluster.tls_ca, "/etc/ca.pem");
         let printed = s.to_toml();
         assert!(!printed.contains("env-secret"), "{printed}");
         assert!(
