@@ -90,7 +90,7 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: &Cli) -> Result<(), Failure> {
-    let settings = settings::load(cli, std::env::vars_os())?;
+    let settings = settings::load(&cli.command_line(), std::env::vars_os())?;
     // Values are checked before anything is bound, so a bad value is a
     // configuration error and never a half-started server.
     let builder = Server::builder(settings.server.clone()).map_err(Failure::Config)?;
