@@ -15,10 +15,7 @@ use chatroom_core::transport::TcpListener;
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     println!("chat server on {}", listener.local_socket_addr());
-    let config = ServerConfig {
-        server_name: "embedded".to_owned(),
-        ..ServerConfig::default()
-    };
+    let config = ServerConfig::default().with_server_name("embedded".to_owned());
     let server = Server::new(config)?;
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;

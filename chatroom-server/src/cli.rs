@@ -6,8 +6,9 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 
 use clap::{CommandFactory, FromArgMatches, Parser};
+use toml::Value;
 
-use crate::settings;
+use crate::settings::{self, CommandLine};
 
 const LONG_ABOUT: &str = "\
 Runs a chatroom server. Point `nc HOST PORT` (plain text) or chatroom-client
@@ -96,6 +97,31 @@ impl Cli {
             _ => self.listen.clone(),
         }
     }
+
+    /// What the settings take from the command line: the file, the
+    /// `--set` pairs, and each flag that stands for one setting under that
+    /// setting's key.
+    pub(crate) fn command_line(&self) -> CommandLine {
+        let text = |s: &String| Value::String(s.clone());
+        let list =
+            |items: Vec<String>| Value::Array(items.into_iter().map(Value::String).collect());
+        let mut flags = Vec::new();
+        flags.extend(self.tls_cert.as_ref().map(|v| ("tls_cert", text(v))));
+        flags.extend(self.tls_key.as_ref().map(|v| ("tls_key", text(v))));
+        if !self.cluster.is_empty() {
+            flags.push(("cluster", list(self.cluster.clone())));
+        }
+        flags.extend(self.node_name.as_ref().map(|v| ("node_name", text(v))));
+        let listen = self.listen_addrs();
+        if !listen.is_empty() {
+            flags.push((settings::LISTEN, list(listen)));
+        }
+        CommandLine {
+            config: self.config.clone(),
+            set: self.set.clone(),
+            flags,
+        }
+    }
 }
 
 fn parse_key_value(s: &str) -> Result<(String, String), String> {
@@ -171,6 +197,43 @@ mod tests {
         assert_eq!(cli.listen_addrs(), ["127.0.0.1:7000", "[::1]:7000"]);
         let none = Cli::parse_from(["chatroom-server"]).unwrap();
         assert!(none.listen_addrs().is_empty());
+    }
+
+    #[test]
+    fn flags_become_the_settings_they_stand_for() {
+        let cli = Cli::parse_from([
+            "chatroom-server",
+            "--set",
+            "web=false",
+            "--tls-cert",
+            "c.pem",
+            "--tls-key",
+            "k.pem",
+            "--cluster",
+            "nats://a:1,nats://b:2",
+            "--node-name",
+            "n1",
+            "127.0.0.1",
+            "7000",
+        ])
+        .unwrap();
+        let line = cli.command_line();
+        assert_eq!(line.set, [("web".to_owned(), "false".to_owned())]);
+        let flags: Vec<String> = line
+            .flags
+            .iter()
+            .map(|(key, value)| format!("{key}={value}"))
+            .collect();
+        assert_eq!(
+            flags,
+            [
+                "tls_cert=\"c.pem\"",
+                "tls_key=\"k.pem\"",
+                "cluster=[\"nats://a:1\", \"nats://b:2\"]",
+                "node_name=\"n1\"",
+                "listen=[\"127.0.0.1:7000\"]",
+            ]
+        );
     }
 
     #[test]

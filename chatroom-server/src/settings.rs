@@ -2,6 +2,9 @@
 //! `CHATROOM_*` environment variables, then the command line, each layer
 //! overriding the one before.
 //!
+//! This module knows nothing of how the command line is parsed: `cli`
+//! hands it a [`CommandLine`] of values already taken apart.
+//!
 //! Layers are merged as TOML tables. The defaults, serialized, name every
 //! known key and the type its value takes, so each field of
 //! [`ServerConfig`] is covered without being listed here a second time.
@@ -18,14 +21,24 @@ use chatroom_core::broker::Secret;
 use chatroom_core::server::ServerConfig;
 use toml::{Table, Value};
 
-use crate::cli::Cli;
-
 /// Where the server listens when nothing says otherwise.
 pub(crate) const DEFAULT_LISTEN: &str = "127.0.0.1:7878";
 /// What environment variables for settings start with.
 pub(crate) const ENV_PREFIX: &str = "CHATROOM_";
-/// The one key that is not a [`ServerConfig`] field.
-const LISTEN: &str = "listen";
+/// The one key that is not a [`ServerConfig`] setting.
+pub(crate) const LISTEN: &str = "listen";
+
+/// What the command line says, already taken apart by `cli`.
+#[derive(Debug, Default)]
+pub(crate) struct CommandLine {
+    /// The `--config` file.
+    pub(crate) config: Option<PathBuf>,
+    /// The `--set KEY=VALUE` pairs, in order.
+    pub(crate) set: Vec<(String, String)>,
+    /// The flags that each stand for one setting (`--tls-cert FILE` for
+    /// `tls_cert`, `--listen` for `listen`), typed; they win over `set`.
+    pub(crate) flags: Vec<(&'static str, Value)>,
+}
 
 /// Everything the binary needs to start a server.
 #[derive(Debug, Clone, PartialEq)]
@@ -114,7 +127,7 @@ pub(crate) enum SettingsError {
 /// # Errors
 /// The first value that cannot be used, naming its key and its origin.
 pub(crate) fn load(
-    cli: &Cli,
+    cli: &CommandLine,
     env: impl IntoIterator<Item = (OsString, OsString)>,
 ) -> Result<Settings, SettingsError> {
     let mut layers = Layers::new();
@@ -140,26 +153,8 @@ pub(crate) fn load(
     for (key, value) in &cli.set {
         layers.set_raw(key, value, &Origin::CommandLine)?;
     }
-    for (key, value) in [("tls_cert", &cli.tls_cert), ("tls_key", &cli.tls_key)] {
-        if let Some(path) = value {
-            layers.set(key, Value::String(path.clone()), &Origin::CommandLine)?;
-        }
-    }
-    if !cli.cluster.is_empty() {
-        let value = Value::Array(cli.cluster.iter().cloned().map(Value::String).collect());
-        layers.set("cluster", value, &Origin::CommandLine)?;
-    }
-    if let Some(name) = &cli.node_name {
-        layers.set(
-            "node_name",
-            Value::String(name.clone()),
-            &Origin::CommandLine,
-        )?;
-    }
-    let listen = cli.listen_addrs();
-    if !listen.is_empty() {
-        let value = Value::Array(listen.into_iter().map(Value::String).collect());
-        layers.set(LISTEN, value, &Origin::CommandLine)?;
+    for (key, value) in &cli.flags {
+        layers.set(key, value.clone(), &Origin::CommandLine)?;
     }
     layers.finish()
 }
@@ -178,7 +173,7 @@ impl Settings {
         // config is a TOML scalar.
         let listen = toml::to_string(&listen).unwrap_or_default();
         let mut server = self.server.clone();
-        for secret in [&mut server.cluster_password, &mut server.cluster_token] {
+        for secret in [&mut server.cluster.password, &mut server.cluster.token] {
             if !secret.is_empty() {
                 *secret = Secret::new("<redacted>");
             }
@@ -189,7 +184,7 @@ impl Settings {
 }
 
 /// The settings table for `--help`: key, default and environment variable,
-/// in the order `ServerConfig` declares its fields.
+/// in the order `ServerConfig` serializes its keys.
 pub(crate) fn help_table() -> String {
     let mut rows = vec![(
         LISTEN.to_owned(),
@@ -249,7 +244,8 @@ struct Layers {
 
 impl Layers {
     fn new() -> Self {
-        // The default config is a flat struct of scalars; it always fits.
+        // The default config serializes as a flat table of scalars and
+        // lists; it always fits.
         let mut defaults = Table::try_from(ServerConfig::default()).unwrap_or_default();
         defaults.insert(
             LISTEN.to_owned(),
@@ -406,10 +402,22 @@ fn listen_list(value: &Value) -> Result<Vec<String>, String> {
 mod tests {
     use super::*;
 
-    fn cli(args: &[&str]) -> Cli {
-        let mut all = vec!["chatroom-server"];
-        all.extend_from_slice(args);
-        Cli::parse_from(all).unwrap()
+    /// A command line with a `--config` file, `--set` pairs and
+    /// `--listen` addresses.
+    fn line(config: Option<&Path>, set: &[(&str, &str)], listen: &[&str]) -> CommandLine {
+        let mut flags = Vec::new();
+        if !listen.is_empty() {
+            let addrs = listen.iter().map(|a| Value::String((*a).to_owned()));
+            flags.push((LISTEN, Value::Array(addrs.collect())));
+        }
+        CommandLine {
+            config: config.map(Path::to_owned),
+            set: set
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            flags,
+        }
     }
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(OsString, OsString)> {
@@ -430,7 +438,7 @@ mod tests {
 
     #[test]
     fn defaults_listen_on_loopback_7878() {
-        let s = load(&cli(&[]), env(&[("PATH", "/bin")])).unwrap();
+        let s = load(&CommandLine::default(), env(&[("PATH", "/bin")])).unwrap();
         assert_eq!(s.listen, [DEFAULT_LISTEN]);
         assert_eq!(s.server, ServerConfig::default());
     }
@@ -441,7 +449,6 @@ mod tests {
             "layers",
             "server_name = \"file\"\nmax_connections = 7\nrate_burst = 9\nlisten = [\"127.0.0.1:1\"]\n",
         );
-        let file = path.to_str().unwrap();
         let vars = env(&[
             ("CHATROOM_SERVER_NAME", "env"),
             ("CHATROOM_RATE_BURST", "11"),
@@ -449,29 +456,26 @@ mod tests {
             ("CHATROOM_LISTEN", "127.0.0.1:2, [::1]:3"),
         ]);
         let s = load(
-            &cli(&["--config", file, "--set", "rate_burst=12"]),
+            &line(Some(&path), &[("rate_burst", "12")], &[]),
             vars.clone(),
         )
         .unwrap();
         assert_eq!(s.server.server_name, "env");
-        assert_eq!(s.server.max_connections, 7);
-        assert_eq!(s.server.rate_burst, 12);
-        assert!((s.server.rate_per_sec - 2.0).abs() < f64::EPSILON);
+        assert_eq!(s.server.limits.max_connections, 7);
+        assert_eq!(s.server.limits.rate_burst, 12);
+        assert!((s.server.limits.rate_per_sec - 2.0).abs() < f64::EPSILON);
         assert_eq!(s.listen, ["127.0.0.1:2", "[::1]:3"]);
-        let s = load(&cli(&["--config", file, "127.0.0.1", "4"]), vars).unwrap();
+        let s = load(&line(Some(&path), &[], &["127.0.0.1:4"]), vars).unwrap();
         assert_eq!(s.listen, ["127.0.0.1:4"]);
         std::fs::remove_file(path).unwrap();
     }
 
     #[test]
     fn printed_settings_read_back_unchanged() {
-        let s = load(
-            &cli(&["--set", "server_name=a \"quoted\" name", "-l", "[::1]:0"]),
-            env(&[]),
-        )
-        .unwrap();
+        let set = [("server_name", "a \"quoted\" name")];
+        let s = load(&line(None, &set, &["[::1]:0"]), env(&[])).unwrap();
         let path = temp_file("roundtrip", &s.to_toml());
-        let again = load(&cli(&["--config", path.to_str().unwrap()]), env(&[])).unwrap();
+        let again = load(&line(Some(&path), &[], &[]), env(&[])).unwrap();
         assert_eq!(again, s);
         std::fs::remove_file(path).unwrap();
     }
@@ -483,11 +487,11 @@ mod tests {
             ("CHATROOM_CLUSTER_PASSWORD", "env-secret"),
             ("CHATROOM_CLUSTER_TLS_REQUIRED", "true"),
         ]);
-        let s = load(&cli(&["--set", "cluster_tls_ca=/etc/ca.pem"]), vars).unwrap();
-        assert_eq!(s.server.cluster_user, "chat");
-        assert_eq!(s.server.cluster_password.expose(), "env-secret");
-        assert!(s.server.cluster_tls_required);
-        assert_eq!(s.server.cluster_tls_ca, "/etc/ca.pem");
+        let s = load(&line(None, &[("cluster_tls_ca", "/etc/ca.pem")], &[]), vars).unwrap();
+        assert_eq!(s.server.cluster.user, "chat");
+        assert_eq!(s.server.cluster.password.expose(), "env-secret");
+        assert!(s.server.cluster.tls_required);
+        assert_eq!(s.server.cluster.tls_ca, "/etc/ca.pem");
         let printed = s.to_toml();
         assert!(!printed.contains("env-secret"), "{printed}");
         assert!(
@@ -499,8 +503,8 @@ mod tests {
 
     #[test]
     fn errors_name_the_key_and_origin() {
-        /// Arguments, environment, and what the error must mention.
-        type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+        /// `--set` pairs, environment, and what the error must mention.
+        type Case<'a> = (&'a [(&'a str, &'a str)], &'a [(&'a str, &'a str)], &'a str);
         let cases: [Case<'_>; 5] = [
             (
                 &[],
@@ -518,10 +522,10 @@ mod tests {
                 "max_connections",
             ),
             (&[], &[("CHATROOM_LISTEN", "")], "listen"),
-            (&["--set", "nope=1"], &[], "nope"),
+            (&[("nope", "1")], &[], "nope"),
         ];
-        for (args, vars, needle) in cases {
-            let e = load(&cli(args), env(vars)).unwrap_err();
+        for (set, vars, needle) in cases {
+            let e = load(&line(None, set, &[]), env(vars)).unwrap_err();
             assert!(e.to_string().contains(needle), "{needle}: {e}");
         }
     }
@@ -529,13 +533,13 @@ mod tests {
     #[test]
     fn file_errors_are_one_line_with_a_position() {
         let path = temp_file("syntax", "server_name = \"a\"\nmax_connections = = 3\n");
-        let e = load(&cli(&["-c", path.to_str().unwrap()]), env(&[])).unwrap_err();
+        let e = load(&line(Some(&path), &[], &[]), env(&[])).unwrap_err();
         let shown = e.to_string();
         assert!(shown.contains("line 2"), "{shown}");
         assert!(!shown.contains('\n'), "{shown}");
         std::fs::remove_file(path).unwrap();
         let path = temp_file("unknown", "[server]\nmax_connections = 3\n");
-        let e = load(&cli(&["-c", path.to_str().unwrap()]), env(&[])).unwrap_err();
+        let e = load(&line(Some(&path), &[], &[]), env(&[])).unwrap_err();
         assert!(e.to_string().contains("unknown setting `server`"), "{e}");
         std::fs::remove_file(path).unwrap();
     }

@@ -1,7 +1,9 @@
-//! Server errors: what stops the engine, and what ends one session.
+//! Server errors: what stops the engine, or keeps it from starting.
 
-use crate::protocol::ProtocolError;
-use crate::registry::RegistryError;
+use std::path::PathBuf;
+
+use crate::broker::BrokerError;
+use crate::history::HistoryError;
 use crate::transport::TransportError;
 
 /// A setting that cannot be used.
@@ -27,26 +29,27 @@ pub enum ServerError {
     /// The configuration was refused.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// The history store the settings name could not be opened.
+    #[error("cannot open the history store")]
+    History(#[source] HistoryError),
+    /// A password or token file the settings name could not be read.
+    #[error("cannot read the file of setting {key}: {}", path.display())]
+    SecretFile {
+        /// The setting that names the file.
+        key: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The operating system's reason.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The cluster's NATS could not be reached, or refused this node.
+    #[error("cannot join the cluster")]
+    Cluster(#[source] BrokerError),
     /// A listener failed in a way retrying cannot fix.
     #[error(transparent)]
     Transport(#[from] TransportError),
     /// `run` was given no listener.
     #[error("no listener to serve")]
     NoListener,
-}
-
-/// Why a session ended abnormally. Logged at the session's boundary and
-/// never passed to the accept loop.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum SessionError {
-    /// Reading from or writing to the peer failed.
-    #[error(transparent)]
-    Transport(#[from] TransportError),
-    /// The peer broke the protocol in a way that ends the session.
-    #[error(transparent)]
-    Protocol(#[from] ProtocolError),
-    /// The registry refused the session.
-    #[error(transparent)]
-    Registry(#[from] RegistryError),
 }

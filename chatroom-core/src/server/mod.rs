@@ -21,6 +21,7 @@
 //! # Ok(()) }
 //! ```
 
+mod builder;
 mod config;
 mod error;
 mod peers;
@@ -39,19 +40,25 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::broker::{Broker, LocalBroker};
-use crate::history::{HistoryStore, MemoryStore};
+use crate::history::HistoryStore;
 use crate::protocol::{ErrorCode, ServerFrame, ServerMessage};
 use crate::registry::{RoomRegistry, now_ms};
 use crate::transport::{Connection, Listener, TransportError};
 
-pub use config::{HistoryKind, ServerConfig};
-pub use error::{ConfigError, ServerError, SessionError};
+pub use builder::ServerBuilder;
+pub use config::{
+    ClusterConfig, HistoryConfig, HistoryKind, LimitsConfig, ServerConfig, TlsConfig, WebConfig,
+};
+pub use error::{ConfigError, ServerError};
 
+use config::Limits;
 use peers::{PeerTable, Refusal};
 use rooms::{RoomLimits, Rooms};
 use shared::Shared;
 
-/// The chat engine. Build it with [`Server::new`], then [`Server::run`] it.
+/// The chat engine. Build it with [`Server::new`] (history in memory) or
+/// [`Server::builder`] (the store or cluster the settings name), then
+/// [`Server::run`] it.
 #[derive(Debug)]
 pub struct Server {
     shared: Arc<Shared>,
@@ -59,13 +66,25 @@ pub struct Server {
 
 impl Server {
     /// Validates `config` and builds an engine that keeps history in
-    /// memory (a [`MemoryStore`] of `history_max_messages` per room).
+    /// memory (a [`MemoryStore`](crate::history::MemoryStore) of
+    /// `history.max_messages` per room), whatever `history.store` says.
     ///
     /// # Errors
     /// [`ServerError::Config`] naming the first setting that is out of range.
     pub fn new(config: ServerConfig) -> Result<Self, ServerError> {
-        let per_room = usize::try_from(config.history_max_messages).unwrap_or(usize::MAX);
-        Self::with_history(config, Arc::new(MemoryStore::new(per_room)))
+        let store = builder::memory_store(&config.history);
+        Self::with_history(config, store)
+    }
+
+    /// Validates `config` for a server built from the settings alone, as
+    /// the server binary runs it: [`ServerBuilder::build`] then opens the
+    /// history store they name, or joins the cluster they name.
+    ///
+    /// # Errors
+    /// The first setting that is out of range; nothing is opened or
+    /// connected for settings that are refused.
+    pub fn builder(config: ServerConfig) -> Result<ServerBuilder, ConfigError> {
+        ServerBuilder::new(config)
     }
 
     /// Validates `config` and builds an engine whose rooms keep their
@@ -92,7 +111,11 @@ impl Server {
         store: Arc<dyn HistoryStore>,
         broker: Arc<dyn Broker>,
     ) -> Result<Self, ServerError> {
-        let limits = config.validate()?;
+        Ok(Self::assemble(config.validate()?, store, broker))
+    }
+
+    /// The engine for settings that passed validation.
+    fn assemble(limits: Limits, store: Arc<dyn HistoryStore>, broker: Arc<dyn Broker>) -> Self {
         let registry = RoomRegistry::with_history(Some(store), limits.recent_per_room);
         let room_limits = RoomLimits {
             max_rooms: limits.max_rooms,
@@ -100,9 +123,9 @@ impl Server {
             history_page_max: limits.history_page_max,
         };
         let rooms = Rooms::new(registry, broker, room_limits);
-        Ok(Self {
+        Self {
             shared: Arc::new(Shared { limits, rooms }),
-        })
+        }
     }
 
     /// Serves `listener` until `shutdown` completes, then shuts down

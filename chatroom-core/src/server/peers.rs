@@ -193,9 +193,10 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::server::ServerConfig;
+    use crate::server::{LimitsConfig, ServerConfig};
 
-    fn table(config: ServerConfig) -> Arc<PeerTable> {
+    fn table(limits: LimitsConfig) -> Arc<PeerTable> {
+        let config = ServerConfig::default().with_limits(limits);
         Arc::new(PeerTable::new(&config.validate().unwrap()))
     }
 
@@ -205,10 +206,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn an_address_may_hold_only_its_share_of_connections() {
-        let peers = table(ServerConfig {
-            max_connections_per_ip: 2,
-            ..ServerConfig::default()
-        });
+        let peers = table(LimitsConfig::default().with_max_connections_per_ip(2));
         let a = peers.admit(ip("10.0.0.1")).unwrap();
         let _b = peers.admit(ip("10.0.0.1")).unwrap();
         let refused = peers.admit(ip("10.0.0.1")).unwrap_err();
@@ -222,11 +220,11 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn connecting_faster_than_the_rate_is_refused_until_tokens_return() {
-        let peers = table(ServerConfig {
-            connect_rate_per_ip: 2.0,
-            connect_burst_per_ip: 3,
-            ..ServerConfig::default()
-        });
+        let peers = table(
+            LimitsConfig::default()
+                .with_connect_rate_per_ip(2.0)
+                .with_connect_burst_per_ip(3),
+        );
         for _ in 0..3 {
             drop(peers.admit(ip("10.0.0.1")).unwrap());
         }
@@ -239,10 +237,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn ipv6_peers_are_counted_by_their_64_prefix() {
-        let peers = table(ServerConfig {
-            max_connections_per_ip: 1,
-            ..ServerConfig::default()
-        });
+        let peers = table(LimitsConfig::default().with_max_connections_per_ip(1));
         let _a = peers.admit(ip("2001:db8:1:2::1")).unwrap();
         assert!(peers.admit(ip("2001:db8:1:2:ffff::9")).is_err());
         let _b = peers.admit(ip("2001:db8:1:3::1")).unwrap();
@@ -253,13 +248,13 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn the_table_forgets_addresses_and_stays_bounded() {
-        let peers = table(ServerConfig {
-            max_connections: 10,
-            max_connections_per_ip: 1,
-            connect_rate_per_ip: 1.0,
-            connect_burst_per_ip: 5,
-            ..ServerConfig::default()
-        });
+        let peers = table(
+            LimitsConfig::default()
+                .with_max_connections(10)
+                .with_max_connections_per_ip(1)
+                .with_connect_rate_per_ip(1.0)
+                .with_connect_burst_per_ip(5),
+        );
         // An address whose bucket is full again is forgotten on close.
         let slot = peers.admit(ip("10.0.0.1")).unwrap();
         tokio::time::advance(Duration::from_secs(2)).await;

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use chatroom_core::server::ServerConfig;
+use chatroom_core::server::{LimitsConfig, ServerConfig};
 use serde_json::json;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -37,16 +37,18 @@ async fn a_text_line_sent_before_the_greeting_is_not_lost() {
 /// stayed stalled.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_timed_out_peer_with_a_full_socket_releases_its_slot() {
-    let server = TestServer::with(ServerConfig {
-        max_connections: 2,
-        ping_interval_secs: 1,
-        idle_timeout_secs: 2,
-        outbox_frames: 1_000_000,
-        outbox_bytes: 256 * 1024 * 1024,
-        rate_per_sec: 100_000.0,
-        rate_burst: 100_000,
-        ..ServerConfig::default()
-    })
+    let server = TestServer::with(
+        ServerConfig::default().with_limits(
+            LimitsConfig::default()
+                .with_max_connections(2)
+                .with_ping_interval_secs(1)
+                .with_idle_timeout_secs(2)
+                .with_outbox_frames(1_000_000)
+                .with_outbox_bytes(256 * 1024 * 1024)
+                .with_rate_per_sec(100_000.0)
+                .with_rate_burst(100_000),
+        ),
+    )
     .await;
     let stalled = Peer::native_in(server.addr, "stalled", "lobby").await;
     let last_heard = Instant::now();
@@ -114,12 +116,14 @@ async fn a_burst_of_connections_fits_the_listen_backlog() {
 /// saw their `left` lines after its own `* bye`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nothing_follows_bye_when_many_leave_at_once() {
-    let server = TestServer::with(ServerConfig {
-        text_idle_timeout_secs: 1,
-        max_connections_per_ip: 1000,
-        connect_burst_per_ip: 1000,
-        ..ServerConfig::default()
-    })
+    let server = TestServer::with(
+        ServerConfig::default().with_limits(
+            LimitsConfig::default()
+                .with_text_idle_timeout_secs(1)
+                .with_max_connections_per_ip(1000)
+                .with_connect_burst_per_ip(1000),
+        ),
+    )
     .await;
     let mut silent = Vec::new();
     for _ in 0..500 {

@@ -8,18 +8,18 @@ use std::time::Duration;
 #[cfg(feature = "sqlite")]
 use chatroom_core::history::{SqliteStore, SyncMode};
 #[cfg(feature = "sqlite")]
-use chatroom_core::server::Server;
-use chatroom_core::server::ServerConfig;
+use chatroom_core::server::{HistoryConfig, Server};
+use chatroom_core::server::{LimitsConfig, ServerConfig};
 use serde_json::{Value, json};
 
 use crate::support::{Peer, TestServer};
 
 fn fast() -> ServerConfig {
-    ServerConfig {
-        rate_per_sec: 100_000.0,
-        rate_burst: 100_000,
-        ..ServerConfig::default()
-    }
+    ServerConfig::default().with_limits(
+        LimitsConfig::default()
+            .with_rate_per_sec(100_000.0)
+            .with_rate_burst(100_000),
+    )
 }
 
 async fn say_many(peer: &mut Peer, room: &str, texts: impl IntoIterator<Item = String>) -> u64 {
@@ -306,11 +306,11 @@ async fn history_and_ids_survive_a_restart() {
 #[tokio::test]
 async fn retention_keeps_the_newest_messages_per_room() {
     let dir = temp_dir("retention");
-    let config = ServerConfig {
-        history_max_messages: 5,
-        history_sweep_secs: 1,
-        ..fast()
-    };
+    let config = fast().with_history(
+        HistoryConfig::default()
+            .with_max_messages(5)
+            .with_sweep_secs(1),
+    );
     let store = SqliteStore::open(&dir, SyncMode::Normal).unwrap();
     let server = TestServer::serve(Server::with_history(config, Arc::new(store)).unwrap()).await;
     let mut a = Peer::native_in(server.addr, "a", "short").await;

@@ -1,6 +1,6 @@
 use std::time::{Duration, Instant};
 
-use chatroom_core::server::ServerConfig;
+use chatroom_core::server::{LimitsConfig, ServerConfig};
 use serde_json::json;
 
 use crate::support::{Peer, TestServer};
@@ -25,10 +25,9 @@ async fn a_silent_client_is_greeted_in_text_within_300_ms() {
 
 #[tokio::test]
 async fn a_full_server_refuses_with_server_full_and_keeps_serving_others() {
-    let server = TestServer::with(ServerConfig {
-        max_connections: 2,
-        ..ServerConfig::default()
-    })
+    let server = TestServer::with(
+        ServerConfig::default().with_limits(LimitsConfig::default().with_max_connections(2)),
+    )
     .await;
     let mut a = Peer::native_in(server.addr, "a", "lobby").await;
     let mut b = Peer::native_in(server.addr, "b", "lobby").await;
@@ -52,13 +51,15 @@ async fn a_stalled_reader_is_cut_off_and_the_others_get_everything_in_order() {
     // Queues big enough that the healthy peers keep up even on a loaded
     // machine; the stalled one overflows its queue once its socket buffers
     // are full.
-    let server = TestServer::with(ServerConfig {
-        outbox_frames: 1024,
-        outbox_bytes: 4 * 1024 * 1024,
-        rate_per_sec: 100_000.0,
-        rate_burst: 100_000,
-        ..ServerConfig::default()
-    })
+    let server = TestServer::with(
+        ServerConfig::default().with_limits(
+            LimitsConfig::default()
+                .with_outbox_frames(1024)
+                .with_outbox_bytes(4 * 1024 * 1024)
+                .with_rate_per_sec(100_000.0)
+                .with_rate_burst(100_000),
+        ),
+    )
     .await;
     let mut stalled = Peer::native_in(server.addr, "stalled", "lobby").await;
     let mut healthy = Peer::native_in(server.addr, "healthy", "lobby").await;
@@ -125,11 +126,13 @@ async fn a_stalled_reader_is_cut_off_and_the_others_get_everything_in_order() {
 
 #[tokio::test]
 async fn the_message_rate_is_limited_per_connection() {
-    let server = TestServer::with(ServerConfig {
-        rate_per_sec: 1.0,
-        rate_burst: 3,
-        ..ServerConfig::default()
-    })
+    let server = TestServer::with(
+        ServerConfig::default().with_limits(
+            LimitsConfig::default()
+                .with_rate_per_sec(1.0)
+                .with_rate_burst(3),
+        ),
+    )
     .await;
     let mut flood = Peer::native_in(server.addr, "flood", "lobby").await;
     let mut calm = Peer::native_in(server.addr, "calm", "lobby").await;
@@ -157,10 +160,9 @@ async fn the_message_rate_is_limited_per_connection() {
 
 #[tokio::test]
 async fn continued_abuse_is_disconnected_and_others_chat_on() {
-    let server = TestServer::with(ServerConfig {
-        max_errors: 5,
-        ..ServerConfig::default()
-    })
+    let server = TestServer::with(
+        ServerConfig::default().with_limits(LimitsConfig::default().with_max_errors(5)),
+    )
     .await;
     let mut bad = Peer::native_in(server.addr, "bad", "lobby").await;
     let mut good = Peer::native_in(server.addr, "good", "lobby").await;
@@ -188,11 +190,13 @@ async fn continued_abuse_is_disconnected_and_others_chat_on() {
 
 #[tokio::test]
 async fn a_quiet_native_client_is_pinged_and_kept_while_it_answers() {
-    let server = TestServer::with(ServerConfig {
-        ping_interval_secs: 1,
-        idle_timeout_secs: 2,
-        ..ServerConfig::default()
-    })
+    let server = TestServer::with(
+        ServerConfig::default().with_limits(
+            LimitsConfig::default()
+                .with_ping_interval_secs(1)
+                .with_idle_timeout_secs(2),
+        ),
+    )
     .await;
     let mut live = Peer::native(server.addr, "live").await;
     let mut dead = Peer::native(server.addr, "dead").await;
@@ -212,10 +216,9 @@ async fn a_quiet_native_client_is_pinged_and_kept_while_it_answers() {
 
 #[tokio::test]
 async fn a_native_client_that_never_says_hello_is_closed() {
-    let server = TestServer::with(ServerConfig {
-        handshake_timeout_secs: 1,
-        ..ServerConfig::default()
-    })
+    let server = TestServer::with(
+        ServerConfig::default().with_limits(LimitsConfig::default().with_handshake_timeout_secs(1)),
+    )
     .await;
     let mut p = Peer::connect(server.addr).await;
     p.send_raw(b"{\"type\":").await;
@@ -228,10 +231,9 @@ async fn a_native_client_that_never_says_hello_is_closed() {
 
 #[tokio::test]
 async fn joining_more_rooms_than_allowed_is_refused() {
-    let server = TestServer::with(ServerConfig {
-        max_rooms_per_client: 2,
-        ..ServerConfig::default()
-    })
+    let server = TestServer::with(
+        ServerConfig::default().with_limits(LimitsConfig::default().with_max_rooms_per_client(2)),
+    )
     .await;
     let mut p = Peer::native(server.addr, "joiner").await;
     for room in ["r1", "r2"] {
@@ -250,10 +252,9 @@ async fn joining_more_rooms_than_allowed_is_refused() {
 
 #[tokio::test]
 async fn a_text_client_idle_too_long_is_closed() {
-    let server = TestServer::with(ServerConfig {
-        text_idle_timeout_secs: 1,
-        ..ServerConfig::default()
-    })
+    let server = TestServer::with(
+        ServerConfig::default().with_limits(LimitsConfig::default().with_text_idle_timeout_secs(1)),
+    )
     .await;
     let mut t = Peer::text(server.addr).await;
     let lines = t.until_closed().await;
@@ -263,10 +264,9 @@ async fn a_text_client_idle_too_long_is_closed() {
 
 #[tokio::test]
 async fn one_address_may_hold_only_its_share_of_connections() {
-    let server = TestServer::with(ServerConfig {
-        max_connections_per_ip: 2,
-        ..ServerConfig::default()
-    })
+    let server = TestServer::with(
+        ServerConfig::default().with_limits(LimitsConfig::default().with_max_connections_per_ip(2)),
+    )
     .await;
     let mut a = Peer::native_in(server.addr, "a", "lobby").await;
     let b = Peer::native_in(server.addr, "b", "lobby").await;
@@ -288,11 +288,13 @@ async fn one_address_may_hold_only_its_share_of_connections() {
 
 #[tokio::test]
 async fn one_address_connecting_too_fast_is_throttled() {
-    let server = TestServer::with(ServerConfig {
-        connect_rate_per_ip: 2.0,
-        connect_burst_per_ip: 3,
-        ..ServerConfig::default()
-    })
+    let server = TestServer::with(
+        ServerConfig::default().with_limits(
+            LimitsConfig::default()
+                .with_connect_rate_per_ip(2.0)
+                .with_connect_burst_per_ip(3),
+        ),
+    )
     .await;
     let mut kept = Vec::new();
     for i in 0..3 {

@@ -1,17 +1,13 @@
 use std::time::Duration;
 
-use chatroom_core::server::ServerConfig;
+use chatroom_core::server::{LimitsConfig, ServerConfig};
 use serde_json::json;
 
 use crate::support::{Peer, TestServer};
 
 #[tokio::test]
 async fn shutdown_says_bye_to_every_client_and_returns_in_time() {
-    let server = TestServer::with(ServerConfig {
-        shutdown_timeout_secs: 3,
-        ..ServerConfig::default()
-    })
-    .await;
+    let server = TestServer::with(ServerConfig::default().with_shutdown_timeout_secs(3)).await;
     let mut native = Peer::native_in(server.addr, "n", "lobby").await;
     let mut text = Peer::text(server.addr).await;
     native.until_type("joined").await;
@@ -31,14 +27,17 @@ async fn shutdown_says_bye_to_every_client_and_returns_in_time() {
 
 #[tokio::test]
 async fn shutdown_does_not_wait_past_its_deadline_for_a_stuck_reader() {
-    let server = TestServer::with(ServerConfig {
-        shutdown_timeout_secs: 1,
-        rate_per_sec: 100_000.0,
-        rate_burst: 100_000,
-        outbox_frames: 100_000,
-        outbox_bytes: 64 * 1024 * 1024,
-        ..ServerConfig::default()
-    })
+    let server = TestServer::with(
+        ServerConfig::default()
+            .with_shutdown_timeout_secs(1)
+            .with_limits(
+                LimitsConfig::default()
+                    .with_rate_per_sec(100_000.0)
+                    .with_rate_burst(100_000)
+                    .with_outbox_frames(100_000)
+                    .with_outbox_bytes(64 * 1024 * 1024),
+            ),
+    )
     .await;
     let mut stuck = Peer::native_in(server.addr, "stuck", "lobby").await;
     let mut talker = Peer::native_in(server.addr, "talker", "lobby")
