@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use async_nats::ConnectOptions;
 
-use super::NatsConfig;
+use super::config::NatsConfig;
 use crate::broker::{BrokerError, Secret};
 
 /// What a node shows NATS to be let in: at most one of the ways

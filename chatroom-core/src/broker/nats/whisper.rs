@@ -7,9 +7,13 @@ use std::sync::{Arc, OnceLock};
 use async_nats::Client;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
+use tokio::time::timeout;
 
 use crate::protocol::{Nickname, Timestamp};
-use crate::registry::RoomRegistry;
+use crate::registry::{RegistryError, RoomRegistry};
+
+use super::claims::Claim;
+use super::{BrokerError, Inner, unavailable};
 
 /// The subject a node answers whispers for its sessions on.
 pub(super) fn subject(instance: &str) -> String {
@@ -61,6 +65,51 @@ pub(super) async fn serve(
         let bytes = serde_json::to_vec(&answer).expect("an answer serializes");
         if let Err(e) = client.publish(reply, bytes.into()).await {
             tracing::debug!(error = %e, "could not answer a whisper");
+        }
+    }
+}
+
+impl Inner {
+    pub(super) async fn whisper(
+        self: Arc<Self>,
+        from: Nickname,
+        to: Nickname,
+        text: String,
+        ts: Timestamp,
+    ) -> Result<Nickname, BrokerError> {
+        self.connected()?;
+        let no_such_nick = || BrokerError::from(RegistryError::NoSuchNick(to.clone()));
+        let entry = timeout(self.config.request_timeout, self.nicks.get(to.key()))
+            .await
+            .map_err(|e| unavailable("cannot look the nick up", e))?
+            .map_err(|e| unavailable("cannot look the nick up", e))?;
+        let Some(claim) = entry.and_then(|v| serde_json::from_slice::<Claim>(&v).ok()) else {
+            return Err(no_such_nick());
+        };
+        if claim.instance == self.instance {
+            // Claimed here, but the session has gone since.
+            return Err(no_such_nick());
+        }
+        let request = Whisper {
+            from,
+            to: to.clone(),
+            text,
+            ts,
+        };
+        let payload = serde_json::to_vec(&request).expect("a whisper serializes");
+        let reply = timeout(
+            self.config.request_timeout,
+            self.client
+                .request(subject(&claim.instance), payload.into()),
+        )
+        .await
+        .map_err(|e| unavailable("the nick's server did not answer", e))?
+        // No responder: the claim outlived its node (until the lease ends).
+        .map_err(|_| no_such_nick())?;
+        match serde_json::from_slice::<Answer>(&reply.payload) {
+            Ok(Answer::Delivered(nick)) => Ok(nick),
+            Ok(Answer::NoSuchNick) => Err(no_such_nick()),
+            Err(e) => Err(unavailable("malformed answer to a whisper", e)),
         }
     }
 }
