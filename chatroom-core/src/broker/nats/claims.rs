@@ -2,16 +2,21 @@
 //! third of the lease, made again when they lapse, and taken over from a
 //! node that stopped answering.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
-use async_nats::jetstream::kv;
+use async_nats::jetstream::{kv, stream};
 use serde::{Deserialize, Serialize};
 use tokio::time::timeout;
 
 use crate::protocol::Nickname;
 use crate::registry::CutReason;
 
-use super::{BrokerError, Inner, lock, unavailable};
+use super::link::{Link, unavailable};
+use super::lock::lock;
+use super::presence::Presence;
+use crate::broker::BrokerError;
 
 /// The key-value bucket that holds nickname claims.
 pub const NICK_BUCKET: &str = "chatroom_nicks";
@@ -19,17 +24,85 @@ pub const NICK_BUCKET: &str = "chatroom_nicks";
 /// What a nick's entry in the bucket holds: who claimed it, and where a
 /// whisper to it goes.
 #[derive(Serialize, Deserialize)]
-pub(super) struct Claim {
-    pub(super) node: String,
-    pub(super) instance: String,
+struct Claim {
+    node: String,
+    instance: String,
 }
 
-impl Inner {
-    pub(super) async fn claim(self: Arc<Self>, nick: Nickname) -> Result<(), BrokerError> {
-        self.connected()?;
+/// Opens the nick bucket, making it if it does not exist.
+///
+/// # Errors
+/// [`BrokerError::Unavailable`] when the bucket cannot be opened.
+pub(super) async fn open_bucket(link: &Link) -> Result<kv::Store, BrokerError> {
+    let config = &link.config;
+    // The bucket's stream is made by hand, as a key-value bucket's
+    // stream looks: `create_key_value` first asks for the account's
+    // info, whose reply from a 2.9 server this client cannot read.
+    let bucket = stream::Config {
+        name: format!("KV_{NICK_BUCKET}"),
+        description: Some("chatroom nickname claims".to_owned()),
+        subjects: vec![format!("$KV.{NICK_BUCKET}.>")],
+        max_messages_per_subject: 1,
+        max_age: config.nick_lease,
+        storage: stream::StorageType::File,
+        discard: stream::DiscardPolicy::New,
+        allow_rollup: true,
+        deny_delete: true,
+        allow_direct: true,
+        num_replicas: config.replicas,
+        ..Default::default()
+    };
+    link.js
+        .get_or_create_stream(bucket)
+        .await
+        .map_err(|e| unavailable("cannot open the nick bucket", e))?;
+    let nicks = link
+        .js
+        .get_key_value(NICK_BUCKET)
+        .await
+        .map_err(|e| unavailable("cannot open the nick bucket", e))?;
+    Ok(nicks)
+}
+
+/// This node's nick claims.
+pub(super) struct Claims {
+    link: Arc<Link>,
+    /// Who is alive, for taking a dead node's nicks over.
+    presence: Arc<Presence>,
+    nicks: kv::Store,
+    /// Nick key → revision of this node's claim.
+    held: Mutex<HashMap<String, u64>>,
+    /// Nick releases under way.
+    releasing: AtomicUsize,
+}
+
+impl Claims {
+    /// No claim made yet, in the bucket `nicks` (see [`open_bucket`]).
+    pub(super) fn new(link: Arc<Link>, presence: Arc<Presence>, nicks: kv::Store) -> Self {
+        Self {
+            link,
+            presence,
+            nicks,
+            held: Mutex::new(HashMap::new()),
+            releasing: AtomicUsize::new(0),
+        }
+    }
+
+    /// How many releases are still under way.
+    pub(super) fn releasing(&self) -> usize {
+        self.releasing.load(Ordering::Acquire)
+    }
+
+    /// Claims `nick` for this node.
+    ///
+    /// # Errors
+    /// [`BrokerError::NickTaken`] when another node holds it,
+    /// [`BrokerError::Unavailable`] when NATS cannot be asked.
+    pub(super) async fn claim(&self, nick: Nickname) -> Result<(), BrokerError> {
+        self.link.connected()?;
         let key = nick.key();
         let created = timeout(
-            self.config.request_timeout,
+            self.link.config.request_timeout,
             self.nicks.create(&key, self.claim_value()),
         )
         .await
@@ -42,8 +115,49 @@ impl Inner {
                 .ok_or(BrokerError::NickTaken(nick))?,
             Err(e) => return Err(unavailable("cannot claim the nick", e)),
         };
-        lock(&self.claims).insert(key, revision);
+        lock(&self.held).insert(key, revision);
         Ok(())
+    }
+
+    /// The instance of the node that holds `nick`, unless nobody does or
+    /// this node does (whose session has gone since, as the registry holds
+    /// none): a whisper's destination.
+    ///
+    /// # Errors
+    /// [`BrokerError::Unavailable`] when the bucket cannot be read.
+    pub(super) async fn holder_elsewhere(
+        &self,
+        nick: &Nickname,
+    ) -> Result<Option<String>, BrokerError> {
+        let entry = timeout(self.link.config.request_timeout, self.nicks.get(nick.key()))
+            .await
+            .map_err(|e| unavailable("cannot look the nick up", e))?
+            .map_err(|e| unavailable("cannot look the nick up", e))?;
+        let claim = entry.and_then(|v| serde_json::from_slice::<Claim>(&v).ok());
+        Ok(claim
+            .map(|claim| claim.instance)
+            .filter(|instance| *instance != self.link.instance))
+    }
+
+    /// Gives up this node's claim of `nick`, in the background; never
+    /// waits.
+    pub(super) fn release(self: &Arc<Self>, nick: &Nickname) {
+        let key = nick.key();
+        let Some(revision) = lock(&self.held).remove(&key) else {
+            return;
+        };
+        let claims = self.clone();
+        claims.releasing.fetch_add(1, Ordering::AcqRel);
+        tokio::spawn(async move {
+            // Only this node's own claim: one taken over by another node
+            // since (this node was stalled) is theirs to keep.
+            let delete = claims.nicks.delete_expect_revision(&key, Some(revision));
+            let deleted = timeout(claims.link.config.request_timeout, delete).await;
+            if !matches!(deleted, Ok(Ok(()))) {
+                tracing::warn!(nick = %key, "could not release a nick claim; it expires with its lease");
+            }
+            claims.releasing.fetch_sub(1, Ordering::AcqRel);
+        });
     }
 
     /// Takes a nick over from the node that claimed it when that node has
@@ -55,17 +169,17 @@ impl Inner {
     async fn take_over(&self, key: &str) -> Option<u64> {
         if !self
             .presence
-            .knows_the_cluster(self.connections.borrow().since)
+            .knows_the_cluster(self.link.connections.borrow().since)
         {
             return None;
         }
-        let wait = self.config.request_timeout;
+        let wait = self.link.config.request_timeout;
         let entry = timeout(wait, self.nicks.entry(key)).await.ok()?.ok()??;
         if entry.operation != kv::Operation::Put {
             return None;
         }
         let claim = serde_json::from_slice::<Claim>(&entry.value).ok()?;
-        if claim.instance == self.instance || self.presence.is_alive(&claim.instance) {
+        if claim.instance == self.link.instance || self.presence.is_alive(&claim.instance) {
             return None;
         }
         let updated = timeout(
@@ -79,8 +193,8 @@ impl Inner {
 
     fn claim_value(&self) -> bytes::Bytes {
         let claim = Claim {
-            node: self.config.node.clone(),
-            instance: self.instance.clone(),
+            node: self.link.config.node.clone(),
+            instance: self.link.instance.clone(),
         };
         serde_json::to_vec(&claim)
             .expect("a claim serializes")
@@ -88,18 +202,18 @@ impl Inner {
     }
 
     /// Renews every claim of this node each third of the lease.
-    pub(super) async fn renew_claims(self: Arc<Self>) {
-        let every = self.config.nick_lease / 3;
+    pub(super) async fn renew(self: Arc<Self>) {
+        let every = self.link.config.nick_lease / 3;
         loop {
             tokio::time::sleep(every).await;
-            let claims: Vec<(String, u64)> = lock(&self.claims)
+            let claims: Vec<(String, u64)> = lock(&self.held)
                 .iter()
                 .map(|(k, r)| (k.clone(), *r))
                 .collect();
             for (key, revision) in claims {
                 let value = self.claim_value();
                 let renewed = timeout(
-                    self.config.request_timeout,
+                    self.link.config.request_timeout,
                     self.nicks.update(&key, value, revision),
                 )
                 .await;
@@ -122,7 +236,7 @@ impl Inner {
     /// Records the new revision of a claim, unless it was released or
     /// renewed otherwise meanwhile.
     fn renewed(&self, key: &str, old: u64, new: u64) {
-        if let Some(r) = lock(&self.claims).get_mut(key)
+        if let Some(r) = lock(&self.held).get_mut(key)
             && *r == old
         {
             *r = new;
@@ -135,7 +249,7 @@ impl Inner {
     /// one taken elsewhere is given up, loudly.
     async fn claim_again(&self, key: &str, revision: u64) {
         let created = timeout(
-            self.config.request_timeout,
+            self.link.config.request_timeout,
             self.nicks.create(key, self.claim_value()),
         )
         .await;
@@ -150,7 +264,7 @@ impl Inner {
                     "a nick claim lapsed and another node claimed the nick; disconnecting its session here"
                 );
                 let lost = {
-                    let mut claims = lock(&self.claims);
+                    let mut claims = lock(&self.held);
                     let lost = claims.get(key) == Some(&revision);
                     if lost {
                         claims.remove(key);
@@ -158,7 +272,8 @@ impl Inner {
                     lost
                 };
                 if lost
-                    && let (Some(registry), Ok(nick)) = (self.registry.get(), Nickname::new(key))
+                    && let (Some(registry), Ok(nick)) =
+                        (self.link.registry.get(), Nickname::new(key))
                 {
                     registry.cut_off_holder(&nick, CutReason::NickLost);
                 }

@@ -1,10 +1,11 @@
 //! How a node joins the cluster: [`NatsConfig`].
 
+use std::fmt;
 use std::time::Duration;
 
 use crate::history::Retention;
 
-use super::connect::{NatsAuth, NatsTls};
+use super::connect::{NatsAuth, NatsTls, redact_url};
 
 /// How a node joins the cluster. Its `Debug` never shows a secret.
 #[derive(Clone)]
@@ -48,5 +49,51 @@ impl NatsConfig {
             auth: NatsAuth::None,
             tls: NatsTls::default(),
         }
+    }
+}
+
+impl fmt::Debug for NatsConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let servers: Vec<String> = self.servers.iter().map(|url| redact_url(url)).collect();
+        f.debug_struct("NatsConfig")
+            .field("servers", &servers)
+            .field("node", &self.node)
+            .field("nick_lease", &self.nick_lease)
+            .field("request_timeout", &self.request_timeout)
+            .field("retention", &self.retention)
+            .field("replicas", &self.replicas)
+            .field("presence_interval", &self.presence_interval)
+            .field("auth", &self.auth)
+            .field("tls", &self.tls)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::broker::Secret;
+
+    fn config(servers: &[&str]) -> NatsConfig {
+        NatsConfig::new(servers.iter().map(|s| (*s).to_owned()).collect(), "n1")
+    }
+
+    #[test]
+    fn debug_output_never_shows_a_secret() {
+        let mut c = config(&["nats://u:url-pass@127.0.0.1:4222", "nats://url-token@h:1"]);
+        c.auth = NatsAuth::UserPassword {
+            user: "chat".to_owned(),
+            password: Secret::new("set-pass"),
+        };
+        let shown = format!("{c:?}");
+        for secret in ["url-pass", "url-token", "set-pass"] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        assert!(
+            shown.contains("chat") && shown.contains("127.0.0.1:4222"),
+            "{shown}"
+        );
+        c.auth = NatsAuth::Token(Secret::new("set-token"));
+        assert!(!format!("{c:?}").contains("set-token"));
     }
 }

@@ -2,9 +2,10 @@
 //! node, delivering each message to the room's local members in stream
 //! order, and the checks that restart a stalled feed and drop an idle one.
 
+use std::collections::HashMap;
 use std::fmt;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_nats::jetstream::{consumer, stream};
@@ -14,9 +15,14 @@ use tokio::task::JoinHandle;
 use tokio::time::{Instant, timeout};
 
 use crate::history::HistoryStore;
-use crate::protocol::{HistoryEntry, MessageId, RoomName};
+use crate::protocol::{MessageId, RoomName};
 
-use super::{BrokerError, Inner, Wire, lock, stream_name, stream_not_found, subject, unavailable};
+use super::link::{Link, unavailable};
+use super::lock::lock;
+use super::outgoing::InFlight;
+use super::store::StreamStore;
+use super::wire::{Wire, stream_name, stream_not_found, subject};
+use crate::broker::BrokerError;
 
 /// How often the feeds that delivered nothing are checked against their
 /// streams.
@@ -27,17 +33,17 @@ const FEED_CHECKS_PER_ROUND: usize = 32;
 const FEED_LINGER: Duration = Duration::from_secs(10);
 
 /// A room this node receives.
-pub(super) struct Feed {
+struct Feed {
     room: RoomName,
     /// The last id delivered locally.
-    pub(super) last: watch::Receiver<MessageId>,
+    last: watch::Receiver<MessageId>,
     task: JoinHandle<()>,
     /// When a session last opened the room here.
-    pub(super) touched: Instant,
+    touched: Instant,
     /// The room's stream, to ask how far it goes.
     stream: stream::Stream,
     /// Where the room's `say`s are published (shared, not copied, per say).
-    pub(super) subject: async_nats::Subject,
+    subject: async_nats::Subject,
     /// Shared with the feed's task.
     signals: FeedSignals,
     /// `last` as of the previous check of the feeds.
@@ -63,15 +69,70 @@ impl Drop for Feed {
     }
 }
 
-impl Inner {
+/// The rooms this node receives.
+pub(super) struct Feeds {
+    link: Arc<Link>,
+    store: Arc<StreamStore>,
+    in_flight: Arc<InFlight>,
+    /// Room key → its feed.
+    rooms: Mutex<HashMap<String, Feed>>,
+}
+
+impl Feeds {
+    /// No room received yet; each is started by [`Feeds::open`].
+    pub(super) fn new(link: Arc<Link>, store: Arc<StreamStore>, in_flight: Arc<InFlight>) -> Self {
+        Self {
+            link,
+            store,
+            in_flight,
+            rooms: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Marks `room` as opened now if it is received here already; false
+    /// when it is not.
+    pub(super) fn touch(&self, room: &RoomName) -> bool {
+        match lock(&self.rooms).get_mut(&room.key()) {
+            Some(feed) => {
+                feed.touched = Instant::now();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// How far this node has delivered `room`, if it receives it.
+    pub(super) fn delivered(&self, room: &RoomName) -> Option<watch::Receiver<MessageId>> {
+        lock(&self.rooms).get(&room.key()).map(|f| f.last.clone())
+    }
+
+    /// Where `room`'s `say`s are published, with how far this node has
+    /// delivered it, if it receives it.
+    pub(super) fn route(
+        &self,
+        room: &RoomName,
+    ) -> Option<(watch::Receiver<MessageId>, async_nats::Subject)> {
+        lock(&self.rooms)
+            .get(&room.key())
+            .map(|f| (f.last.clone(), f.subject.clone()))
+    }
+
+    /// Stops receiving every room.
+    pub(super) fn clear(&self) {
+        lock(&self.rooms).clear();
+    }
+
+    /// Starts receiving `room` here unless it is received already; its
+    /// stream is made when `create` is set, else a room without one is
+    /// left alone.
     pub(super) async fn open(
         self: Arc<Self>,
         room: RoomName,
         create: bool,
     ) -> Result<(), BrokerError> {
-        self.connected()?;
+        self.link.connected()?;
         let key = room.key();
-        let retention = self.config.retention;
+        let retention = self.link.config.retention;
         let config = stream::Config {
             name: stream_name(&key),
             subjects: vec![subject(&key)],
@@ -81,18 +142,18 @@ impl Inner {
                 .map_or(Duration::ZERO, Duration::from_millis),
             storage: stream::StorageType::File,
             allow_direct: true,
-            num_replicas: self.config.replicas,
+            num_replicas: self.link.config.replicas,
             ..Default::default()
         };
-        let wait = self.config.request_timeout;
+        let wait = self.link.config.request_timeout;
         let fail = |e: &dyn fmt::Display| unavailable("cannot open the room's stream", e);
         let stream = if create {
-            timeout(wait, self.js.get_or_create_stream(config))
+            timeout(wait, self.link.js.get_or_create_stream(config))
                 .await
                 .map_err(|e| fail(&e))?
                 .map_err(|e| fail(&e))?
         } else {
-            match timeout(wait, self.js.get_stream(config.name)).await {
+            match timeout(wait, self.link.js.get_stream(config.name)).await {
                 Err(e) => return Err(fail(&e)),
                 Ok(Ok(stream)) => stream,
                 // Never made on any node: nothing to receive, and the
@@ -102,7 +163,7 @@ impl Inner {
             }
         };
         let last = stream.cached_info().state.last_sequence;
-        let mut feeds = lock(&self.feeds);
+        let mut feeds = lock(&self.rooms);
         if let Some(feed) = feeds.get_mut(&key) {
             feed.touched = Instant::now();
             return Ok(());
@@ -169,11 +230,11 @@ impl Inner {
         signals: &FeedSignals,
     ) -> Result<(), async_nats::Error> {
         let key = room.key();
-        let mut connections = self.connections.clone();
+        let mut connections = self.link.connections.clone();
         connections.mark_unchanged();
         let consumer = stream
             .create_consumer(consumer::push::OrderedConfig {
-                deliver_subject: self.client.new_inbox(),
+                deliver_subject: self.link.client.new_inbox(),
                 filter_subject: subject(&key),
                 deliver_policy: consumer::DeliverPolicy::ByStartSequence {
                     start_sequence: *next,
@@ -226,39 +287,32 @@ impl Inner {
                 return;
             }
         };
-        let except = if wire.node == self.instance {
-            lock(&self.outgoing).remove(&wire.token)
+        let except = if wire.node == self.link.instance {
+            self.in_flight.take(wire.token)
         } else {
             None
         };
-        let live = self.registry.get().and_then(|r| r.room(room));
+        let live = self.link.registry.get().and_then(|r| r.room(room));
         if let Some(live) = live {
-            let entry = HistoryEntry {
-                id: seq,
-                from: wire.from,
-                text: wire.text,
-                ts: wire.ts,
-                action: wire.action,
-            };
-            live.deliver_message(seq, entry, except);
+            live.deliver_message(seq, wire.into_entry(seq), except);
         }
     }
 }
 
-impl Inner {
+impl Feeds {
     /// Kicks the feeds that stalled: delivered nothing since the last check
     /// while their stream went further, twice in a row. Only feeds that
     /// delivered nothing are asked about, at most
     /// [`FEED_CHECKS_PER_ROUND`] a round, taking turns.
-    pub(super) async fn watch_feeds(self: Arc<Self>) {
+    pub(super) async fn watch(self: Arc<Self>) {
         let mut turn = 0usize;
         loop {
             tokio::time::sleep(FEED_CHECK).await;
-            if self.connected().is_err() {
+            if self.link.connected().is_err() {
                 continue;
             }
             let mut quiet: Vec<(String, stream::Stream, (MessageId, u64))> = {
-                let mut feeds = lock(&self.feeds);
+                let mut feeds = lock(&self.rooms);
                 feeds
                     .iter_mut()
                     .filter_map(|(key, feed)| {
@@ -282,12 +336,12 @@ impl Inner {
             quiet.truncate(FEED_CHECKS_PER_ROUND);
             turn = turn.wrapping_add(quiet.len());
             for (key, mut stream, state) in quiet {
-                let info = timeout(self.config.request_timeout, stream.info()).await;
+                let info = timeout(self.link.config.request_timeout, stream.info()).await;
                 let Ok(Ok(info)) = info else {
                     continue;
                 };
                 let behind = info.state.last_sequence > state.0;
-                if let Some(feed) = lock(&self.feeds).get_mut(&key) {
+                if let Some(feed) = lock(&self.rooms).get_mut(&key) {
                     match feed.suspect {
                         _ if !behind => feed.suspect = None,
                         Some(before) if before == state => {
@@ -302,13 +356,13 @@ impl Inner {
     }
 
     /// Stops receiving rooms that have had no local member for a while.
-    pub(super) async fn drop_idle_feeds(self: Arc<Self>) {
+    pub(super) async fn drop_idle(self: Arc<Self>) {
         loop {
             tokio::time::sleep(Duration::from_secs(5)).await;
-            let Some(registry) = self.registry.get() else {
+            let Some(registry) = self.link.registry.get() else {
                 continue;
             };
-            let mut feeds = lock(&self.feeds);
+            let mut feeds = lock(&self.rooms);
             feeds.retain(|_, feed| {
                 feed.touched.elapsed() < FEED_LINGER || registry.room(&feed.room).is_some()
             });

@@ -3,15 +3,27 @@
 //! room up to it.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
-use tokio::sync::{oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::timeout;
 
 use crate::protocol::{MessageId, Nickname, RoomName, Timestamp};
 use crate::registry::{Published, SessionId, now_ms};
 
-use super::{BrokerError, Inner, Wire, lock, outgoing};
+use super::feed::Feeds;
+use super::link::Link;
+use super::outgoing::{self, InFlight, Outgoing};
+use super::wire::Wire;
+use crate::broker::BrokerError;
+
+/// Where this node's `say`s go: into the one queue to JetStream.
+pub(super) struct Publisher {
+    link: Arc<Link>,
+    feeds: Arc<Feeds>,
+    in_flight: Arc<InFlight>,
+    /// The queue of `say`s to JetStream (see `outgoing`).
+    queue: mpsc::Sender<Outgoing>,
+}
 
 /// A `say` queued for its room's stream, not yet acknowledged.
 pub(super) struct Submitted {
@@ -23,7 +35,24 @@ pub(super) struct Submitted {
     sent: oneshot::Receiver<Result<async_nats::jetstream::context::PublishAckFuture, String>>,
 }
 
-impl Inner {
+impl Publisher {
+    /// A publisher and the receiving end of its queue, for
+    /// [`outgoing::send_in_order`].
+    pub(super) fn new(
+        link: Arc<Link>,
+        feeds: Arc<Feeds>,
+        in_flight: Arc<InFlight>,
+    ) -> (Self, mpsc::Receiver<Outgoing>) {
+        let (queue, queued) = mpsc::channel(outgoing::QUEUE);
+        let publisher = Self {
+            link,
+            feeds,
+            in_flight,
+            queue,
+        };
+        (publisher, queued)
+    }
+
     /// Checks and queues a `say` for its room's stream, at once, so that
     /// the `say`s of a session leave in the order it asked for them.
     pub(super) fn submit(
@@ -34,38 +63,33 @@ impl Inner {
         text: String,
         action: bool,
     ) -> Result<Submitted, BrokerError> {
-        let key = room.key();
-        let feed = lock(&self.feeds)
-            .get(&key)
-            .map(|f| (f.last.clone(), f.subject.clone()));
-        let Some((delivered, subject)) = feed else {
+        let Some((delivered, subject)) = self.feeds.route(&room) else {
             return Err(BrokerError::Unavailable(format!(
                 "room {room} is not open on this node; join it again"
             )));
         };
         // While disconnected the client would buffer the publish and send
         // it on reconnection, after the sender was told it failed.
-        self.connected()?;
-        let token = self.next_token.fetch_add(1, Ordering::Relaxed);
+        self.link.connected()?;
+        let token = self.in_flight.add(sender);
         let ts = now_ms();
         let wire = Wire {
             from,
             text,
             ts,
             action,
-            node: self.instance.clone(),
+            node: self.link.instance.clone(),
             token,
         };
         let payload = serde_json::to_vec(&wire).expect("a message serializes");
         let (sent_tx, sent) = oneshot::channel();
-        lock(&self.outgoing).insert(token, sender);
-        let queued = self.publisher.try_send(outgoing::Outgoing {
+        let queued = self.queue.try_send(Outgoing {
             subject,
             payload: payload.into(),
             sent: sent_tx,
         });
         if queued.is_err() {
-            lock(&self.outgoing).remove(&token);
+            self.in_flight.take(token);
             return Err(BrokerError::Unavailable(
                 "too many messages waiting for NATS; nothing was sent".to_owned(),
             ));
@@ -92,7 +116,7 @@ impl Inner {
             mut delivered,
             sent,
         } = submitted;
-        let acked = timeout(self.config.request_timeout, async {
+        let acked = timeout(self.link.config.request_timeout, async {
             let ack = sent
                 .await
                 .map_err(|_| "the node is stopping".to_owned())??;
@@ -102,13 +126,13 @@ impl Inner {
         let ack = match acked {
             Ok(Ok(ack)) => ack,
             Ok(Err(e)) => {
-                lock(&self.outgoing).remove(&token);
+                self.in_flight.take(token);
                 return Err(BrokerError::Unavailable(format!(
                     "the message was not sent: {e}"
                 )));
             }
             Err(_) => {
-                lock(&self.outgoing).remove(&token);
+                self.in_flight.take(token);
                 return Err(BrokerError::Unavailable(
                     "NATS did not acknowledge the message in time; it may not have been sent"
                         .to_owned(),
@@ -118,12 +142,12 @@ impl Inner {
         // The `ok` must not overtake a message with a lower id: wait until
         // this node has delivered up to this one.
         let caught_up = timeout(
-            self.config.request_timeout,
+            self.link.config.request_timeout,
             delivered.wait_for(|last| *last >= ack.sequence),
         )
         .await;
         if matches!(caught_up, Ok(Ok(_))) {
-            lock(&self.outgoing).remove(&token);
+            self.in_flight.take(token);
         } else {
             // The feed delivers it later (after a NATS failover, say): the
             // token stays so that the sender is still left out then.

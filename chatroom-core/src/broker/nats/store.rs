@@ -12,18 +12,19 @@ use tokio::time::timeout;
 use crate::history::{HistoryError, HistoryStore, Page, PageQuery, Retention};
 use crate::protocol::{HistoryEntry, MessageId, RoomName, Timestamp};
 
-use super::{Wire, lock, stream_name, stream_not_found};
+use super::lock::lock;
+use super::wire::{Wire, stream_name, stream_not_found};
 
 /// A history store that reads the rooms' streams: the cluster's shared
 /// history. `append` does nothing (the stream has the message already),
 /// `sweep` does nothing (the stream's limits apply retention), `last_id`
 /// answers from what this node has seen of each room.
 pub struct StreamStore {
-    pub(super) js: jetstream::Context,
-    pub(super) runtime: tokio::runtime::Handle,
-    pub(super) request_timeout: Duration,
+    js: jetstream::Context,
+    runtime: tokio::runtime::Handle,
+    request_timeout: Duration,
     /// Room key → the last id this node knows of.
-    pub(super) last: Mutex<HashMap<String, MessageId>>,
+    last: Mutex<HashMap<String, MessageId>>,
 }
 
 impl fmt::Debug for StreamStore {
@@ -33,6 +34,17 @@ impl fmt::Debug for StreamStore {
 }
 
 impl StreamStore {
+    /// A store reading through `js`, answering within `request_timeout`.
+    /// Must be made inside the Tokio runtime it blocks on.
+    pub(super) fn new(js: jetstream::Context, request_timeout: Duration) -> Self {
+        Self {
+            js,
+            runtime: tokio::runtime::Handle::current(),
+            request_timeout,
+            last: Mutex::new(HashMap::new()),
+        }
+    }
+
     /// Raises the room's last known id to `id`.
     pub(super) fn note(&self, key: &str, id: MessageId) {
         let mut last = lock(&self.last);
@@ -70,13 +82,7 @@ impl StreamStore {
             match stream.get_raw_message(seq).await {
                 Ok(raw) => {
                     if let Ok(wire) = serde_json::from_slice::<Wire>(&raw.payload) {
-                        messages.push(HistoryEntry {
-                            id: seq,
-                            from: wire.from,
-                            text: wire.text,
-                            ts: wire.ts,
-                            action: wire.action,
-                        });
+                        messages.push(wire.into_entry(seq));
                     }
                 }
                 Err(e) if e.kind() == stream::LastRawMessageErrorKind::NoMessageFound => {}

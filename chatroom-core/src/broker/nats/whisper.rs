@@ -7,16 +7,18 @@ use std::sync::{Arc, OnceLock};
 use async_nats::Client;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
+use tokio::task::JoinHandle;
 use tokio::time::timeout;
 
 use crate::protocol::{Nickname, Timestamp};
 use crate::registry::{RegistryError, RoomRegistry};
 
-use super::claims::Claim;
-use super::{BrokerError, Inner, unavailable};
+use super::claims::Claims;
+use super::link::{Link, unavailable};
+use crate::broker::BrokerError;
 
 /// The subject a node answers whispers for its sessions on.
-pub(super) fn subject(instance: &str) -> String {
+fn subject(instance: &str) -> String {
     format!("chatroom.whisper.{instance}")
 }
 
@@ -39,8 +41,25 @@ pub(super) enum Answer {
     NoSuchNick,
 }
 
+/// Starts answering the whispers sent to this node's sessions.
+///
+/// # Errors
+/// [`BrokerError::Unavailable`] when the subscription cannot be made.
+pub(super) async fn start(link: &Link) -> Result<JoinHandle<()>, BrokerError> {
+    let requests = link
+        .client
+        .subscribe(subject(&link.instance))
+        .await
+        .map_err(|e| unavailable("cannot subscribe to whispers", e))?;
+    Ok(tokio::spawn(serve(
+        link.client.clone(),
+        requests,
+        link.registry.clone(),
+    )))
+}
+
 /// Answers the whispers sent to this node's sessions.
-pub(super) async fn serve(
+async fn serve(
     client: Client,
     mut requests: async_nats::Subscriber,
     registry: Arc<OnceLock<RoomRegistry>>,
@@ -69,47 +88,43 @@ pub(super) async fn serve(
     }
 }
 
-impl Inner {
-    pub(super) async fn whisper(
-        self: Arc<Self>,
-        from: Nickname,
-        to: Nickname,
-        text: String,
-        ts: Timestamp,
-    ) -> Result<Nickname, BrokerError> {
-        self.connected()?;
-        let no_such_nick = || BrokerError::from(RegistryError::NoSuchNick(to.clone()));
-        let entry = timeout(self.config.request_timeout, self.nicks.get(to.key()))
-            .await
-            .map_err(|e| unavailable("cannot look the nick up", e))?
-            .map_err(|e| unavailable("cannot look the nick up", e))?;
-        let Some(claim) = entry.and_then(|v| serde_json::from_slice::<Claim>(&v).ok()) else {
-            return Err(no_such_nick());
-        };
-        if claim.instance == self.instance {
-            // Claimed here, but the session has gone since.
-            return Err(no_such_nick());
-        }
-        let request = Whisper {
-            from,
-            to: to.clone(),
-            text,
-            ts,
-        };
-        let payload = serde_json::to_vec(&request).expect("a whisper serializes");
-        let reply = timeout(
-            self.config.request_timeout,
-            self.client
-                .request(subject(&claim.instance), payload.into()),
-        )
-        .await
-        .map_err(|e| unavailable("the nick's server did not answer", e))?
-        // No responder: the claim outlived its node (until the lease ends).
-        .map_err(|_| no_such_nick())?;
-        match serde_json::from_slice::<Answer>(&reply.payload) {
-            Ok(Answer::Delivered(nick)) => Ok(nick),
-            Ok(Answer::NoSuchNick) => Err(no_such_nick()),
-            Err(e) => Err(unavailable("malformed answer to a whisper", e)),
-        }
+/// Hands a whisper to the node that holds `to`, and returns `to` as its
+/// holder spells it.
+///
+/// # Errors
+/// [`RegistryError::NoSuchNick`] when no other node holds `to`,
+/// [`BrokerError::Unavailable`] when NATS or that node cannot be asked.
+pub(super) async fn send(
+    link: &Link,
+    claims: &Claims,
+    from: Nickname,
+    to: Nickname,
+    text: String,
+    ts: Timestamp,
+) -> Result<Nickname, BrokerError> {
+    link.connected()?;
+    let no_such_nick = || BrokerError::from(RegistryError::NoSuchNick(to.clone()));
+    let Some(instance) = claims.holder_elsewhere(&to).await? else {
+        return Err(no_such_nick());
+    };
+    let request = Whisper {
+        from,
+        to: to.clone(),
+        text,
+        ts,
+    };
+    let payload = serde_json::to_vec(&request).expect("a whisper serializes");
+    let reply = timeout(
+        link.config.request_timeout,
+        link.client.request(subject(&instance), payload.into()),
+    )
+    .await
+    .map_err(|e| unavailable("the nick's server did not answer", e))?
+    // No responder: the claim outlived its node (until the lease ends).
+    .map_err(|_| no_such_nick())?;
+    match serde_json::from_slice::<Answer>(&reply.payload) {
+        Ok(Answer::Delivered(nick)) => Ok(nick),
+        Ok(Answer::NoSuchNick) => Err(no_such_nick()),
+        Err(e) => Err(unavailable("malformed answer to a whisper", e)),
     }
 }
