@@ -13,10 +13,10 @@ use tokio::time::timeout;
 use crate::protocol::Nickname;
 use crate::registry::CutReason;
 
-use super::link::{Link, unavailable};
+use super::link::Link;
 use super::lock::lock;
 use super::presence::Presence;
-use crate::broker::BrokerError;
+use crate::broker::{BrokerError, Outage};
 
 /// The key-value bucket that holds nickname claims.
 pub const NICK_BUCKET: &str = "chatroom_nicks";
@@ -55,12 +55,12 @@ pub(super) async fn open_bucket(link: &Link) -> Result<kv::Store, BrokerError> {
     link.js
         .get_or_create_stream(bucket)
         .await
-        .map_err(|e| unavailable("cannot open the nick bucket", e))?;
+        .map_err(|e| Outage::NickBucket(e.into()))?;
     let nicks = link
         .js
         .get_key_value(NICK_BUCKET)
         .await
-        .map_err(|e| unavailable("cannot open the nick bucket", e))?;
+        .map_err(|e| Outage::NickBucket(e.into()))?;
     Ok(nicks)
 }
 
@@ -106,14 +106,14 @@ impl Claims {
             self.nicks.create(&key, self.claim_value()),
         )
         .await
-        .map_err(|e| unavailable("cannot claim the nick", e))?;
+        .map_err(|e| Outage::Claim(e.into()))?;
         let revision = match created {
             Ok(revision) => revision,
             Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => self
                 .take_over(&key)
                 .await
                 .ok_or(BrokerError::NickTaken(nick))?,
-            Err(e) => return Err(unavailable("cannot claim the nick", e)),
+            Err(e) => return Err(Outage::Claim(e.into()).into()),
         };
         lock(&self.held).insert(key, revision);
         Ok(())
@@ -131,8 +131,8 @@ impl Claims {
     ) -> Result<Option<String>, BrokerError> {
         let entry = timeout(self.link.config.request_timeout, self.nicks.get(nick.key()))
             .await
-            .map_err(|e| unavailable("cannot look the nick up", e))?
-            .map_err(|e| unavailable("cannot look the nick up", e))?;
+            .map_err(|e| Outage::NickLookup(e.into()))?
+            .map_err(|e| Outage::NickLookup(e.into()))?;
         let claim = entry.and_then(|v| serde_json::from_slice::<Claim>(&v).ok());
         Ok(claim
             .map(|claim| claim.instance)

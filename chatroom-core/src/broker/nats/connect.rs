@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use async_nats::ConnectOptions;
 
-use crate::broker::{BrokerError, Secret};
+use crate::broker::{BrokerError, Outage, Secret};
 
 /// What a node shows NATS to be let in: at most one of the ways
 /// nats-server authenticates clients.
@@ -82,18 +82,12 @@ pub(super) fn secure(
         (None, auth) => auth.clone(),
         (Some(in_urls), NatsAuth::None) => in_urls,
         (Some(_), _) => {
-            return Err(refused(
-                "credentials are given both in a NATS server URL and in the settings; give them once",
-            ));
+            return Err(Outage::CredentialsTwice.into());
         }
     };
     let options = with_auth(options, &auth)?;
     let options = with_tls(options, tls)?;
     Ok((options, servers))
-}
-
-fn refused(reason: impl Into<String>) -> BrokerError {
-    BrokerError::Unavailable(reason.into())
 }
 
 fn with_auth(options: ConnectOptions, auth: &NatsAuth) -> Result<ConnectOptions, BrokerError> {
@@ -107,14 +101,14 @@ fn with_auth(options: ConnectOptions, auth: &NatsAuth) -> Result<ConnectOptions,
             // Read here, not by async-nats, so that the error names the
             // setting's file. A small file, read once at startup.
             let creds = std::fs::read_to_string(path)
-                .map_err(|e| unreadable("credentials file", path, &e))?;
+                .map_err(|e| unreadable("credentials file", path, e))?;
             // The parser's reasons never quote the file's contents.
-            options.credentials(&creds).map_err(|e| {
-                refused(format!(
-                    "NATS credentials file {} is not a .creds file (a user JWT and its NKey seed): {e}",
-                    path.display()
-                ))
-            })?
+            options
+                .credentials(&creds)
+                .map_err(|source| Outage::NotCreds {
+                    path: path.clone(),
+                    source,
+                })?
         }
     })
 }
@@ -137,14 +131,18 @@ fn with_tls(mut options: ConnectOptions, tls: &NatsTls) -> Result<ConnectOptions
     Ok(options.require_tls(required))
 }
 
-fn readable(path: &Path, what: &str) -> Result<(), BrokerError> {
+fn readable(path: &Path, what: &'static str) -> Result<(), Outage> {
     std::fs::File::open(path)
         .map(drop)
-        .map_err(|e| unreadable(what, path, &e))
+        .map_err(|e| unreadable(what, path, e))
 }
 
-fn unreadable(what: &str, path: &Path, e: &std::io::Error) -> BrokerError {
-    refused(format!("cannot read NATS {what} {}: {e}", path.display()))
+fn unreadable(what: &'static str, path: &Path, source: std::io::Error) -> Outage {
+    Outage::Unreadable {
+        what,
+        path: path.to_owned(),
+        source,
+    }
 }
 
 /// The URLs without credentials, and the credentials they held: the same
@@ -160,9 +158,7 @@ fn split_urls(servers: &[String]) -> Result<(Vec<String>, Option<NatsAuth>), Bro
             (Some(auth), None) => found = Some(auth),
             (Some(auth), Some(first)) if auth == *first => {}
             (Some(_), Some(_)) => {
-                return Err(refused(
-                    "the NATS server URLs hold different credentials; a node uses one set",
-                ));
+                return Err(Outage::CredentialsDiffer.into());
             }
         }
     }

@@ -3,7 +3,6 @@
 //! order, and the checks that restart a stalled feed and drop an idle one.
 
 use std::collections::HashMap;
-use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -17,12 +16,12 @@ use tokio::time::{Instant, timeout};
 use crate::history::HistoryStore;
 use crate::protocol::{MessageId, RoomName};
 
-use super::link::{Link, unavailable};
+use super::link::Link;
 use super::lock::lock;
 use super::outgoing::InFlight;
 use super::store::StreamStore;
 use super::wire::{Wire, stream_name, stream_not_found, subject};
-use crate::broker::BrokerError;
+use crate::broker::{BrokerError, Cause, Outage};
 
 /// How often the feeds that delivered nothing are checked against their
 /// streams.
@@ -146,20 +145,20 @@ impl Feeds {
             ..Default::default()
         };
         let wait = self.link.config.request_timeout;
-        let fail = |e: &dyn fmt::Display| unavailable("cannot open the room's stream", e);
+        let fail = |e: Cause| BrokerError::from(Outage::RoomStream(e));
         let stream = if create {
             timeout(wait, self.link.js.get_or_create_stream(config))
                 .await
-                .map_err(|e| fail(&e))?
-                .map_err(|e| fail(&e))?
+                .map_err(|e| fail(e.into()))?
+                .map_err(|e| fail(e.into()))?
         } else {
             match timeout(wait, self.link.js.get_stream(config.name)).await {
-                Err(e) => return Err(fail(&e)),
+                Err(e) => return Err(fail(e.into())),
                 Ok(Ok(stream)) => stream,
                 // Never made on any node: nothing to receive, and the
                 // registry finds no such room.
                 Ok(Err(e)) if stream_not_found(&e) => return Ok(()),
-                Ok(Err(e)) => return Err(fail(&e)),
+                Ok(Err(e)) => return Err(fail(e.into())),
             }
         };
         let last = stream.cached_info().state.last_sequence;

@@ -3,7 +3,6 @@
 //! to this node's clients, its reconnections counted so that room feeds
 //! start again after one.
 
-use std::fmt;
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
@@ -16,7 +15,7 @@ use async_nats::jetstream;
 
 use super::config::NatsConfig;
 use super::connect;
-use crate::broker::BrokerError;
+use crate::broker::{BrokerError, Outage};
 
 /// This node on NATS: its settings, its identity and its connection.
 pub(super) struct Link {
@@ -61,9 +60,7 @@ impl Link {
     pub(super) fn connected(&self) -> Result<(), BrokerError> {
         match self.client.connection_state() {
             async_nats::connection::State::Connected => Ok(()),
-            _ => Err(BrokerError::Unavailable(
-                "no connection to NATS; nothing was sent".to_owned(),
-            )),
+            _ => Err(Outage::Disconnected.into()),
         }
     }
 }
@@ -75,10 +72,6 @@ pub(super) struct Connections {
     pub(super) count: u64,
     /// When it last connected.
     pub(super) since: Instant,
-}
-
-pub(super) fn unavailable(what: &str, e: impl fmt::Display) -> BrokerError {
-    BrokerError::Unavailable(format!("{what}: {e}"))
 }
 
 /// Connects the client, whose events are told to the clients of `registry`
@@ -141,7 +134,7 @@ async fn connect_client(
     let client = options
         .connect(servers.as_slice())
         .await
-        .map_err(|e| unavailable("cannot connect to NATS", e))?;
+        .map_err(|e| Outage::Connect(e.into()))?;
     Ok((client, connections))
 }
 

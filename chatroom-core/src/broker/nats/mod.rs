@@ -57,10 +57,10 @@ use crate::protocol::{MessageId, Nickname, RoomInfo, RoomName, Timestamp};
 use crate::registry::{Published, Room, RoomRegistry, SessionId};
 
 use super::presence::Change;
-use super::{Broker, BrokerError, Pending};
+use super::{Broker, BrokerError, Outage, Pending};
 use claims::Claims;
 use feed::Feeds;
-use link::{Link, unavailable};
+use link::Link;
 use outgoing::InFlight;
 use presence::Presence;
 use publish::Publisher;
@@ -123,7 +123,10 @@ impl NatsBroker {
             link.registry.clone(),
         )
         .await
-        .map_err(|e| unavailable("cannot subscribe to presence", e))?;
+        .map_err(|source| Outage::Subscribe {
+            what: "presence",
+            source,
+        })?;
         let claims = Arc::new(Claims::new(link.clone(), presence.clone(), nicks));
         let store = Arc::new(StreamStore::new(link.js.clone(), config.request_timeout));
         let in_flight = Arc::new(InFlight::default());

@@ -12,7 +12,10 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use async_nats::jetstream::{self, context::PublishAckFuture};
+use async_nats::jetstream::{
+    self,
+    context::{PublishAckFuture, PublishError},
+};
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 
@@ -29,16 +32,13 @@ pub(super) struct Outgoing {
     pub(super) subject: async_nats::Subject,
     pub(super) payload: Bytes,
     /// Told when it is sent: the acknowledgement to wait for, or why not.
-    pub(super) sent: oneshot::Sender<Result<PublishAckFuture, String>>,
+    pub(super) sent: oneshot::Sender<Result<PublishAckFuture, PublishError>>,
 }
 
 /// Sends the queued `say`s in their order.
 pub(super) async fn send_in_order(js: jetstream::Context, mut queue: mpsc::Receiver<Outgoing>) {
     while let Some(outgoing) = queue.recv().await {
-        let sent = js
-            .publish(outgoing.subject, outgoing.payload)
-            .await
-            .map_err(|e| e.to_string());
+        let sent = js.publish(outgoing.subject, outgoing.payload).await;
         let _ = outgoing.sent.send(sent);
     }
 }

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use async_nats::jetstream::context::{PublishAckFuture, PublishError};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::timeout;
 
@@ -14,7 +15,7 @@ use super::feed::Feeds;
 use super::link::Link;
 use super::outgoing::{self, InFlight, Outgoing};
 use super::wire::Wire;
-use crate::broker::BrokerError;
+use crate::broker::{BrokerError, Outage};
 
 /// Where this node's `say`s go: into the one queue to JetStream.
 pub(super) struct Publisher {
@@ -32,7 +33,7 @@ pub(super) struct Submitted {
     ts: Timestamp,
     /// The room's feed here: how far it has delivered.
     delivered: watch::Receiver<MessageId>,
-    sent: oneshot::Receiver<Result<async_nats::jetstream::context::PublishAckFuture, String>>,
+    sent: oneshot::Receiver<Result<PublishAckFuture, PublishError>>,
 }
 
 impl Publisher {
@@ -64,9 +65,7 @@ impl Publisher {
         action: bool,
     ) -> Result<Submitted, BrokerError> {
         let Some((delivered, subject)) = self.feeds.route(&room) else {
-            return Err(BrokerError::Unavailable(format!(
-                "room {room} is not open on this node; join it again"
-            )));
+            return Err(Outage::RoomNotOpen(room).into());
         };
         // While disconnected the client would buffer the publish and send
         // it on reconnection, after the sender was told it failed.
@@ -90,9 +89,7 @@ impl Publisher {
         });
         if queued.is_err() {
             self.in_flight.take(token);
-            return Err(BrokerError::Unavailable(
-                "too many messages waiting for NATS; nothing was sent".to_owned(),
-            ));
+            return Err(Outage::QueueFull.into());
         }
         Ok(Submitted {
             room,
@@ -119,24 +116,20 @@ impl Publisher {
         let acked = timeout(self.link.config.request_timeout, async {
             let ack = sent
                 .await
-                .map_err(|_| "the node is stopping".to_owned())??;
-            ack.await.map_err(|e| e.to_string())
+                .map_err(|_| Outage::Stopping)?
+                .map_err(|e| Outage::NotSent(e.into()))?;
+            ack.await.map_err(|e| Outage::NotSent(e.into()))
         })
         .await;
         let ack = match acked {
             Ok(Ok(ack)) => ack,
-            Ok(Err(e)) => {
+            Ok(Err(outage)) => {
                 self.in_flight.take(token);
-                return Err(BrokerError::Unavailable(format!(
-                    "the message was not sent: {e}"
-                )));
+                return Err(outage.into());
             }
             Err(_) => {
                 self.in_flight.take(token);
-                return Err(BrokerError::Unavailable(
-                    "NATS did not acknowledge the message in time; it may not have been sent"
-                        .to_owned(),
-                ));
+                return Err(Outage::AckTimedOut.into());
             }
         };
         // The `ok` must not overtake a message with a lower id: wait until

@@ -14,8 +14,8 @@ use crate::protocol::{Nickname, Timestamp};
 use crate::registry::{RegistryError, RoomRegistry};
 
 use super::claims::Claims;
-use super::link::{Link, unavailable};
-use crate::broker::BrokerError;
+use super::link::Link;
+use crate::broker::{BrokerError, Outage};
 
 /// The subject a node answers whispers for its sessions on.
 fn subject(instance: &str) -> String {
@@ -50,7 +50,10 @@ pub(super) async fn start(link: &Link) -> Result<JoinHandle<()>, BrokerError> {
         .client
         .subscribe(subject(&link.instance))
         .await
-        .map_err(|e| unavailable("cannot subscribe to whispers", e))?;
+        .map_err(|e| Outage::Subscribe {
+            what: "whispers",
+            source: e.into(),
+        })?;
     Ok(tokio::spawn(serve(
         link.client.clone(),
         requests,
@@ -119,12 +122,12 @@ pub(super) async fn send(
         link.client.request(subject(&instance), payload.into()),
     )
     .await
-    .map_err(|e| unavailable("the nick's server did not answer", e))?
+    .map_err(|e| Outage::WhisperTimedOut(e.into()))?
     // No responder: the claim outlived its node (until the lease ends).
     .map_err(|_| no_such_nick())?;
     match serde_json::from_slice::<Answer>(&reply.payload) {
         Ok(Answer::Delivered(nick)) => Ok(nick),
         Ok(Answer::NoSuchNick) => Err(no_such_nick()),
-        Err(e) => Err(unavailable("malformed answer to a whisper", e)),
+        Err(e) => Err(Outage::MalformedAnswer(e).into()),
     }
 }
