@@ -9,7 +9,7 @@ use std::time::Duration;
 use async_nats::jetstream::{self, stream};
 use tokio::time::timeout;
 
-use crate::history::{HistoryError, HistoryStore, Page, PageQuery, Retention};
+use crate::history::{HistoryError, HistoryStore, Page, PageQuery, Retention, StoreOutage};
 use crate::protocol::{HistoryEntry, MessageId, RoomName, Timestamp};
 
 use super::lock::lock;
@@ -54,11 +54,10 @@ impl StreamStore {
 
     async fn read(&self, room: &RoomName, query: PageQuery) -> Result<Page, HistoryError> {
         let key = room.key();
-        let fail = |e: &dyn fmt::Display| HistoryError::Unavailable(e.to_string());
         let stream = match self.js.get_stream(stream_name(&key)).await {
             Ok(stream) => stream,
             Err(e) if stream_not_found(&e) => return Ok(Page::default()),
-            Err(e) => return Err(fail(&e)),
+            Err(e) => return Err(StoreOutage::Open(e.into()).into()),
         };
         let state = stream.cached_info().state.clone();
         if state.messages == 0 {
@@ -86,7 +85,7 @@ impl StreamStore {
                     }
                 }
                 Err(e) if e.kind() == stream::LastRawMessageErrorKind::NoMessageFound => {}
-                Err(e) => return Err(fail(&e)),
+                Err(e) => return Err(StoreOutage::Read(e.into()).into()),
             }
         }
         Ok(Page { messages, more })
@@ -104,7 +103,7 @@ impl HistoryStore for StreamStore {
         // Called on a blocking thread, never on the runtime's own.
         self.runtime
             .block_on(timeout(self.request_timeout, self.read(room, query)))
-            .unwrap_or_else(|_| Err(HistoryError::Unavailable("NATS did not answer".to_owned())))
+            .unwrap_or_else(|_| Err(StoreOutage::TimedOut.into()))
     }
 
     fn sweep(&self, _retention: Retention, _now: Timestamp) -> Result<u64, HistoryError> {
