@@ -18,12 +18,14 @@
 //! This module may use `protocol`, `history` and `registry`; never `server`
 //! or `transport`.
 
+mod error;
 #[cfg(feature = "cluster")]
 pub mod nats;
 #[cfg(feature = "cluster")]
 mod presence;
 mod secret;
 
+pub use error::{BrokerError, Cause, Outage};
 pub use secret::Secret;
 
 use std::fmt;
@@ -32,35 +34,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use crate::protocol::{ErrorCode, MessageId, Nickname, RoomInfo, RoomName, Timestamp};
+use crate::protocol::{MessageId, Nickname, RoomInfo, RoomName, Timestamp};
 use crate::registry::{Published, RegistryError, Room, RoomRegistry, SessionId};
-
-/// Why the broker refused a request.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum BrokerError {
-    /// The registry refused it (not in the room, nick taken on this node…).
-    #[error(transparent)]
-    Registry(#[from] RegistryError),
-    /// Another node holds the nickname.
-    #[error("nickname {0} is taken")]
-    NickTaken(Nickname),
-    /// The shared service cannot be reached or refused the request; nothing
-    /// was done (a refused `say` was not delivered to anyone).
-    #[error("the cluster is unavailable: {0}")]
-    Unavailable(String),
-}
-
-impl BrokerError {
-    /// The protocol error code a client is told.
-    pub fn code(&self) -> ErrorCode {
-        match self {
-            Self::Registry(e) => e.code(),
-            Self::NickTaken(_) => ErrorCode::NickTaken,
-            Self::Unavailable(_) => ErrorCode::Internal,
-        }
-    }
-}
 
 /// The answer of a broker call: already there (the single-node case, which
 /// costs nothing more than a direct call), or a boxed future to wait for.

@@ -26,7 +26,7 @@ use std::fmt;
 
 use crate::protocol::{HistoryEntry, MessageId, RoomName, Timestamp};
 
-pub use error::HistoryError;
+pub use error::{HistoryError, StoreOutage};
 pub use memory::MemoryStore;
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;

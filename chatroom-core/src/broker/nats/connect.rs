@@ -1,18 +1,16 @@
 //! How a node proves who it is to NATS, and over what: the credentials and
-//! TLS of a [`NatsConfig`], turned into `async_nats::ConnectOptions`.
+//! TLS of a `NatsConfig`, turned into `async_nats::ConnectOptions`.
 //!
 //! Credentials written into a server URL (`nats://user:pass@host:4222`, or
 //! `nats://token@host:4222`) are taken out of it and sent as if they had
 //! been configured: async-nats parses them but never sends them, and it
 //! logs the URLs it dials as they were given.
 
-use std::fmt;
 use std::path::{Path, PathBuf};
 
 use async_nats::ConnectOptions;
 
-use super::NatsConfig;
-use crate::broker::{BrokerError, Secret};
+use crate::broker::{BrokerError, Outage, Secret};
 
 /// What a node shows NATS to be let in: at most one of the ways
 /// nats-server authenticates clients.
@@ -60,55 +58,36 @@ pub struct ClientCert {
     pub key: PathBuf,
 }
 
-impl fmt::Debug for NatsConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let servers: Vec<String> = self.servers.iter().map(|url| redact_url(url)).collect();
-        f.debug_struct("NatsConfig")
-            .field("servers", &servers)
-            .field("node", &self.node)
-            .field("nick_lease", &self.nick_lease)
-            .field("request_timeout", &self.request_timeout)
-            .field("retention", &self.retention)
-            .field("replicas", &self.replicas)
-            .field("presence_interval", &self.presence_interval)
-            .field("auth", &self.auth)
-            .field("tls", &self.tls)
-            .finish_non_exhaustive()
-    }
-}
-
 /// `url` as it may be shown: without the credentials it may hold.
 pub fn redact_url(url: &str) -> String {
     split_url(url).0
 }
 
-/// Adds `config`'s credentials and TLS to `options`. Returns them with the
-/// server URLs to dial, which no longer hold credentials.
+/// Adds the credentials and TLS of a node's settings to `options`: those
+/// in `auth` or else those written into the `servers` URLs, and `tls`.
+/// Returns them with the server URLs to dial, which no longer hold
+/// credentials.
 ///
 /// # Errors
 /// [`BrokerError::Unavailable`] naming the file that cannot be read or
 /// used, or saying which credentials conflict.
 pub(super) fn secure(
     options: ConnectOptions,
-    config: &NatsConfig,
+    servers: &[String],
+    auth: &NatsAuth,
+    tls: &NatsTls,
 ) -> Result<(ConnectOptions, Vec<String>), BrokerError> {
-    let (servers, in_urls) = split_urls(&config.servers)?;
-    let auth = match (in_urls, &config.auth) {
+    let (servers, in_urls) = split_urls(servers)?;
+    let auth = match (in_urls, auth) {
         (None, auth) => auth.clone(),
         (Some(in_urls), NatsAuth::None) => in_urls,
         (Some(_), _) => {
-            return Err(refused(
-                "credentials are given both in a NATS server URL and in the settings; give them once",
-            ));
+            return Err(Outage::CredentialsTwice.into());
         }
     };
     let options = with_auth(options, &auth)?;
-    let options = with_tls(options, &config.tls)?;
+    let options = with_tls(options, tls)?;
     Ok((options, servers))
-}
-
-fn refused(reason: impl Into<String>) -> BrokerError {
-    BrokerError::Unavailable(reason.into())
 }
 
 fn with_auth(options: ConnectOptions, auth: &NatsAuth) -> Result<ConnectOptions, BrokerError> {
@@ -122,14 +101,14 @@ fn with_auth(options: ConnectOptions, auth: &NatsAuth) -> Result<ConnectOptions,
             // Read here, not by async-nats, so that the error names the
             // setting's file. A small file, read once at startup.
             let creds = std::fs::read_to_string(path)
-                .map_err(|e| unreadable("credentials file", path, &e))?;
+                .map_err(|e| unreadable("credentials file", path, e))?;
             // The parser's reasons never quote the file's contents.
-            options.credentials(&creds).map_err(|e| {
-                refused(format!(
-                    "NATS credentials file {} is not a .creds file (a user JWT and its NKey seed): {e}",
-                    path.display()
-                ))
-            })?
+            options
+                .credentials(&creds)
+                .map_err(|source| Outage::NotCreds {
+                    path: path.clone(),
+                    source,
+                })?
         }
     })
 }
@@ -152,14 +131,18 @@ fn with_tls(mut options: ConnectOptions, tls: &NatsTls) -> Result<ConnectOptions
     Ok(options.require_tls(required))
 }
 
-fn readable(path: &Path, what: &str) -> Result<(), BrokerError> {
+fn readable(path: &Path, what: &'static str) -> Result<(), Outage> {
     std::fs::File::open(path)
         .map(drop)
-        .map_err(|e| unreadable(what, path, &e))
+        .map_err(|e| unreadable(what, path, e))
 }
 
-fn unreadable(what: &str, path: &Path, e: &std::io::Error) -> BrokerError {
-    refused(format!("cannot read NATS {what} {}: {e}", path.display()))
+fn unreadable(what: &'static str, path: &Path, source: std::io::Error) -> Outage {
+    Outage::Unreadable {
+        what,
+        path: path.to_owned(),
+        source,
+    }
 }
 
 /// The URLs without credentials, and the credentials they held: the same
@@ -175,9 +158,7 @@ fn split_urls(servers: &[String]) -> Result<(Vec<String>, Option<NatsAuth>), Bro
             (Some(auth), None) => found = Some(auth),
             (Some(auth), Some(first)) if auth == *first => {}
             (Some(_), Some(_)) => {
-                return Err(refused(
-                    "the NATS server URLs hold different credentials; a node uses one set",
-                ));
+                return Err(Outage::CredentialsDiffer.into());
             }
         }
     }
@@ -235,8 +216,23 @@ fn percent_decode(s: &str) -> String {
 mod tests {
     use super::*;
 
-    fn config(servers: &[&str]) -> NatsConfig {
-        NatsConfig::new(servers.iter().map(|s| (*s).to_owned()).collect(), "n1")
+    /// The part of a node's settings that `secure` reads.
+    struct Settings {
+        servers: Vec<String>,
+        auth: NatsAuth,
+        tls: NatsTls,
+    }
+
+    fn config(servers: &[&str]) -> Settings {
+        Settings {
+            servers: servers.iter().map(|s| (*s).to_owned()).collect(),
+            auth: NatsAuth::None,
+            tls: NatsTls::default(),
+        }
+    }
+
+    fn secured(c: &Settings) -> Result<(ConnectOptions, Vec<String>), BrokerError> {
+        secure(ConnectOptions::new(), &c.servers, &c.auth, &c.tls)
     }
 
     fn error(result: Result<(ConnectOptions, Vec<String>), BrokerError>) -> String {
@@ -285,33 +281,14 @@ mod tests {
     }
 
     #[test]
-    fn debug_output_never_shows_a_secret() {
-        let mut c = config(&["nats://u:url-pass@127.0.0.1:4222", "nats://url-token@h:1"]);
-        c.auth = NatsAuth::UserPassword {
-            user: "chat".to_owned(),
-            password: Secret::new("set-pass"),
-        };
-        let shown = format!("{c:?}");
-        for secret in ["url-pass", "url-token", "set-pass"] {
-            assert!(!shown.contains(secret), "{secret} in {shown}");
-        }
-        assert!(
-            shown.contains("chat") && shown.contains("127.0.0.1:4222"),
-            "{shown}"
-        );
-        c.auth = NatsAuth::Token(Secret::new("set-token"));
-        assert!(!format!("{c:?}").contains("set-token"));
-    }
-
-    #[test]
     fn credentials_are_given_once() {
         let mut c = config(&["nats://u:p@h:1"]);
         c.auth = NatsAuth::Token(Secret::new("t"));
-        assert!(error(secure(ConnectOptions::new(), &c)).contains("once"));
+        assert!(error(secured(&c)).contains("once"));
         let c = config(&["nats://u:p@h:1", "nats://u:q@h:2"]);
-        assert!(error(secure(ConnectOptions::new(), &c)).contains("different credentials"));
+        assert!(error(secured(&c)).contains("different credentials"));
         let c = config(&["nats://u:p@h:1", "nats://h:2", "nats://u:p@h:3"]);
-        let (_, servers) = secure(ConnectOptions::new(), &c).unwrap();
+        let (_, servers) = secured(&c).unwrap();
         assert_eq!(servers, ["nats://h:1", "nats://h:2", "nats://h:3"]);
     }
 
@@ -320,7 +297,7 @@ mod tests {
         let missing = temp_path("missing.pem");
         let mut c = config(&["nats://h:1"]);
         c.tls.ca = Some(missing.clone());
-        let shown = error(secure(ConnectOptions::new(), &c));
+        let shown = error(secured(&c));
         assert!(
             shown.contains("TLS CA file") && shown.contains("missing.pem"),
             "{shown}"
@@ -330,10 +307,10 @@ mod tests {
             cert: missing.clone(),
             key: missing.clone(),
         });
-        assert!(error(secure(ConnectOptions::new(), &c)).contains("client certificate"));
+        assert!(error(secured(&c)).contains("client certificate"));
         let mut c = config(&["nats://h:1"]);
         c.auth = NatsAuth::CredsFile(missing);
-        let shown = error(secure(ConnectOptions::new(), &c));
+        let shown = error(secured(&c));
         assert!(
             shown.contains("credentials file") && shown.contains("missing.pem"),
             "{shown}"
@@ -346,7 +323,7 @@ mod tests {
         std::fs::write(&path, "not a creds file: seed-like-secret").unwrap();
         let mut c = config(&["nats://h:1"]);
         c.auth = NatsAuth::CredsFile(path.clone());
-        let shown = error(secure(ConnectOptions::new(), &c));
+        let shown = error(secured(&c));
         assert!(shown.contains("is not a .creds file"), "{shown}");
         assert!(!shown.contains("seed-like-secret"), "{shown}");
         std::fs::remove_file(&path).unwrap();
@@ -362,7 +339,7 @@ mod tests {
         std::fs::write(&path, creds).unwrap();
         let mut c = config(&["nats://h:1"]);
         c.auth = NatsAuth::CredsFile(path.clone());
-        let result = secure(ConnectOptions::new(), &c);
+        let result = secured(&c);
         std::fs::remove_file(&path).unwrap();
         assert!(result.is_ok(), "{:?}", result.err());
     }

@@ -26,7 +26,7 @@ use crate::broker::presence::{Bulletin, Change, Effect, LocalPresence, Snapshot,
 use crate::protocol::{Nickname, RoomInfo, RoomName, ServerMessage};
 use crate::registry::{Outbound, RoomRegistry};
 
-use super::lock;
+use super::lock::lock;
 
 /// The subject every node's bulletins go to.
 const BULLETINS: &str = "chatroom.presence";
