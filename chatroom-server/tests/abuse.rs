@@ -4,404 +4,32 @@
 //! Every case holds the server to the same promise (docs/security.md): the
 //! offender gets a clear error or a clean close; healthy clients keep
 //! chatting with nothing lost (every message arrives, room ids without a
-//! gap) and without a stall (each message within [`LATENCY_BOUND`]); and
-//! the server's memory stays under a stated bound. Every loop is bounded in
-//! count and time.
+//! gap) and without a stall (each message within `LATENCY_BOUND`, in
+//! `common::probe`); and the server's memory stays under a stated bound.
+//! Every loop is bounded in count and time.
 //!
-//! The cases run one at a time (see [`run_case`]), because each measures
-//! latency and memory that another case's load would distort. The heavy
-//! ones take their size from an environment variable with a CI-sized
-//! default; docs/security.md gives the full-size command.
+//! The cases run one at a time (see `common::abuse::run_case`), because
+//! each measures latency and memory that another case's load would
+//! distort. The heavy ones take their size from an environment variable
+//! with a CI-sized default; docs/security.md gives the full-size command.
+//! The clients, the healthy pair and the server harness are in `common/`.
 
 mod common;
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
-use common::{Server, open_files_limit, size_from_env};
+use common::abuse::{
+    Loris, assert_memory, error_code, run_case, settings, slow_link_socket, start_server,
+};
+use common::peer::{Peer, WAIT};
+use common::probe::Probe;
+use common::resources::{open_files_limit, size_from_env};
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::{TcpSocket, TcpStream};
-use tokio::task::JoinHandle;
-
-/// The longest a healthy client's message may take from its sender to its
-/// receiver while an attack runs. An idle server delivers in well under a
-/// millisecond on loopback and most cases stay under 100 ms; the bound
-/// leaves room for a debug build on a loaded 2-core CI machine that also
-/// runs the attacking clients (the worst seen, with a fuzzer holding one
-/// of the two cores, was 550 ms, while 333 slowloris text clients left the
-/// default room at once).
-const LATENCY_BOUND: Duration = Duration::from_secs(1);
-/// The longest any single expected event may take before a case fails.
-const WAIT: Duration = Duration::from_secs(10);
-/// How often the healthy sender speaks: 10 a second, well under the
-/// default rate limit (20 a second), so it is never limited itself.
-const PROBE_INTERVAL: Duration = Duration::from_millis(100);
-/// The healthy sender says at least this many lines, however short a case.
-const PROBE_MIN_MESSAGES: u64 = 10;
-
-/// Cases run one at a time: each measures latency and memory, which a case
-/// running beside it would distort.
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn run_case(case: impl Future<Output = ()>) {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("test runtime");
-    runtime.block_on(case);
-}
-
-/// Settings that let one loopback address open as many connections as a
-/// case needs: the per-address limits have a case of their own
-/// ([`one_address_is_held_to_its_share_and_others_are_not_affected`]).
-const MANY_FROM_ONE_ADDRESS: [(&str, &str); 3] = [
-    ("max_connections_per_ip", "100000"),
-    ("connect_rate_per_ip", "100000"),
-    ("connect_burst_per_ip", "100000"),
-];
-
-fn settings<'a>(extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
-    let mut all = MANY_FROM_ONE_ADDRESS.to_vec();
-    all.extend_from_slice(extra);
-    all
-}
-
-/// A socket for a client that will stop reading: it announces a small
-/// receive buffer and a small segment size, as a phone on a poor link
-/// does. The segment size keeps the server's kernel send buffer for it
-/// near 300 KB (with loopback's 64 KiB segments Linux grows it to 4 MB),
-/// so what stops the backlog is the server's queue limit, and a case
-/// needs megabytes, not tens of megabytes, to reach it.
-fn slow_link_socket() -> TcpSocket {
-    let socket =
-        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("a socket");
-    socket.set_recv_buffer_size(8 * 1024).expect("SO_RCVBUF");
-    socket.set_tcp_mss(536).expect("TCP_MAXSEG");
-    socket.set_nonblocking(true).expect("non-blocking");
-    TcpSocket::from_std_stream(socket.into())
-}
-
-/// One raw TCP client that reads and writes lines.
-struct Peer {
-    lines: BufReader<OwnedReadHalf>,
-    writer: OwnedWriteHalf,
-    name: String,
-}
-
-impl Peer {
-    fn from_stream(stream: TcpStream, name: &str) -> Self {
-        let _ = stream.set_nodelay(true);
-        let (r, w) = stream.into_split();
-        Self {
-            lines: BufReader::new(r),
-            writer: w,
-            name: name.to_owned(),
-        }
-    }
-
-    async fn connect(addr: SocketAddr) -> Self {
-        let stream = tokio::time::timeout(WAIT, TcpStream::connect(addr))
-            .await
-            .expect("connect in time")
-            .expect("connect");
-        Self::from_stream(stream, "raw")
-    }
-
-    /// Connects from the loopback address `source` (any of 127.0.0.0/8).
-    async fn connect_from(source: IpAddr, addr: SocketAddr) -> io::Result<Self> {
-        let socket = TcpSocket::new_v4()?;
-        socket.bind(SocketAddr::new(source, 0))?;
-        Ok(Self::from_stream(socket.connect(addr).await?, "raw"))
-    }
-
-    /// A native client past its handshake as `nick`.
-    async fn native(addr: SocketAddr, nick: &str) -> Self {
-        let mut peer = Self::connect(addr).await;
-        peer.hello(nick).await;
-        peer
-    }
-
-    async fn hello(&mut self, nick: &str) {
-        self.name = nick.to_owned();
-        self.send_json(json!({"type": "hello", "version": 1, "nick": nick}))
-            .await;
-        let welcome = self.frame().await;
-        assert_eq!(welcome["type"], "welcome", "{}: {welcome}", self.name);
-    }
-
-    async fn join(&mut self, room: &str) {
-        self.send_json(json!({"type": "join", "room": room})).await;
-        self.until_type("members").await;
-    }
-
-    async fn send_raw(&mut self, bytes: &[u8]) {
-        self.writer
-            .write_all(bytes)
-            .await
-            .unwrap_or_else(|e| panic!("{}: write failed: {e}", self.name));
-    }
-
-    async fn send(&mut self, line: &str) {
-        self.send_raw(format!("{line}\n").as_bytes()).await;
-    }
-
-    async fn send_json(&mut self, value: Value) {
-        self.send(&value.to_string()).await;
-    }
-
-    /// The next line without its line ending, or `None` at EOF or on a
-    /// read error (a reset counts as a close). Panics after [`WAIT`].
-    async fn try_line(&mut self) -> Option<String> {
-        let mut line = String::new();
-        let n = tokio::time::timeout(WAIT, self.lines.read_line(&mut line))
-            .await
-            .unwrap_or_else(|_| panic!("{}: no line within {WAIT:?}", self.name))
-            .ok()?;
-        (n > 0).then(|| line.trim_end_matches(['\r', '\n']).to_owned())
-    }
-
-    async fn line(&mut self) -> String {
-        match self.try_line().await {
-            Some(line) => line,
-            None => panic!("{}: connection closed", self.name),
-        }
-    }
-
-    async fn frame(&mut self) -> Value {
-        let line = self.line().await;
-        serde_json::from_str(&line).unwrap_or_else(|e| panic!("{}: {line:?}: {e}", self.name))
-    }
-
-    async fn until_type(&mut self, kind: &str) -> Value {
-        loop {
-            let frame = self.frame().await;
-            if frame["type"] == kind {
-                return frame;
-            }
-        }
-    }
-
-    async fn until_line(&mut self, wanted: impl Fn(&str) -> bool) -> String {
-        loop {
-            let line = self.line().await;
-            if wanted(&line) {
-                return line;
-            }
-        }
-    }
-
-    /// Every line until the server closes.
-    async fn until_closed(&mut self) -> Vec<String> {
-        let mut seen = Vec::new();
-        while let Some(line) = self.try_line().await {
-            seen.push(line);
-        }
-        seen
-    }
-
-    /// Keeps the writing half; what arrives is read and dropped in the
-    /// background, so this peer is never a slow reader.
-    fn into_talker(self) -> OwnedWriteHalf {
-        let mut lines = self.lines;
-        tokio::spawn(async move {
-            let mut line = String::new();
-            while lines.read_line(&mut line).await.is_ok_and(|n| n > 0) {
-                line.clear();
-            }
-        });
-        self.writer
-    }
-}
-
-/// What a healthy pair of clients saw while a case ran.
-#[derive(Debug, Default)]
-struct ProbeReport {
-    sent: u64,
-    received: u64,
-    /// Every message id the receiver saw in the probe room, in order.
-    ids: Vec<u64>,
-    max_latency: Duration,
-    /// Everything else the receiver saw, with when (since the probe began).
-    events: Vec<(Duration, Value)>,
-}
-
-impl ProbeReport {
-    /// Nothing lost, nothing out of order, nothing late.
-    fn assert_healthy(&self, case: &str) {
-        println!(
-            "{case}: healthy receiver got {}/{} messages, max latency {:?}",
-            self.received, self.sent, self.max_latency
-        );
-        assert!(self.sent > 0, "{case}: the healthy sender sent nothing");
-        assert_eq!(self.received, self.sent, "{case}: messages were lost");
-        for pair in self.ids.windows(2) {
-            assert_eq!(pair[1], pair[0] + 1, "{case}: a gap in the room's ids");
-        }
-        assert!(
-            self.max_latency <= LATENCY_BOUND,
-            "{case}: a message took {:?} (bound {LATENCY_BOUND:?})",
-            self.max_latency
-        );
-    }
-
-    /// Messages in the probe room from `nick`.
-    fn messages_from(&self, nick: &str) -> usize {
-        self.events
-            .iter()
-            .filter(|(_, f)| f["type"] == "message" && f["from"] == nick)
-            .count()
-    }
-
-    /// When the receiver saw `nick` leave the probe room, and why.
-    fn left(&self, nick: &str) -> Option<(Duration, String)> {
-        self.events.iter().find_map(|(at, f)| {
-            (f["type"] == "left" && f["nick"] == nick)
-                .then(|| (*at, f["reason"].as_str().unwrap_or("").to_owned()))
-        })
-    }
-}
-
-/// Two healthy clients in one room: one says a timestamped line every
-/// [`PROBE_INTERVAL`], the other checks each arrives, in order, in time.
-struct Probe {
-    epoch: Instant,
-    stop: Arc<AtomicBool>,
-    sender: JoinHandle<u64>,
-    receiver: JoinHandle<ProbeReport>,
-}
-
-impl Probe {
-    async fn start(addr: SocketAddr, room: &str) -> Self {
-        Self::start_from(addr, room, None).await
-    }
-
-    /// As [`Probe::start`], with both clients bound to `source`.
-    async fn start_from(addr: SocketAddr, room: &str, source: Option<IpAddr>) -> Self {
-        let connect = |nick: &'static str| async move {
-            let mut peer = match source {
-                Some(ip) => Peer::connect_from(ip, addr)
-                    .await
-                    .expect("connect from the probe's address"),
-                None => Peer::connect(addr).await,
-            };
-            peer.hello(nick).await;
-            peer
-        };
-        let mut rx = connect("probe-rx").await;
-        rx.join(room).await;
-        let mut tx = connect("probe-tx").await;
-        tx.join(room).await;
-        rx.until_type("joined").await;
-        let epoch = Instant::now();
-        let stop = Arc::new(AtomicBool::new(false));
-
-        let room_name = room.to_owned();
-        let stopping = stop.clone();
-        let mut writer = tx.into_talker();
-        let sender = tokio::spawn(async move {
-            let mut sent = 0u64;
-            while sent < PROBE_MIN_MESSAGES || !stopping.load(Ordering::Relaxed) {
-                let at = epoch.elapsed().as_micros();
-                let line =
-                    json!({"type": "say", "room": room_name, "text": format!("probe {sent} {at}")});
-                writer
-                    .write_all(format!("{line}\n").as_bytes())
-                    .await
-                    .expect("the healthy sender can write");
-                sent += 1;
-                tokio::time::sleep(PROBE_INTERVAL).await;
-            }
-            let end = json!({"type": "say", "room": room_name, "text": "probe end"});
-            writer
-                .write_all(format!("{end}\n").as_bytes())
-                .await
-                .expect("the healthy sender can write");
-            sent
-        });
-
-        let receiver = tokio::spawn(async move {
-            let mut report = ProbeReport::default();
-            loop {
-                let frame = rx.frame().await;
-                let at = epoch.elapsed();
-                match frame["type"].as_str() {
-                    Some("ping") => rx.send_json(json!({"type": "pong"})).await,
-                    Some("message") => {
-                        report.ids.push(frame["id"].as_u64().expect("an id"));
-                        if frame["from"] != "probe-tx" {
-                            report.events.push((at, frame));
-                            continue;
-                        }
-                        let text = frame["text"].as_str().expect("a text");
-                        if text == "probe end" {
-                            return report;
-                        }
-                        let sent_at: u64 = text
-                            .rsplit(' ')
-                            .next()
-                            .and_then(|t| t.parse().ok())
-                            .expect("a timestamp");
-                        let latency = at.saturating_sub(Duration::from_micros(sent_at));
-                        report.max_latency = report.max_latency.max(latency);
-                        report.received += 1;
-                    }
-                    _ => report.events.push((at, frame)),
-                }
-            }
-        });
-        Self {
-            epoch,
-            stop,
-            sender,
-            receiver,
-        }
-    }
-
-    /// Time since the probe began, on the clock its report uses.
-    fn now(&self) -> Duration {
-        self.epoch.elapsed()
-    }
-
-    async fn finish(self) -> ProbeReport {
-        self.stop.store(true, Ordering::Relaxed);
-        let sent = self.sender.await.expect("probe sender");
-        let mut report = tokio::time::timeout(WAIT, self.receiver)
-            .await
-            .expect("the healthy receiver saw the last message in time")
-            .expect("probe receiver");
-        report.sent = sent;
-        report
-    }
-}
-
-/// Peak resident memory since `baseline_kib` must stay within `bound_mib`.
-fn assert_memory(server: &Server, baseline_kib: u64, bound_mib: u64, case: &str) {
-    let peak = server.peak_rss_kib();
-    let now = server.rss_kib();
-    println!(
-        "{case}: server RSS {baseline_kib} KiB before, {peak} KiB peak, {now} KiB now (bound: +{bound_mib} MiB)"
-    );
-    assert!(
-        peak <= baseline_kib + bound_mib * 1024,
-        "{case}: server RSS peaked at {peak} KiB, more than {bound_mib} MiB over {baseline_kib} KiB"
-    );
-}
-
-fn error_code(line: &str) -> String {
-    serde_json::from_str::<Value>(line)
-        .ok()
-        .and_then(|f| f["code"].as_str().map(str::to_owned))
-        .unwrap_or_default()
-}
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 
 // ---------------------------------------------------------------------------
 // Hostile bytes
@@ -414,13 +42,13 @@ fn error_code(line: &str) -> String {
 #[test]
 fn a_10_mib_line_without_newline_is_refused_and_memory_stays_bounded() {
     run_case(async {
-        let server = Server::start(&settings(&[]));
-        let probe = Probe::start(server.addr, "probe").await;
+        let server = start_server(&settings(&[]));
+        let probe = Probe::start(server.addr(), "probe").await;
         let baseline = server.rss_kib();
         let started = Instant::now();
         let mut offenders = Vec::new();
         for i in 0..4 {
-            let addr = server.addr;
+            let addr = server.addr();
             offenders.push(tokio::spawn(async move {
                 let native = i % 2 == 0;
                 let mut p = if native {
@@ -467,11 +95,11 @@ fn a_10_mib_line_without_newline_is_refused_and_memory_stays_bounded() {
 #[test]
 fn malformed_input_gets_typed_errors_and_the_session_goes_on() {
     run_case(async {
-        let server = Server::start(&settings(&[]));
-        let probe = Probe::start(server.addr, "probe").await;
+        let server = start_server(&settings(&[]));
+        let probe = Probe::start(server.addr(), "probe").await;
         let baseline = server.rss_kib();
 
-        let mut native = Peer::native(server.addr, "mal").await;
+        let mut native = Peer::native(server.addr(), "mal").await;
         let nested_field = format!(
             r#"{{"type":"say","room":"probe","text":"x","extra":{}{}}}"#,
             "[".repeat(8000),
@@ -513,7 +141,7 @@ fn malformed_input_gets_typed_errors_and_the_session_goes_on() {
         native.send_json(json!({"type": "ping"})).await;
         assert_eq!(native.frame().await["type"], "pong");
 
-        let mut text = Peer::connect(server.addr).await;
+        let mut text = Peer::connect(server.addr()).await;
         text.name = "text".into();
         text.until_line(|l| l.starts_with("* welcome")).await;
         for (line, shown) in [
@@ -533,7 +161,7 @@ fn malformed_input_gets_typed_errors_and_the_session_goes_on() {
         text.until_line(|l| l.starts_with("* rooms:")).await;
 
         // Keeping at it ends the session, after a bounded number of errors.
-        let mut spammer = Peer::native(server.addr, "spammer").await;
+        let mut spammer = Peer::native(server.addr(), "spammer").await;
         let garbage = "{\"type\":\n".repeat(200);
         spammer.send_raw(garbage.as_bytes()).await;
         let lines = spammer.until_closed().await;
@@ -565,12 +193,12 @@ fn malformed_input_gets_typed_errors_and_the_session_goes_on() {
 #[test]
 fn a_1_mib_text_is_refused_in_both_dialects() {
     run_case(async {
-        let server = Server::start(&settings(&[("max_line_len", "4194304")]));
-        let probe = Probe::start(server.addr, "probe").await;
+        let server = start_server(&settings(&[("max_line_len", "4194304")]));
+        let probe = Probe::start(server.addr(), "probe").await;
         let baseline = server.rss_kib();
         let big = "y".repeat(1024 * 1024);
 
-        let mut native = Peer::native(server.addr, "huge").await;
+        let mut native = Peer::native(server.addr(), "huge").await;
         native.join("probe").await;
         for _ in 0..4 {
             native
@@ -584,15 +212,15 @@ fn a_1_mib_text_is_refused_in_both_dialects() {
         native.send_json(json!({"type": "ping"})).await;
         native.until_type("pong").await;
 
-        let mut text = Peer::connect(server.addr).await;
+        let mut text = Peer::connect(server.addr()).await;
         text.name = "text".into();
         text.until_line(|l| l.starts_with("* welcome")).await;
         text.send(&big).await;
         let got = text.until_line(|l| l.starts_with('!')).await;
         assert_eq!(got, "! text is 1048576 bytes, the limit is 4096");
 
-        let default = Server::start(&settings(&[]));
-        let mut small = Peer::native(default.addr, "huge").await;
+        let default = start_server(&settings(&[]));
+        let mut small = Peer::native(default.addr(), "huge").await;
         small
             .send_json(json!({"type": "say", "room": "probe", "text": big}))
             .await;
@@ -614,20 +242,6 @@ fn a_1_mib_text_is_refused_in_both_dialects() {
 // Slow and silent peers
 // ---------------------------------------------------------------------------
 
-/// How a slowloris connection misbehaves.
-#[derive(Clone, Copy, Debug, PartialEq)]
-enum Loris {
-    /// Connects and sends nothing: greeted as a text client, then closed by
-    /// the text idle timeout.
-    Silent,
-    /// Starts a native `hello` and trickles it a byte at a time: closed by
-    /// the handshake timeout.
-    NativeTrickle,
-    /// Trickles a text line a byte at a time, never ending it: closed by
-    /// the text idle timeout (only complete lines count as activity).
-    TextTrickle,
-}
-
 /// 1,000 connections (`ABUSE_SLOWLORIS`) that never finish a handshake or a
 /// line, with the handshake timeout at 1 s and the text idle timeout at
 /// 2 s: every one is closed with its reason by then, a healthy pair chats
@@ -644,11 +258,11 @@ fn slowloris_connections_are_closed_by_their_timeouts() {
         );
     }
     run_case(async move {
-        let server = Server::start(&settings(&[
+        let server = start_server(&settings(&[
             ("handshake_timeout_secs", "1"),
             ("text_idle_timeout_secs", "2"),
         ]));
-        let probe = Probe::start(server.addr, "probe").await;
+        let probe = Probe::start(server.addr(), "probe").await;
         let baseline = server.rss_kib();
         let fds_before = server.open_fds();
         let started = Instant::now();
@@ -656,7 +270,7 @@ fn slowloris_connections_are_closed_by_their_timeouts() {
         let mut lorises = Vec::with_capacity(count);
         for i in 0..count {
             let kind = [Loris::Silent, Loris::NativeTrickle, Loris::TextTrickle][i % 3];
-            let addr = server.addr;
+            let addr = server.addr();
             lorises.push(tokio::spawn(async move {
                 let mut p = Peer::connect(addr).await;
                 let connected = Instant::now();
@@ -734,8 +348,8 @@ fn slowloris_connections_are_closed_by_their_timeouts() {
 fn stalled_readers_are_cut_off_and_everyone_else_gets_everything_in_order() {
     let members = size_from_env("ABUSE_ROOM", 200).max(40);
     run_case(async move {
-        let server = Server::start(&settings(&[]));
-        let probe = Probe::start(server.addr, "probe").await;
+        let server = start_server(&settings(&[]));
+        let probe = Probe::start(server.addr(), "probe").await;
         let baseline = server.rss_kib();
         let stalled_count = members / 10;
         let publishers = 20;
@@ -748,7 +362,7 @@ fn stalled_readers_are_cut_off_and_everyone_else_gets_everything_in_order() {
 
         let mut stalled = Vec::new();
         for i in 0..stalled_count {
-            let stream = slow_link_socket().connect(server.addr).await.unwrap();
+            let stream = slow_link_socket().connect(server.addr()).await.unwrap();
             let mut p = Peer::from_stream(stream, "stalled");
             p.hello(&format!("stalled{i}")).await;
             p.join("big").await;
@@ -756,7 +370,7 @@ fn stalled_readers_are_cut_off_and_everyone_else_gets_everything_in_order() {
         }
         let mut readers = Vec::new();
         for i in 0..members - stalled_count - publishers {
-            let mut p = Peer::native(server.addr, &format!("reader{i}")).await;
+            let mut p = Peer::native(server.addr(), &format!("reader{i}")).await;
             p.join("big").await;
             readers.push(tokio::spawn(async move {
                 // Dropping the writing half would close this side (FIN).
@@ -785,7 +399,7 @@ fn stalled_readers_are_cut_off_and_everyone_else_gets_everything_in_order() {
         }
         let mut talkers = Vec::new();
         for i in 0..publishers {
-            let mut p = Peer::native(server.addr, &format!("pub{i}")).await;
+            let mut p = Peer::native(server.addr(), &format!("pub{i}")).await;
             p.join("big").await;
             talkers.push(p.into_talker());
         }
@@ -888,11 +502,11 @@ fn stalled_readers_are_cut_off_and_everyone_else_gets_everything_in_order() {
 #[test]
 fn a_flooding_client_is_held_to_its_rate_and_others_do_not_stall() {
     run_case(async {
-        let server = Server::start(&settings(&[]));
-        let probe = Probe::start(server.addr, "probe").await;
+        let server = start_server(&settings(&[]));
+        let probe = Probe::start(server.addr(), "probe").await;
         let baseline = server.rss_kib();
 
-        let mut flooder = Peer::native(server.addr, "flooder").await;
+        let mut flooder = Peer::native(server.addr(), "flooder").await;
         flooder.join("probe").await;
         let joined = Instant::now();
         let frame = format!(
@@ -930,7 +544,7 @@ fn a_flooding_client_is_held_to_its_rate_and_others_do_not_stall() {
         assert!(oks <= allowed, "{oks} frames accepted, {allowed} allowed");
 
         // Pongs cost no rate: they must still not stall the server.
-        let mut ponger = Peer::native(server.addr, "ponger").await;
+        let mut ponger = Peer::native(server.addr(), "ponger").await;
         let pong = "{\"type\":\"pong\"}\n".repeat(4096);
         let flood_until = Instant::now() + Duration::from_secs(2);
         let mut pongs = 0u64;
@@ -956,8 +570,8 @@ fn connection_churn_returns_descriptors_and_memory() {
     let total = size_from_env("ABUSE_CHURN", 20_000);
     let burst = 500.min(open_files_limit() as usize / 4).max(1);
     run_case(async move {
-        let server = Server::start(&settings(&[]));
-        let probe = Probe::start(server.addr, "probe").await;
+        let server = start_server(&settings(&[]));
+        let probe = Probe::start(server.addr(), "probe").await;
         let baseline = server.rss_kib();
         let fds_before = server.open_fds();
         let started = Instant::now();
@@ -967,7 +581,7 @@ fn connection_churn_returns_descriptors_and_memory() {
             let n = burst.min(total - done);
             let mut set = tokio::task::JoinSet::new();
             for i in done..done + n {
-                let addr = server.addr;
+                let addr = server.addr();
                 set.spawn(async move {
                     let stream = TcpStream::connect(addr).await?;
                     match i % 4 {
@@ -1036,7 +650,7 @@ fn connection_churn_returns_descriptors_and_memory() {
 #[test]
 fn half_open_peers_are_found_by_the_idle_timeout() {
     run_case(async {
-        let server = Server::start(&settings(&[
+        let server = start_server(&settings(&[
             ("ping_interval_secs", "1"),
             ("idle_timeout_secs", "2"),
             ("text_idle_timeout_secs", "2"),
@@ -1047,26 +661,26 @@ fn half_open_peers_are_found_by_the_idle_timeout() {
             ("rate_per_sec", "100000"),
             ("rate_burst", "100000"),
         ]));
-        let probe = Probe::start(server.addr, "probe").await;
+        let probe = Probe::start(server.addr(), "probe").await;
         let fds_before = server.open_fds();
 
-        let mut ghost = Peer::native(server.addr, "ghost-native").await;
+        let mut ghost = Peer::native(server.addr(), "ghost-native").await;
         ghost.join("probe").await;
         let native_quiet = probe.now();
 
-        let mut text = Peer::connect(server.addr).await;
+        let mut text = Peer::connect(server.addr()).await;
         text.until_line(|l| l.starts_with("* welcome")).await;
         text.send("/nick ghost-text").await;
         text.send("/join #probe").await;
         text.until_line(|l| l.starts_with("* in #probe")).await;
         let text_quiet = probe.now();
 
-        let stream = slow_link_socket().connect(server.addr).await.unwrap();
+        let stream = slow_link_socket().connect(server.addr()).await.unwrap();
         let mut full = Peer::from_stream(stream, "full");
         full.hello("ghost-full").await;
         full.join("busy").await;
         full.join("probe").await;
-        let mut filler = Peer::native(server.addr, "filler").await;
+        let mut filler = Peer::native(server.addr(), "filler").await;
         filler.join("busy").await;
         let mut filler = filler.into_talker();
         let full_quiet = probe.now();
@@ -1140,8 +754,8 @@ fn half_open_peers_are_found_by_the_idle_timeout() {
 #[test]
 fn impersonating_and_hostile_names_are_refused() {
     run_case(async {
-        let server = Server::start(&settings(&[]));
-        let mut alice = Peer::native(server.addr, "alice").await;
+        let server = start_server(&settings(&[]));
+        let mut alice = Peer::native(server.addr(), "alice").await;
         alice.join("lobby").await;
 
         let taken = ["alice", "ALICE", "Alice", "aLiCe"];
@@ -1162,14 +776,14 @@ fn impersonating_and_hostile_names_are_refused() {
             "a\u{0}b",
         ];
         for nick in taken {
-            let mut p = Peer::connect(server.addr).await;
+            let mut p = Peer::connect(server.addr()).await;
             p.send_json(json!({"type": "hello", "version": 1, "nick": nick}))
                 .await;
             let reply = p.frame().await;
             assert_eq!(reply["code"], "nick_taken", "{nick:?}: {reply}");
         }
         for nick in invalid {
-            let mut p = Peer::connect(server.addr).await;
+            let mut p = Peer::connect(server.addr()).await;
             p.send_json(json!({"type": "hello", "version": 1, "nick": nick}))
                 .await;
             let reply = p.frame().await;
@@ -1177,7 +791,7 @@ fn impersonating_and_hostile_names_are_refused() {
         }
 
         // Renaming into another's name, and rooms with hostile names.
-        let mut mallory = Peer::native(server.addr, "mallory").await;
+        let mut mallory = Peer::native(server.addr(), "mallory").await;
         for nick in taken {
             mallory
                 .send_json(json!({"type": "nick", "nick": nick}))
@@ -1191,7 +805,7 @@ fn impersonating_and_hostile_names_are_refused() {
             assert_eq!(mallory.frame().await["code"], "invalid_name", "{nick:?}");
         }
         // The error allowance is spent by now; a fresh client tries rooms.
-        let mut roomer = Peer::native(server.addr, "roomer").await;
+        let mut roomer = Peer::native(server.addr(), "roomer").await;
         for room in [
             "l\u{43e}bby",
             "lobby\u{1b}[2J",
@@ -1211,7 +825,7 @@ fn impersonating_and_hostile_names_are_refused() {
         let members = roomer.until_type("members").await;
         assert_eq!(members["members"], json!(["alice", "roomer"]), "{members}");
 
-        let mut text = Peer::connect(server.addr).await;
+        let mut text = Peer::connect(server.addr()).await;
         text.name = "text".into();
         text.until_line(|l| l.starts_with("* welcome")).await;
         for line in [
@@ -1263,14 +877,14 @@ fn impersonating_and_hostile_names_are_refused() {
 #[test]
 fn one_address_is_held_to_its_share_and_others_are_not_affected() {
     run_case(async {
-        let mut server = Server::start(&[
+        let mut server = start_server(&[
             ("max_connections_per_ip", "4"),
             ("connect_rate_per_ip", "5"),
             ("connect_burst_per_ip", "8"),
         ]);
         let other = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
-        let probe = match Peer::connect_from(other, server.addr).await {
-            Ok(_) => Probe::start_from(server.addr, "probe", Some(other)).await,
+        let probe = match Peer::connect_from(other, server.addr()).await {
+            Ok(_) => Probe::start_from(server.addr(), "probe", Some(other)).await,
             Err(e) => {
                 println!("note: cannot connect from {other} ({e}); the probe shares 127.0.0.1");
                 panic!("a second loopback address is needed for this case");
@@ -1281,9 +895,9 @@ fn one_address_is_held_to_its_share_and_others_are_not_affected() {
 
         let mut held = Vec::new();
         for i in 0..4 {
-            held.push(Peer::native(server.addr, &format!("held{i}")).await);
+            held.push(Peer::native(server.addr(), &format!("held{i}")).await);
         }
-        let mut fifth = Peer::connect(server.addr).await;
+        let mut fifth = Peer::connect(server.addr()).await;
         fifth
             .send_json(json!({"type": "hello", "version": 1, "nick": "fifth"}))
             .await;
@@ -1294,7 +908,7 @@ fn one_address_is_held_to_its_share_and_others_are_not_affected() {
         // to try (and are refused for the count); the next is too fast.
         let mut codes = Vec::new();
         for _ in 0..4 {
-            let mut p = Peer::connect(server.addr).await;
+            let mut p = Peer::connect(server.addr()).await;
             codes.push(error_code(&p.line().await));
         }
         assert_eq!(
@@ -1313,7 +927,7 @@ fn one_address_is_held_to_its_share_and_others_are_not_affected() {
         let started = Instant::now();
         let mut refused = 0;
         for _ in 0..2000 {
-            let mut p = Peer::connect(server.addr).await;
+            let mut p = Peer::connect(server.addr()).await;
             match p.try_line().await.map(|l| error_code(&l)) {
                 Some(code) if code == "connecting_too_fast" || code == "too_many_connections" => {
                     refused += 1;
@@ -1345,7 +959,7 @@ fn one_address_is_held_to_its_share_and_others_are_not_affected() {
         // Once its connections are closed and its bucket refills, the
         // address may connect again.
         tokio::time::sleep(Duration::from_millis(400)).await;
-        Peer::native(server.addr, "back").await;
+        Peer::native(server.addr(), "back").await;
 
         probe.finish().await.assert_healthy("per-address");
         assert_memory(&server, baseline, 16, "per-address");

@@ -4,266 +4,30 @@
 //! Every server listens on a free loopback port and every wait has a
 //! deadline, so a bug fails a test instead of hanging it.
 
-use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
-use std::thread;
-use std::time::{Duration, Instant};
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
 
 use chatroom_core::server::ServerConfig;
+use common::json_client::{JsonClient, hello_frame};
+use common::server::{Finished, Server};
+use common::temp::{TempDir, free_port};
+use common::text_client::TextClient;
 
-const BIN: &str = env!("CARGO_BIN_EXE_chatroom-server");
 /// How long any one step may take before the test gives up.
 const DEADLINE: Duration = Duration::from_secs(10);
 /// A silent client is greeted after `sniff_ms` (250 by default).
 const GREETING_WITHIN: Duration = Duration::from_millis(300);
 
-/// The binary with a clean environment: no `RUST_LOG`, no `CHATROOM_*`
-/// variables from whoever runs the tests.
-fn command(args: &[&str], env: &[(&str, &str)]) -> Command {
-    // Each run works in a directory of its own, so the default history
-    // store (`./chatroom-data`) is never shared between tests.
-    static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let dir = std::env::temp_dir().join(format!("chatroom-cli-{}-{run}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let mut cmd = Command::new(BIN);
-    cmd.args(args)
-        .current_dir(&dir)
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("CHATROOM_") {
-            cmd.env_remove(name);
-        }
-    }
-    cmd.envs(env.iter().copied());
-    cmd
-}
-
-/// What a run that ended left behind.
-struct Finished {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-/// Runs the binary and waits for it to exit on its own.
+/// Runs the binary with `args` and `env` and waits for it to exit.
 fn run(args: &[&str], env: &[(&str, &str)]) -> Finished {
-    let mut child = command(args, env).spawn().expect("start chatroom-server");
-    let stdout = drain(child.stdout.take().expect("piped stdout"));
-    let stderr = drain(child.stderr.take().expect("piped stderr"));
-    let status = wait_for_exit(&mut child, DEADLINE);
-    Finished {
-        code: status.code(),
-        stdout: stdout.join().expect("stdout reader"),
-        stderr: stderr.join().expect("stderr reader"),
-    }
+    Server::builder().args(args).envs(env).run()
 }
 
-fn drain(mut pipe: impl Read + Send + 'static) -> thread::JoinHandle<String> {
-    thread::spawn(move || {
-        let mut text = String::new();
-        let _ = pipe.read_to_string(&mut text);
-        text
-    })
-}
-
-/// Waits for `child` to exit; kills it and fails the test after `limit`.
-fn wait_for_exit(child: &mut Child, limit: Duration) -> ExitStatus {
-    let end = Instant::now() + limit;
-    loop {
-        if let Some(status) = child.try_wait().expect("poll child") {
-            return status;
-        }
-        if Instant::now() > end {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("chatroom-server did not exit within {limit:?}");
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// A server that is running and listening.
-struct Running {
-    child: Child,
-    addr: SocketAddr,
-    log: mpsc::Receiver<String>,
-}
-
-impl Running {
-    /// Starts the binary and waits for its `listening addr=...` line.
-    fn start(args: &[&str], env: &[(&str, &str)]) -> Self {
-        let mut child = command(args, env).spawn().expect("start chatroom-server");
-        let stderr = child.stderr.take().expect("piped stderr");
-        let (tx, log) = mpsc::channel();
-        thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { return };
-                if tx.send(line).is_err() {
-                    return;
-                }
-            }
-        });
-        let mut running = Self {
-            child,
-            addr: "0.0.0.0:0".parse().unwrap(),
-            log,
-        };
-        let line = running.wait_for_log("listening addr=");
-        let addr = line
-            .split("listening addr=")
-            .nth(1)
-            .and_then(|rest| rest.split_whitespace().next())
-            .expect("an address after addr=");
-        running.addr = addr.parse().expect("a socket address");
-        running
-    }
-
-    /// The first stderr line from now on that contains `needle`.
-    fn wait_for_log(&mut self, needle: &str) -> String {
-        let end = Instant::now() + DEADLINE;
-        loop {
-            let left = end.saturating_duration_since(Instant::now());
-            match self.log.recv_timeout(left) {
-                Ok(line) if line.contains(needle) => return line,
-                Ok(_) => {}
-                Err(e) => panic!("no log line with {needle:?} ({e})"),
-            }
-        }
-    }
-
-    fn signal(&self, name: &str) {
-        let status = Command::new("kill")
-            .args([&format!("-{name}"), &self.child.id().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill -{name} failed");
-    }
-
-    fn exit_status(&mut self) -> ExitStatus {
-        wait_for_exit(&mut self.child, DEADLINE)
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// One TCP client that reads lines.
-struct Client {
-    reader: BufReader<TcpStream>,
-    writer: TcpStream,
-    connected: Instant,
-}
-
-impl Client {
-    fn connect(addr: SocketAddr) -> Self {
-        let stream = TcpStream::connect_timeout(&addr, DEADLINE).expect("connect");
-        stream.set_read_timeout(Some(DEADLINE)).unwrap();
-        Self {
-            reader: BufReader::new(stream.try_clone().unwrap()),
-            writer: stream,
-            connected: Instant::now(),
-        }
-    }
-
-    /// The nick the server derives from this client's address.
-    fn address_nick(&self) -> String {
-        let local = self.writer.local_addr().unwrap();
-        format!("127-0-0-1-{}", local.port())
-    }
-
-    fn send(&mut self, line: &str) {
-        self.writer.write_all(line.as_bytes()).unwrap();
-        self.writer.write_all(b"\n").unwrap();
-    }
-
-    /// The next line, with its line ending; fails after `limit`.
-    fn line_within(&mut self, limit: Duration) -> String {
-        self.writer
-            .set_read_timeout(Some(limit.max(Duration::from_millis(1))))
-            .unwrap();
-        let mut line = String::new();
-        match self.reader.read_line(&mut line) {
-            Ok(0) => panic!("connection closed while waiting for a line"),
-            Ok(_) => line,
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                panic!("no line within {limit:?} (got {line:?} so far)")
-            }
-            Err(e) => panic!("read failed: {e}"),
-        }
-    }
-
-    /// The first line from now on that satisfies `wanted`.
-    fn line_where(&mut self, wanted: impl Fn(&str) -> bool) -> String {
-        let end = Instant::now() + DEADLINE;
-        loop {
-            let line = self.line_within(end.saturating_duration_since(Instant::now()));
-            if wanted(&line) {
-                return line;
-            }
-        }
-    }
-
-    /// Fails unless the server closes the connection soon.
-    fn expect_closed(&mut self) {
-        self.writer.set_read_timeout(Some(DEADLINE)).unwrap();
-        let mut rest = Vec::new();
-        match self.reader.read_to_end(&mut rest) {
-            Ok(_) => {}
-            Err(e) if e.kind() == ErrorKind::ConnectionReset => {}
-            Err(e) => panic!("connection not closed: {e}"),
-        }
-    }
-}
-
-/// A native client past its handshake; returns it and its `welcome` line.
-fn native(addr: SocketAddr, nick: &str) -> (Client, String) {
-    let mut client = Client::connect(addr);
-    client.send(&format!(
-        r#"{{"type":"hello","version":1,"nick":"{nick}"}}"#
-    ));
-    let welcome = client.line_where(|l| l.contains(r#""type":"welcome""#));
-    (client, welcome)
-}
-
-/// A port nothing listens on right now.
-fn free_port() -> u16 {
-    let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    probe.local_addr().unwrap().port()
-}
-
-/// A config file unique to one test, removed when dropped.
-struct TempFile(PathBuf);
-
-impl TempFile {
-    fn new(name: &str, text: &str) -> Self {
-        let path = std::env::temp_dir().join(format!(
-            "chatroom-server-cli-{}-{name}.toml",
-            std::process::id()
-        ));
-        std::fs::write(&path, text).unwrap();
-        Self(path)
-    }
-
-    fn path(&self) -> &str {
-        self.0.to_str().unwrap()
-    }
-}
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
+/// Starts the binary with `args` and `env` and waits until it listens.
+fn start(args: &[&str], env: &[(&str, &str)]) -> Server {
+    Server::builder().args(args).envs(env).start()
 }
 
 fn field_names() -> Vec<String> {
@@ -318,13 +82,13 @@ fn defaults_listen_on_loopback_7878() {
 #[test]
 fn seed_form_greets_silent_clients_and_relays_lines() {
     let port = free_port();
-    let server = Running::start(&["127.0.0.1", &port.to_string()], &[]);
-    assert_eq!(server.addr, SocketAddr::from(([127, 0, 0, 1], port)));
+    let server = start(&["127.0.0.1", &port.to_string()], &[]);
+    assert_eq!(server.addr(), SocketAddr::from(([127, 0, 0, 1], port)));
 
-    let mut alice = Client::connect(server.addr);
-    let mut bob = Client::connect(server.addr);
+    let mut alice = TextClient::connect(server.addr(), DEADLINE);
+    let mut bob = TextClient::connect(server.addr(), DEADLINE);
     for client in [&mut alice, &mut bob] {
-        let left = GREETING_WITHIN.saturating_sub(client.connected.elapsed());
+        let left = GREETING_WITHIN.saturating_sub(client.connected_for());
         let greeting = client.line_within(left);
         let expected = format!("you are {}", client.address_nick());
         assert!(
@@ -344,48 +108,44 @@ fn seed_form_greets_silent_clients_and_relays_lines() {
 
 #[test]
 fn sigterm_says_bye_to_every_client_and_exits_zero() {
-    let mut server = Running::start(&["--listen", "127.0.0.1:0"], &[]);
-    let mut text = Client::connect(server.addr);
+    let mut server = start(&["--listen", "127.0.0.1:0"], &[]);
+    let mut text = TextClient::connect(server.addr(), DEADLINE);
     text.line_where(|l| l.starts_with("* welcome"));
-    let (mut json, _) = native(server.addr, "n1");
-    server.wait_for_log("nick=n1");
+    let (mut json, _) = JsonClient::hello(server.addr(), "n1", DEADLINE);
+    server.wait_for_log("nick=n1", DEADLINE);
 
     server.signal("TERM");
     let bye = text.line_where(|l| l.starts_with("* bye"));
     assert_eq!(bye, "* bye: server shutting down\r\n");
-    let bye = json.line_where(|l| l.contains(r#""type":"bye""#));
+    let bye = json.next_where(|f| f["type"] == "bye").to_string();
     assert!(bye.contains("server shutting down"), "{bye}");
     text.expect_closed();
     json.expect_closed();
 
     let status = server.exit_status();
     assert_eq!(status.code(), Some(0), "{status}");
-    server.wait_for_log("signal=SIGTERM");
+    server.wait_for_log("signal=SIGTERM", DEADLINE);
 }
 
 #[test]
 fn sigint_exits_zero() {
-    let mut server = Running::start(&["--listen", "127.0.0.1:0"], &[]);
+    let mut server = start(&["--listen", "127.0.0.1:0"], &[]);
     server.signal("INT");
     assert_eq!(server.exit_status().code(), Some(0));
 }
 
 #[test]
 fn several_listen_flags_serve_one_server() {
-    let mut server = Running::start(&["--listen", "127.0.0.1:0", "--listen", "127.0.0.1:0"], &[]);
-    let line = server.wait_for_log("listening addr=");
-    let second: SocketAddr = line
-        .split("listening addr=")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .expect("an address after addr=")
-        .parse()
-        .expect("a socket address");
-    assert_ne!(second, server.addr);
-    let (_first, _) = native(server.addr, "first");
+    let server = Server::builder()
+        .listen("127.0.0.1:0")
+        .listen("127.0.0.1:0")
+        .start();
+    let second = server.addrs()[1];
+    assert_ne!(second, server.addr());
+    let (_first, _) = JsonClient::hello(server.addr(), "first", DEADLINE);
     // One registry behind both: the nick is already taken on the other.
-    let mut again = Client::connect(second);
-    again.send(r#"{"type":"hello","version":1,"nick":"first"}"#);
+    let mut again = TextClient::connect(second, DEADLINE);
+    again.send(&hello_frame("first").to_string());
     let refused = again.line_within(DEADLINE);
     assert!(refused.contains(r#""type":"error""#), "{refused}");
 }
@@ -442,8 +202,9 @@ fn malformed_address_exits_2() {
 
 #[test]
 fn unknown_key_in_config_file_exits_2() {
-    let file = TempFile::new("unknown-key", "max_conections = 5\n");
-    let out = run(&["--config", file.path()], &[]);
+    let file_dir = TempDir::new("cli-unknown-key");
+    let file = file_dir.write("unknown-key.toml", "max_conections = 5\n");
+    let out = run(&["--config", file.to_str().unwrap()], &[]);
     assert_eq!(out.code, Some(2), "{}", out.stderr);
     assert!(out.stderr.starts_with("error: "), "{}", out.stderr);
     assert!(out.stderr.contains("max_conections"), "{}", out.stderr);
@@ -452,14 +213,24 @@ fn unknown_key_in_config_file_exits_2() {
 
 #[test]
 fn invalid_value_in_config_file_exits_2() {
-    let file = TempFile::new("bad-value", "max_line_len = 5\n");
-    let out = run(&["--config", file.path(), "--listen", "127.0.0.1:0"], &[]);
+    let file_dir = TempDir::new("cli-bad-value");
+    let file = file_dir.write("bad-value.toml", "max_line_len = 5\n");
+    let out = run(
+        &[
+            "--config",
+            file.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ],
+        &[],
+    );
     assert_eq!(out.code, Some(2), "{}", out.stderr);
     assert!(out.stderr.contains("max_line_len"), "{}", out.stderr);
     assert!(!out.stderr.contains("listening"), "{}", out.stderr);
 
-    let file = TempFile::new("bad-type", "sniff_ms = \"soon\"\n");
-    let out = run(&["--config", file.path()], &[]);
+    let file_dir = TempDir::new("cli-bad-type");
+    let file = file_dir.write("bad-type.toml", "sniff_ms = \"soon\"\n");
+    let out = run(&["--config", file.to_str().unwrap()], &[]);
     assert_eq!(out.code, Some(2), "{}", out.stderr);
     assert!(out.stderr.contains("sniff_ms"), "{}", out.stderr);
 
@@ -485,19 +256,27 @@ fn unknown_environment_variable_exits_2() {
 
 #[test]
 fn environment_overrides_file_and_names_the_server() {
-    let file = TempFile::new("env-override", "server_name = \"from-file\"\n");
-    let server = Running::start(
-        &["--config", file.path(), "--listen", "127.0.0.1:0"],
+    let file_dir = TempDir::new("cli-env-override");
+    let file = file_dir.write("env-override.toml", "server_name = \"from-file\"\n");
+    let server = start(
+        &[
+            "--config",
+            file.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ],
         &[("CHATROOM_SERVER_NAME", "from-env")],
     );
-    let (_client, welcome) = native(server.addr, "n1");
+    let (_client, welcome) = JsonClient::hello(server.addr(), "n1", DEADLINE);
+    let welcome = welcome.to_string();
     assert!(welcome.contains(r#""server":"from-env""#), "{welcome}");
 }
 
 #[test]
 fn print_config_shows_defaults_file_env_then_flags() {
-    let file = TempFile::new(
-        "layers",
+    let file_dir = TempDir::new("cli-layers");
+    let file = file_dir.write(
+        "layers.toml",
         "server_name = \"file\"\nmax_connections = 7\nrate_burst = 9\n",
     );
     let env = [
@@ -508,7 +287,7 @@ fn print_config_shows_defaults_file_env_then_flags() {
     let out = run(
         &[
             "--config",
-            file.path(),
+            file.to_str().unwrap(),
             "--set",
             "rate_burst=12",
             "--print-config",
@@ -531,14 +310,18 @@ fn print_config_shows_defaults_file_env_then_flags() {
     }
 
     // The printed settings are a config file that reads back the same.
-    let printed = TempFile::new("printed", &out.stdout);
-    let again = run(&["--config", printed.path(), "--print-config"], &[]);
+    let printed_dir = TempDir::new("cli-printed");
+    let printed = printed_dir.write("printed.toml", &out.stdout);
+    let again = run(
+        &["--config", printed.to_str().unwrap(), "--print-config"],
+        &[],
+    );
     assert_eq!(again.stdout, out.stdout);
 
     let out = run(
         &[
             "--config",
-            file.path(),
+            file.to_str().unwrap(),
             "--listen",
             "[::1]:3",
             "--print-config",

@@ -6,304 +6,31 @@
 //! tests fail, never skip, when it cannot be found. `NATS_SERVER` names
 //! another binary.
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
+mod common;
+
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
-
-// Shared with cluster_auth.rs, which uses the parts this file does not.
-#[allow(dead_code)]
-#[path = "common/nats.rs"]
-mod nats;
-
-use nats::{Proc, free_port, nats_server_binary};
-
-const BIN: &str = env!("CARGO_BIN_EXE_chatroom-server");
-const DEADLINE: Duration = Duration::from_secs(15);
-
-/// A NATS server with JetStream and three chat nodes on it.
-struct Cluster {
-    nodes: Vec<(Proc, SocketAddr)>,
-    nats: Option<Proc>,
-    port: u16,
-    dir: PathBuf,
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        self.nodes.clear();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// Starts `nats-server -js` on `port` with its store in `dir` and waits
-/// until it serves; `None` when it could not take the port.
-fn start_nats(port: u16, dir: &std::path::Path) -> Option<Proc> {
-    let mut cmd = Command::new(nats_server_binary());
-    cmd.args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
-        .arg(dir);
-    nats::spawn(cmd, port)
-}
-
-impl Cluster {
-    fn start(name: &str) -> Self {
-        Self::start_with(name, &[])
-    }
-
-    /// Three nodes with `env` added to each.
-    fn start_with(name: &str, env: &[(&str, &str)]) -> Self {
-        let dir =
-            std::env::temp_dir().join(format!("chatroom-cluster-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let (port, nats) = (0..3)
-            .find_map(|_| {
-                let port = free_port();
-                start_nats(port, &dir.join("nats")).map(|nats| (port, nats))
-            })
-            .expect("nats-server did not start on any of three free ports");
-        let url = format!("nats://127.0.0.1:{port}");
-        let nodes = (1..=3)
-            .map(|n| start_node(&url, &format!("n{n}"), &dir.join(format!("n{n}")), env))
-            .collect();
-        Self {
-            nodes,
-            nats: Some(nats),
-            port,
-            dir,
-        }
-    }
-
-    /// Stops a chat node as an operator would (SIGTERM), and waits for it.
-    fn stop_node(&mut self, node: usize) {
-        let child = &mut self.nodes[node].0.0;
-        let status = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill -TERM failed");
-        let _ = child.wait();
-    }
-
-    /// Sends a chat node a signal (`STOP`, `CONT`).
-    fn signal_node(&mut self, node: usize, signal: &str) {
-        let pid = self.nodes[node].0.0.id().to_string();
-        let status = Command::new("kill")
-            .args([&format!("-{signal}"), &pid])
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill -{signal} failed");
-    }
-
-    /// Kills a chat node (SIGKILL).
-    fn kill_node(&mut self, node: usize) {
-        let _ = self.nodes[node].0.0.kill();
-        let _ = self.nodes[node].0.0.wait();
-    }
-
-    /// Kills NATS (SIGKILL).
-    fn stop_nats(&mut self) {
-        self.nats = None;
-    }
-
-    /// Starts NATS again on the same port with the same store.
-    fn restart_nats(&mut self) {
-        let nats = start_nats(self.port, &self.dir.join("nats"));
-        self.nats = Some(nats.expect("nats-server did not start again on its port"));
-    }
-
-    /// Starts one more chat node on the same NATS; returns its index.
-    fn add_node(&mut self, name: &str) -> usize {
-        let url = format!("nats://127.0.0.1:{}", self.port);
-        let node = start_node(&url, name, &self.dir.join(name), &[]);
-        self.nodes.push(node);
-        self.nodes.len() - 1
-    }
-
-    fn addr(&self, node: usize) -> SocketAddr {
-        self.nodes[node].1
-    }
-}
-
-fn start_node(
-    url: &str,
-    name: &str,
-    dir: &std::path::Path,
-    env: &[(&str, &str)],
-) -> (Proc, SocketAddr) {
-    // A loaded machine (every test file runs at once in CI) can make a
-    // first connection to a fresh nats-server time out; one more try.
-    for _ in 0..2 {
-        if let Some(node) = try_start_node(url, name, dir, env) {
-            return node;
-        }
-        eprintln!("node {name} did not start; trying again");
-        thread::sleep(Duration::from_millis(500));
-    }
-    try_start_node(url, name, dir, env).unwrap_or_else(|| panic!("node {name} did not start"))
-}
-
-/// Starts a chat node on NATS at `url` with `env` added; `None` when it
-/// exits or says nothing within [`DEADLINE`].
-fn try_start_node(
-    url: &str,
-    name: &str,
-    dir: &std::path::Path,
-    env: &[(&str, &str)],
-) -> Option<(Proc, SocketAddr)> {
-    let mut child = Command::new(BIN)
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--cluster",
-            url,
-            "--node-name",
-            name,
-        ])
-        .env("CHATROOM_DATA_DIR", dir)
-        .env("CHATROOM_RATE_PER_SEC", "100000")
-        .env("CHATROOM_RATE_BURST", "100000")
-        // Refusals during a NATS outage count as errors; keep the clients.
-        .env("CHATROOM_MAX_ERRORS", "100000")
-        // A killed node's nicks come free quickly.
-        .env("CHATROOM_NICK_LEASE_SECS", "3")
-        .envs(env.iter().copied())
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start chatroom-server");
-    let (tx, rx) = mpsc::channel();
-    let stderr = child.stderr.take().expect("piped stderr");
-    let label = name.to_owned();
-    thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(addr) = line.split("listening addr=").nth(1) {
-                let _ = tx.send(addr.split_whitespace().next().unwrap_or("").to_owned());
-            }
-            if line.contains("ERROR") || line.contains("error:") {
-                eprintln!("[{label}] {line}");
-            }
-        }
-    });
-    let child = Proc(child);
-    let addr = rx.recv_timeout(DEADLINE).ok()?;
-    Some((child, addr.parse().expect("a socket address")))
-}
+use common::cluster::{Cluster, DEADLINE, node};
+use common::json_client::JsonClient;
+use common::nats::Nats;
+use common::temp::{TempDir, free_port};
+use common::text_client::TextClient;
+use serde_json::json;
 
 /// Messages a client received: id, sender, text.
 type Heard = Vec<(u64, String, String)>;
-
-struct Client {
-    stream: TcpStream,
-    reader: BufReader<TcpStream>,
-}
-
-impl Client {
-    fn connect(addr: SocketAddr, hello: Value) -> (Self, Value) {
-        let stream = TcpStream::connect(addr).unwrap();
-        stream.set_read_timeout(Some(DEADLINE)).unwrap();
-        let reader = BufReader::new(stream.try_clone().unwrap());
-        let mut client = Self { stream, reader };
-        client.send(&hello);
-        let first = client.next();
-        (client, first)
-    }
-
-    /// Says hello as `nick` and expects a welcome.
-    fn hello(addr: SocketAddr, nick: &str) -> Self {
-        let (client, first) =
-            Self::connect(addr, json!({"type": "hello", "version": 1, "nick": nick}));
-        assert_eq!(first["type"], "welcome", "{nick}: {first}");
-        client
-    }
-
-    fn send(&mut self, frame: &Value) {
-        writeln!(self.stream, "{frame}").unwrap();
-    }
-
-    fn next(&mut self) -> Value {
-        let mut line = String::new();
-        self.reader.read_line(&mut line).expect("a line in time");
-        assert!(!line.is_empty(), "the server closed the connection");
-        serde_json::from_str(&line).unwrap()
-    }
-
-    fn next_of(&mut self, kind: &str) -> Value {
-        loop {
-            let frame = self.next();
-            if frame["type"] == kind {
-                return frame;
-            }
-            assert_ne!(frame["type"], "error", "waiting for {kind}: {frame}");
-        }
-    }
-
-    /// Joins `room` with no backlog; returns the room's last id.
-    fn join(&mut self, room: &str) -> u64 {
-        self.send(&json!({"type": "join", "room": room, "history": 0}));
-        self.next_of("members")["last_id"].as_u64().unwrap()
-    }
-
-    /// Says `text` and returns the `ok` or `error` it is answered with.
-    fn try_say(&mut self, room: &str, text: &str) -> Value {
-        self.try_say_hearing(room, text, &mut Vec::new())
-    }
-
-    /// As [`Client::try_say`], keeping the ids of the messages that arrive
-    /// before the answer in `heard`.
-    fn try_say_hearing(&mut self, room: &str, text: &str, heard: &mut Vec<u64>) -> Value {
-        self.send(&json!({"type": "say", "room": room, "text": text}));
-        loop {
-            let frame = self.next();
-            if frame["type"] == "ok" || frame["type"] == "error" {
-                return frame;
-            }
-            if frame["type"] == "message" {
-                heard.push(frame["id"].as_u64().unwrap());
-            }
-        }
-    }
-
-    /// Asks `who` for `room` until it lists exactly `expected` (in the
-    /// server's order, sorted ignoring case).
-    fn wait_for_members(&mut self, room: &str, expected: &[&str]) {
-        let started = Instant::now();
-        loop {
-            self.send(&json!({"type": "who", "room": room}));
-            let members = self.next_of("members")["members"].clone();
-            if members == json!(expected) {
-                return;
-            }
-            assert!(
-                started.elapsed() < DEADLINE,
-                "who #{room}: {members}, not {expected:?}"
-            );
-            thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn say(&mut self, room: &str, text: &str) -> u64 {
-        self.send(&json!({"type": "say", "room": room, "text": text}));
-        self.next_of("ok")["id"].as_u64().unwrap()
-    }
-}
 
 #[test]
 fn three_nodes_agree_on_one_order_per_room() {
     let cluster = Cluster::start("order");
     const EACH: usize = 20;
     let nicks = ["alice", "bob", "carol"];
-    let mut clients: Vec<Client> = nicks
+    let mut clients: Vec<JsonClient> = nicks
         .iter()
         .enumerate()
-        .map(|(node, nick)| Client::hello(cluster.addr(node), nick))
+        .map(|(node, nick)| cluster.hello(node, nick))
         .collect();
     for client in &mut clients {
         client.join("lobby");
@@ -380,16 +107,17 @@ fn three_nodes_agree_on_one_order_per_room() {
 #[test]
 fn a_nick_taken_on_one_node_is_refused_on_another() {
     let cluster = Cluster::start("nicks");
-    let mut dora = Client::hello(cluster.addr(0), "dora");
-    let (_, refused) = Client::connect(
+    let mut dora = cluster.hello(0, "dora");
+    let (_, refused) = JsonClient::open(
         cluster.addr(1),
-        json!({"type": "hello", "version": 1, "nick": "DORA"}),
+        &json!({"type": "hello", "version": 1, "nick": "DORA"}),
+        DEADLINE,
     );
     assert_eq!(refused["type"], "error", "{refused}");
     assert_eq!(refused["code"], "nick_taken", "{refused}");
 
     // A rename into a nick held on another node is refused too.
-    let mut erin = Client::hello(cluster.addr(2), "erin");
+    let mut erin = cluster.hello(2, "erin");
     erin.send(&json!({"type": "nick", "nick": "Dora"}));
     let answer = erin.next();
     assert_eq!(answer["code"], "nick_taken", "{answer}");
@@ -399,9 +127,10 @@ fn a_nick_taken_on_one_node_is_refused_on_another() {
     dora.send(&json!({"type": "quit"}));
     let started = Instant::now();
     loop {
-        let (_, first) = Client::connect(
+        let (_, first) = JsonClient::open(
             cluster.addr(1),
-            json!({"type": "hello", "version": 1, "nick": "dora"}),
+            &json!({"type": "hello", "version": 1, "nick": "dora"}),
+            DEADLINE,
         );
         if first["type"] == "welcome" {
             break;
@@ -417,8 +146,8 @@ fn a_nick_taken_on_one_node_is_refused_on_another() {
 #[test]
 fn a_client_resumes_on_another_node_with_nothing_lost_or_twice() {
     let cluster = Cluster::start("resume");
-    let mut eve = Client::hello(cluster.addr(0), "eve");
-    let mut frank = Client::hello(cluster.addr(1), "frank");
+    let mut eve = cluster.hello(0, "eve");
+    let mut frank = cluster.hello(1, "frank");
     frank.join("relay");
     let first = frank.say("relay", "before");
     let cursor = eve.join("relay");
@@ -434,9 +163,10 @@ fn a_client_resumes_on_another_node_with_nothing_lost_or_twice() {
     for i in 0..150 {
         missed.push(frank.say("relay", &format!("missed-{i}")));
     }
-    let (mut eve, welcome) = Client::connect(
+    let (mut eve, welcome) = JsonClient::open(
         cluster.addr(2),
-        json!({"type": "hello", "version": 1, "nick": "eve", "resume": {"relay": early}}),
+        &json!({"type": "hello", "version": 1, "nick": "eve", "resume": {"relay": early}}),
+        DEADLINE,
     );
     assert_eq!(welcome["type"], "welcome", "{welcome}");
     let mut got = Vec::new();
@@ -458,7 +188,7 @@ fn a_client_resumes_on_another_node_with_nothing_lost_or_twice() {
     assert_eq!(live, missed.last().unwrap() + 1);
 
     // History on a third node reads the same log.
-    let mut grace = Client::hello(cluster.addr(0), "grace");
+    let mut grace = cluster.hello(0, "grace");
     grace.send(&json!({"type": "history", "room": "relay", "after": 0, "limit": 5}));
     let page = grace.next_of("history");
     let ids: Vec<u64> = page["messages"]
@@ -474,8 +204,8 @@ fn a_client_resumes_on_another_node_with_nothing_lost_or_twice() {
 #[test]
 fn a_nats_outage_is_explicit_and_chat_recovers_by_itself() {
     let mut cluster = Cluster::start("outage");
-    let mut alice = Client::hello(cluster.addr(0), "alice");
-    let mut bob = Client::hello(cluster.addr(1), "bob");
+    let mut alice = cluster.hello(0, "alice");
+    let mut bob = cluster.hello(1, "bob");
     alice.join("ops");
     bob.join("ops");
     let mut acked = vec![alice.say("ops", "before")];
@@ -546,9 +276,9 @@ fn a_nats_outage_is_explicit_and_chat_recovers_by_itself() {
 #[test]
 fn a_receiver_on_a_killed_node_resumes_elsewhere_with_nothing_lost_or_twice() {
     let mut cluster = Cluster::start("kill");
-    let mut eve = Client::hello(cluster.addr(0), "eve");
+    let mut eve = cluster.hello(0, "eve");
     eve.join("busy");
-    let mut frank = Client::hello(cluster.addr(1), "frank");
+    let mut frank = cluster.hello(1, "frank");
     frank.join("busy");
 
     // frank publishes without pause until told to stop.
@@ -564,7 +294,7 @@ fn a_receiver_on_a_killed_node_resumes_elsewhere_with_nothing_lost_or_twice() {
     while heard.len() < 50 {
         heard.push(eve.next_of("message")["id"].as_u64().unwrap());
     }
-    cluster.kill_node(0);
+    cluster.node(0).kill();
     drop(eve);
     // Whatever eve had read before the kill is her cursor.
     let cursor = *heard.last().unwrap();
@@ -572,9 +302,10 @@ fn a_receiver_on_a_killed_node_resumes_elsewhere_with_nothing_lost_or_twice() {
     // Her nick comes free when the dead node's lease runs out.
     let started = Instant::now();
     let mut eve = loop {
-        let (client, first) = Client::connect(
+        let (client, first) = JsonClient::open(
             cluster.addr(2),
-            json!({"type": "hello", "version": 1, "nick": "eve", "resume": {"busy": cursor}}),
+            &json!({"type": "hello", "version": 1, "nick": "eve", "resume": {"busy": cursor}}),
+            DEADLINE,
         );
         if first["type"] == "welcome" {
             break client;
@@ -606,7 +337,7 @@ fn a_client_given_two_nodes_fails_over_when_the_first_dies() {
     let mut cluster = Cluster::start("failover");
     let first = cluster.addr(0).to_string();
     let second = cluster.addr(1).to_string();
-    let mut frank = Client::hello(cluster.addr(2), "frank");
+    let mut frank = cluster.hello(2, "frank");
     frank.join("relay");
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -653,7 +384,7 @@ fn a_client_given_two_nodes_fails_over_when_the_first_dies() {
             heard.push(id);
         }
     }
-    cluster.kill_node(0);
+    cluster.node(0).kill();
     let killed = Instant::now();
     // Messages already on their way, then the disconnect, the attempts
     // (refused until the dead node's nick lease runs out) and the rejoin.
@@ -696,40 +427,17 @@ fn a_client_given_two_nodes_fails_over_when_the_first_dies() {
     });
 }
 
-/// Starts one server of a three-server NATS cluster with JetStream, routes
-/// to the others on loopback.
-fn start_nats_member(n: usize, ports: &[(u16, u16)], dir: &std::path::Path) -> Option<Proc> {
-    let (port, cluster_port) = ports[n];
-    let routes: Vec<String> = ports
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| *i != n)
-        .map(|(_, (_, c))| format!("nats://127.0.0.1:{c}"))
-        .collect();
-    let mut cmd = Command::new(nats_server_binary());
-    cmd.args(["-js", "-a", "127.0.0.1", "-p", &port.to_string()])
-        .args(["-server_name", &format!("nats{n}")])
-        .args(["-cluster_name", "chatroom-test"])
-        .args(["-cluster", &format!("nats://127.0.0.1:{cluster_port}")])
-        .args(["-routes", &routes.join(",")])
-        .arg("-sd")
-        .arg(dir.join(format!("nats{n}")));
-    nats::spawn(cmd, port)
-}
-
 #[test]
 fn the_chat_goes_on_when_one_server_of_a_nats_cluster_dies() {
-    let dir = std::env::temp_dir().join(format!("chatroom-natscluster-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = TempDir::new("natscluster");
     // Six ports found free one by one; if another test's socket takes one
     // before its server binds it, the whole NATS cluster starts again
     // elsewhere.
     let (ports, mut nats) = (0..3)
         .find_map(|_| {
             let ports: Vec<(u16, u16)> = (0..3).map(|_| (free_port(), free_port())).collect();
-            let servers: Option<Vec<Option<Proc>>> = (0..3)
-                .map(|n| start_nats_member(n, &ports, &dir).map(Some))
+            let servers: Option<Vec<Option<Nats>>> = (0..3)
+                .map(|n| Nats::member(n, &ports, dir.path()).map(Some))
                 .collect();
             servers.map(|servers| (ports, servers))
         })
@@ -742,10 +450,11 @@ fn the_chat_goes_on_when_one_server_of_a_nats_cluster_dies() {
         let started = Instant::now();
         // JetStream answers once the NATS cluster has elected its leader.
         let node = loop {
-            let env = [("CHATROOM_CLUSTER_REPLICAS", "3")];
-            if let Some(node) =
-                try_start_node(&url, &format!("n{n}"), &dir.join(format!("n{n}")), &env)
-            {
+            let name = format!("n{n}");
+            let attempt = node(&url, &name, &dir.join(&name))
+                .env("CHATROOM_CLUSTER_REPLICAS", "3")
+                .try_start();
+            if let Ok(node) = attempt {
                 break node;
             }
             assert!(
@@ -756,9 +465,9 @@ fn the_chat_goes_on_when_one_server_of_a_nats_cluster_dies() {
         };
         nodes.push(node);
     }
-    let mut alice = Client::hello(nodes[0].1, "alice");
-    let mut bob = Client::hello(nodes[1].1, "bob");
-    let mut carol = Client::hello(nodes[2].1, "carol");
+    let mut alice = JsonClient::hello(nodes[0].addr(), "alice", DEADLINE).0;
+    let mut bob = JsonClient::hello(nodes[1].addr(), "bob", DEADLINE).0;
+    let mut carol = JsonClient::hello(nodes[2].addr(), "carol", DEADLINE).0;
     alice.join("ops");
     bob.join("ops");
     carol.join("ops");
@@ -803,10 +512,7 @@ fn the_chat_goes_on_when_one_server_of_a_nats_cluster_dies() {
         // one once JetStream places it elsewhere, which took up to ~20 s on
         // a loaded machine: allow for it here, lost or repeated ids still
         // fail below.
-        client
-            .stream
-            .set_read_timeout(Some(Duration::from_secs(45)))
-            .unwrap();
+        client.conn().set_wait(Duration::from_secs(45));
         while heard.len() < expected.len() {
             heard.push(client.next_of("message")["id"].as_u64().unwrap());
         }
@@ -825,15 +531,14 @@ fn the_chat_goes_on_when_one_server_of_a_nats_cluster_dies() {
     );
     drop(nodes);
     drop(nats);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn presence_who_and_rooms_span_every_node() {
     let cluster = Cluster::start("presence");
-    let mut alice = Client::hello(cluster.addr(0), "alice");
-    let mut bob = Client::hello(cluster.addr(1), "bob");
-    let mut carol = Client::hello(cluster.addr(2), "carol");
+    let mut alice = cluster.hello(0, "alice");
+    let mut bob = cluster.hello(1, "bob");
+    let mut carol = cluster.hello(2, "carol");
     alice.join("lobby");
     bob.join("lobby");
     carol.join("lobby");
@@ -845,7 +550,7 @@ fn presence_who_and_rooms_span_every_node() {
     joined.sort();
     assert_eq!(joined, ["bob", "carol"]);
     for client in [&mut alice, &mut bob, &mut carol] {
-        client.wait_for_members("lobby", &["alice", "bob", "carol"]);
+        client.wait_for_members("lobby", &["alice", "bob", "carol"], DEADLINE);
     }
     bob.send(&json!({"type": "rooms"}));
     assert_eq!(
@@ -887,8 +592,8 @@ fn presence_who_and_rooms_span_every_node() {
     carol.join("kitchen");
     let left = alice.next_of("left");
     assert_eq!(left["nick"], "carol", "{left}");
-    alice.wait_for_members("lobby", &["alice", "robert"]);
-    alice.wait_for_members("kitchen", &["carol"]);
+    alice.wait_for_members("lobby", &["alice", "robert"], DEADLINE);
+    alice.wait_for_members("kitchen", &["carol"], DEADLINE);
     alice.send(&json!({"type": "rooms"}));
     assert_eq!(
         alice.next_of("rooms")["rooms"],
@@ -901,9 +606,10 @@ fn presence_who_and_rooms_span_every_node() {
         let refused = alice.next_of("error");
         assert_eq!(refused["code"], "no_such_room", "{refused}");
     }
-    let (mut ghost, _) = Client::connect(
+    let (mut ghost, _) = JsonClient::open(
         cluster.addr(1),
-        json!({"type": "hello", "version": 1, "nick": "ghost", "resume": {"nowhere": 3}}),
+        &json!({"type": "hello", "version": 1, "nick": "ghost", "resume": {"nowhere": 3}}),
+        DEADLINE,
     );
     let refused = ghost.next_of("error");
     assert_eq!(refused["code"], "no_such_room", "{refused}");
@@ -914,23 +620,23 @@ fn presence_who_and_rooms_span_every_node() {
 #[test]
 fn a_later_node_learns_presence_and_a_dead_nodes_members_leave() {
     let mut cluster = Cluster::start("presence-late");
-    let mut alice = Client::hello(cluster.addr(0), "alice");
-    let mut bob = Client::hello(cluster.addr(1), "bob");
+    let mut alice = cluster.hello(0, "alice");
+    let mut bob = cluster.hello(1, "bob");
     alice.join("hall");
     bob.join("hall");
-    alice.wait_for_members("hall", &["alice", "bob"]);
+    alice.wait_for_members("hall", &["alice", "bob"], DEADLINE);
 
     // A fourth node, started after the joins, learns them from the other
     // nodes' snapshots.
     let fourth = cluster.add_node("n4");
-    let mut dave = Client::hello(cluster.addr(fourth), "dave");
+    let mut dave = cluster.hello(fourth, "dave");
     dave.join("hall");
-    dave.wait_for_members("hall", &["alice", "bob", "dave"]);
-    alice.wait_for_members("hall", &["alice", "bob", "dave"]);
+    dave.wait_for_members("hall", &["alice", "bob", "dave"], DEADLINE);
+    alice.wait_for_members("hall", &["alice", "bob", "dave"], DEADLINE);
 
     // bob's node dies: the others see him leave, saying why, within a few
     // missed heartbeats.
-    cluster.kill_node(1);
+    cluster.node(1).kill();
     let killed = Instant::now();
     for client in [&mut alice, &mut dave] {
         let left = loop {
@@ -946,14 +652,14 @@ fn a_later_node_learns_presence_and_a_dead_nodes_members_leave() {
         "{:?}",
         killed.elapsed()
     );
-    alice.wait_for_members("hall", &["alice", "dave"]);
+    alice.wait_for_members("hall", &["alice", "dave"], DEADLINE);
 }
 
 #[test]
 fn says_sent_without_waiting_keep_their_order() {
     let cluster = Cluster::start("pipeline");
-    let mut ann = Client::hello(cluster.addr(0), "ann");
-    let mut ben = Client::hello(cluster.addr(1), "ben");
+    let mut ann = cluster.hello(0, "ann");
+    let mut ben = cluster.hello(1, "ben");
     ann.join("burst");
     ben.join("burst");
     // Several hundred `say`s at once: many wait for JetStream together, and
@@ -972,7 +678,7 @@ fn says_sent_without_waiting_keep_their_order() {
     lines.push_str("not json\n");
     lines.push_str(&json!({"ref": "last", "type": "ping"}).to_string());
     lines.push('\n');
-    ann.stream.write_all(lines.as_bytes()).unwrap();
+    ann.conn().send_raw(lines.as_bytes()).unwrap();
     let mut oks = Vec::new();
     loop {
         let frame = ann.next();
@@ -1010,20 +716,21 @@ fn a_node_stopped_gracefully_tells_the_others_and_frees_its_nicks() {
     // A lease far longer than the test: bob's nick can only come free
     // because his node gave it back.
     let mut cluster = Cluster::start_with("graceful", &[("CHATROOM_NICK_LEASE_SECS", "60")]);
-    let mut alice = Client::hello(cluster.addr(0), "alice");
-    let mut bob = Client::hello(cluster.addr(1), "bob");
+    let mut alice = cluster.hello(0, "alice");
+    let mut bob = cluster.hello(1, "bob");
     alice.join("hall");
     bob.join("hall");
-    alice.wait_for_members("hall", &["alice", "bob"]);
+    alice.wait_for_members("hall", &["alice", "bob"], DEADLINE);
 
-    cluster.stop_node(1);
+    cluster.node(1).stop();
     let left = alice.next_of("left");
     assert_eq!(left["nick"], "bob", "{left}");
     assert_eq!(left["reason"], "server shutting down", "{left}");
-    alice.wait_for_members("hall", &["alice"]);
-    let (_again, welcome) = Client::connect(
+    alice.wait_for_members("hall", &["alice"], DEADLINE);
+    let (_again, welcome) = JsonClient::open(
         cluster.addr(2),
-        json!({"type": "hello", "version": 1, "nick": "bob"}),
+        &json!({"type": "hello", "version": 1, "nick": "bob"}),
+        DEADLINE,
     );
     assert_eq!(welcome["type"], "welcome", "{welcome}");
 }
@@ -1033,13 +740,14 @@ fn a_silent_nodes_nick_is_taken_over_and_its_holder_told_when_it_wakes() {
     // A lease longer than the takeover may take: zoe's nick can move only
     // because her node stopped answering, not because the lease ran out.
     let mut cluster = Cluster::start_with("takeover", &[("CHATROOM_NICK_LEASE_SECS", "12")]);
-    let mut old = Client::hello(cluster.addr(0), "zoe");
-    cluster.signal_node(0, "STOP");
+    let mut old = cluster.hello(0, "zoe");
+    cluster.node(0).signal("STOP");
     let stopped = Instant::now();
     let _new = loop {
-        let (client, first) = Client::connect(
+        let (client, first) = JsonClient::open(
             cluster.addr(1),
-            json!({"type": "hello", "version": 1, "nick": "zoe"}),
+            &json!({"type": "hello", "version": 1, "nick": "zoe"}),
+            DEADLINE,
         );
         if first["type"] == "welcome" {
             break client;
@@ -1053,7 +761,7 @@ fn a_silent_nodes_nick_is_taken_over_and_its_holder_told_when_it_wakes() {
 
     // Her old node wakes, finds the nick held elsewhere at its next
     // renewal, and disconnects her there with a reason.
-    cluster.signal_node(0, "CONT");
+    cluster.node(0).signal("CONT");
     let refused = old.next_of("error");
     assert_eq!(refused["code"], "nick_taken", "{refused}");
     assert_eq!(old.next_of("bye")["reason"], "nick taken");
@@ -1064,45 +772,24 @@ fn a_plain_text_client_chats_with_a_client_of_another_node() {
     let cluster = Cluster::start("text");
     // As `nc` would: connect and say nothing; the server greets in text and
     // puts the client in `lobby`.
-    let stream = TcpStream::connect(cluster.addr(0)).unwrap();
-    stream.set_read_timeout(Some(DEADLINE)).unwrap();
-    let mut typed = stream.try_clone().unwrap();
-    let mut lines = BufReader::new(stream);
-    let mut read_until = |wanted: &dyn Fn(&str) -> bool| loop {
-        let mut line = String::new();
-        lines.read_line(&mut line).expect("a line in time");
-        assert!(!line.is_empty(), "the server closed the connection");
-        if wanted(&line) {
-            return line;
-        }
-    };
-    let greeting = read_until(&|l| l.starts_with("* welcome"));
-    let me = greeting
-        .split("you are ")
-        .nth(1)
-        .and_then(|rest| {
-            rest.split(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_'))
-                .next()
-        })
-        .expect("the greeting names the client")
-        .to_owned();
+    let (mut text, me) = TextClient::greeted(cluster.addr(0), DEADLINE);
 
-    let mut bob = Client::hello(cluster.addr(1), "bob");
+    let mut bob = cluster.hello(1, "bob");
     bob.join("lobby");
     let mut expected = vec![me.as_str(), "bob"];
     expected.sort_by_key(|n| n.to_ascii_lowercase());
-    bob.wait_for_members("lobby", &expected);
+    bob.wait_for_members("lobby", &expected, DEADLINE);
     assert_eq!(
-        read_until(&|l| l.contains("bob joined")),
+        text.line_where(|l| l.contains("bob joined")),
         "* bob joined #lobby\r\n"
     );
 
     bob.say("lobby", "hi from node 2");
     assert_eq!(
-        read_until(&|l| l.starts_with('<')),
+        text.line_where(|l| l.starts_with('<')),
         "<bob> hi from node 2\r\n"
     );
-    typed.write_all(b"hello node 2\r\n").unwrap();
+    text.send_raw(b"hello node 2\r\n");
     let heard = bob.next_of("message");
     assert_eq!(
         (&heard["from"], &heard["text"]),

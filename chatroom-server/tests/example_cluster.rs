@@ -10,12 +10,10 @@
 #[path = "../../examples/cluster.rs"]
 mod example;
 
-// Shared with cluster.rs and cluster_auth.rs, which use more of it.
-#[allow(dead_code)]
-#[path = "common/nats.rs"]
-mod nats;
+mod common;
 
-use nats::{Nats, TempDir};
+use common::nats::Nats;
+use common::temp::TempDir;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cluster_example_carries_a_line_between_its_two_nodes() {

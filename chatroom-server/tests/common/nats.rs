@@ -6,11 +6,13 @@
 //! binary.
 
 use std::io::{BufRead, BufReader};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
+
+use super::temp::free_port;
 
 /// How long NATS may take to listen.
 const LISTEN_DEADLINE: Duration = Duration::from_secs(15);
@@ -33,50 +35,13 @@ pub(crate) fn nats_server_binary() -> PathBuf {
         })
 }
 
-/// A free loopback port (free when asked; nothing holds it).
-pub(crate) fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
-
 /// A child process killed when the test ends, however it ends.
-pub(crate) struct Proc(pub(crate) Child);
+struct Proc(Child);
 
 impl Drop for Proc {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
-    }
-}
-
-/// A directory under the system's temporary one, removed on drop.
-pub(crate) struct TempDir(PathBuf);
-
-impl TempDir {
-    /// A fresh, empty directory; `name` keeps concurrent tests apart.
-    pub(crate) fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("chatroom-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("a temporary directory");
-        Self(dir)
-    }
-
-    /// The directory itself.
-    pub(crate) fn path(&self) -> &Path {
-        &self.0
-    }
-
-    /// A path inside the directory.
-    pub(crate) fn join(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
@@ -92,17 +57,42 @@ impl Nats {
     /// (authentication, TLS), and waits until it serves; on another free
     /// port if the first one was taken meanwhile.
     pub(crate) fn start(store: &Path, args: &[&str]) -> Self {
-        for _ in 0..3 {
-            let port = free_port();
-            let mut cmd = Command::new(nats_server_binary());
-            cmd.args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
-                .arg(store)
-                .args(args);
-            if let Some(proc) = spawn(cmd, port) {
-                return Self { _proc: proc, port };
-            }
-        }
-        panic!("nats-server did not start on any of three free ports");
+        (0..3)
+            .find_map(|_| Self::start_on(free_port(), store, args))
+            .expect("nats-server did not start on any of three free ports")
+    }
+
+    /// Starts `nats-server -js` on `port` with its store in `store` and
+    /// `args` added, and waits until it serves; `None` when it could not
+    /// take the port.
+    pub(crate) fn start_on(port: u16, store: &Path, args: &[&str]) -> Option<Self> {
+        let mut cmd = Command::new(nats_server_binary());
+        cmd.args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+            .arg(store)
+            .args(args);
+        spawn(cmd, port).map(|proc| Self { _proc: proc, port })
+    }
+
+    /// Starts member `n` of a three-server NATS cluster with JetStream,
+    /// with routes to the others on loopback; `ports` holds each member's
+    /// client and cluster port. `None` when it could not take its ports.
+    pub(crate) fn member(n: usize, ports: &[(u16, u16)], dir: &Path) -> Option<Self> {
+        let (port, cluster_port) = ports[n];
+        let routes: Vec<String> = ports
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != n)
+            .map(|(_, (_, c))| format!("nats://127.0.0.1:{c}"))
+            .collect();
+        let mut cmd = Command::new(nats_server_binary());
+        cmd.args(["-js", "-a", "127.0.0.1", "-p", &port.to_string()])
+            .args(["-server_name", &format!("nats{n}")])
+            .args(["-cluster_name", "chatroom-test"])
+            .args(["-cluster", &format!("nats://127.0.0.1:{cluster_port}")])
+            .args(["-routes", &routes.join(",")])
+            .arg("-sd")
+            .arg(dir.join(format!("nats{n}")));
+        spawn(cmd, port).map(|proc| Self { _proc: proc, port })
     }
 
     /// Its URL, `scheme://[userinfo@]127.0.0.1:PORT`.
@@ -114,7 +104,7 @@ impl Nats {
 
 /// Spawns a nats-server command, quiet, and waits until it serves on
 /// `port`; `None` when it exits first (the port was taken, say).
-pub(crate) fn spawn(mut cmd: Command, port: u16) -> Option<Proc> {
+fn spawn(mut cmd: Command, port: u16) -> Option<Proc> {
     let mut nats = Proc(
         cmd.stdin(Stdio::null())
             .stdout(Stdio::null())
