@@ -55,6 +55,13 @@ const INITIAL_READ_BUFFER: usize = 1024;
 /// writer to flush the last frames, such as an error and `bye`.
 const CLOSE_LINGER: Duration = Duration::from_secs(2);
 
+/// How long a closing session goes on reading, and dropping, what the peer
+/// still sends once its last frames are out. Closing a socket with unread
+/// input resets the connection, and a reset makes the peer's system drop
+/// what it has received but not yet read: the very error and `bye` that
+/// say why it was closed (a client that floods is the usual case).
+const DRAIN_ON_CLOSE: Duration = Duration::from_secs(1);
+
 /// Aborts the writer task if the session is dropped first (for example when
 /// the server's shutdown deadline aborts the session).
 struct WriterTask(JoinHandle<WriterEnd>);
@@ -124,6 +131,19 @@ pub(crate) async fn serve(shared: Arc<Shared>, conn: Connection, shutdown: Cance
     }
 }
 
+/// Reads and drops what the peer still sends, until it closes or for
+/// [`DRAIN_ON_CLOSE`], whichever comes first (see there for why).
+async fn drain(reader: Reader) {
+    use tokio::io::AsyncReadExt;
+    let mut io = reader.into_inner();
+    // On the heap, and only now: an idle session's future stays small.
+    let mut sink = vec![0u8; 4096];
+    let _ = tokio::time::timeout(DRAIN_ON_CLOSE, async {
+        while io.read(&mut sink).await.is_ok_and(|n| n > 0) {}
+    })
+    .await;
+}
+
 fn framed(reader: BoxReader, max_line_len: usize) -> Reader {
     FramedRead::with_capacity(reader, LineFramer::new(max_line_len), INITIAL_READ_BUFFER)
 }
@@ -160,6 +180,9 @@ async fn chat(
     let Some(mut session) = session else {
         // The handshake failed and said why; let the writer flush that.
         let _ = tokio::time::timeout(Duration::from_secs(1), &mut writer_task.0).await;
+        if writer_task.0.is_finished() && !shutdown.is_cancelled() {
+            drain(reader).await;
+        }
         return;
     };
     tracing::info!(%peer, nick = %session.nick, ?dialect, "connected");
@@ -185,6 +208,10 @@ async fn chat(
         } else {
             let _ = tokio::time::timeout(CLOSE_LINGER, &mut writer_task.0).await;
         }
+    }
+    let peer_gone = matches!(end, End::PeerClosed | End::ReadFailed(_));
+    if writer_task.0.is_finished() && !peer_gone && !matches!(end, End::Shutdown) {
+        drain(reader).await;
     }
 }
 
