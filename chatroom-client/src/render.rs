@@ -184,6 +184,17 @@ pub(crate) fn event(
                 .collect();
         }
         Event::Error { message, .. } => format!("! {}", clean(message)),
+        Event::FellBehind {
+            room: name,
+            first,
+            last,
+        } => {
+            let count = last.saturating_sub(*first) + 1;
+            format!(
+                "* you fell behind in {}: {count} messages from id {first} follow",
+                room(name)
+            )
+        }
         Event::Lagged { missed } => {
             format!("! {missed} events were dropped because they were read too slowly")
         }

@@ -74,6 +74,7 @@ pub(super) fn kind_of(message: &ServerMessage) -> &'static str {
         ServerMessage::History { .. } => "history",
         ServerMessage::Ok { .. } => "ok",
         ServerMessage::Error { .. } => "error",
+        ServerMessage::Lagged { .. } => "lagged",
         ServerMessage::Notice { .. } => "notice",
         ServerMessage::Ping => "ping",
         ServerMessage::Pong => "pong",
@@ -731,6 +732,7 @@ fn event_of(message: ServerMessage) -> Option<Event> {
         ServerMessage::Joined { room, nick } => Event::Joined { room, nick },
         ServerMessage::Left { room, nick, reason } => Event::Left { room, nick, reason },
         ServerMessage::NickChanged { old, new } => Event::NickChanged { old, new },
+        ServerMessage::Lagged { room, first, last } => Event::FellBehind { room, first, last },
         ServerMessage::Notice { text } => Event::Notice { text },
         ServerMessage::Error { code, message } => Event::Error { code, message },
         // Replies whose caller gave up, and frames with no meaning here.

@@ -284,6 +284,17 @@ pub enum Event {
         /// The new nickname.
         new: Nickname,
     },
+    /// The client fell behind in a room (the server's `lagged` frame): the
+    /// messages `first` to `last` follow at once, in order, then the live
+    /// ones; nothing is lost or repeated.
+    FellBehind {
+        /// The room.
+        room: RoomName,
+        /// The first message held back.
+        first: MessageId,
+        /// The room's last message when the catch-up began.
+        last: MessageId,
+    },
     /// Readable text from the server itself.
     Notice {
         /// The text; may hold several lines separated by `\n`.

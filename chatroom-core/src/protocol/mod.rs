@@ -323,6 +323,19 @@ pub enum ServerMessage {
         /// A readable explanation.
         message: String,
     },
+    /// The client fell behind in a room: its queue was full, so the room
+    /// held its traffic back. The messages `first` to `last` follow this
+    /// frame at once, in order, at the pace the client reads, then the live
+    /// ones: nothing is lost or repeated. Presence changes held back are
+    /// not replayed; a `members` frame for the room follows the catch-up.
+    Lagged {
+        /// The room.
+        room: RoomName,
+        /// The first message held back.
+        first: MessageId,
+        /// The room's last message when the catch-up began.
+        last: MessageId,
+    },
     /// Readable text from the server itself (help, notices), one or more
     /// lines separated by `\n`.
     Notice {

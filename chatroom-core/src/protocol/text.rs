@@ -8,7 +8,7 @@
 //! `* bob joined #lobby`, `! nick bob is taken`).
 
 use super::error::{CommandError, ProtocolError};
-use super::{ClientMessage, Nickname, RoomName, ServerMessage};
+use super::{ClientMessage, MessageId, Nickname, RoomName, ServerMessage};
 
 /// What one typed line asks for.
 #[derive(Debug, Clone, PartialEq)]
@@ -23,6 +23,9 @@ pub enum TextInput {
     Help,
     /// `/history [N]`: the last N messages of the current room.
     History(Option<u32>),
+    /// `/resume ID`: every message of the current room after id `ID`
+    /// again, in order, then the live ones.
+    Resume(MessageId),
     /// An empty line; nothing to do.
     Empty,
 }
@@ -38,6 +41,7 @@ pub const HELP: &[&str] = &[
     "  /msg NICK TEXT    send a private message",
     "  /me ACTION        say an action (* you waves)",
     "  /history [N]      show the last N messages of the room",
+    "  /resume ID        show every message of the room after id ID, then go on",
     "  /quit [REASON]    disconnect",
     "  /help             this list",
     "  anything else is said to your current room",
@@ -134,6 +138,13 @@ pub fn parse_line(line: &str, room: Option<&RoomName>) -> Result<TextInput, Prot
             };
             TextInput::History(n)
         }
+        "resume" => {
+            let id = args
+                .next()
+                .and_then(|n| n.parse::<MessageId>().ok())
+                .ok_or_else(|| usage("/resume ID"))?;
+            TextInput::Resume(id)
+        }
         "quit" | "exit" => TextInput::Request(ClientMessage::Quit {
             reason: (!rest.is_empty()).then(|| rest.to_owned()),
         }),
@@ -215,6 +226,15 @@ pub fn render(message: &ServerMessage) -> Option<String> {
             out
         }
         ServerMessage::Error { message, .. } => format!("! {}", sanitize(message)),
+        ServerMessage::Lagged { room, first, last } => {
+            let count = last.saturating_sub(*first) + 1;
+            let plural = if count == 1 { "" } else { "s" };
+            format!(
+                "* you fell behind in #{room}: {count} message{plural} from id {first} follow now \
+                 (/resume {} shows them again)",
+                first.saturating_sub(1)
+            )
+        }
         ServerMessage::Notice { text } => text
             .split('\n')
             .map(sanitize)

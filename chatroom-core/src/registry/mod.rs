@@ -258,17 +258,14 @@ impl RoomRegistry {
             room: handle.name().clone(),
             nick: entry.nick.clone(),
         });
-        for member in &room_state.members {
-            let _ = member.outbox.push(&frame);
-        }
+        room_state.offer_all(&frame, None);
         let _ = entry.outbox.push(&frame);
         for missed in room_state.recent_after(after) {
             let _ = entry.outbox.push(missed);
         }
-        room_state.members.push(Member {
-            session: id,
-            outbox: entry.outbox.clone(),
-        });
+        room_state
+            .members
+            .push(Member::new(id, entry.outbox.clone()));
         drop(room_state);
         entry.rooms.insert(key.clone());
         state.rooms.entry(key).or_insert_with(|| handle.clone());
@@ -481,9 +478,11 @@ fn tell_members_once<'a>(
 ) {
     for key in keys {
         if let Some(room) = rooms.get(key) {
-            for member in &room.lock().members {
+            let mut state = room.lock();
+            let given = state.last_id;
+            for member in &mut state.members {
                 if told.insert(member.session) {
-                    let _ = member.outbox.push(frame);
+                    member.offer(frame, given);
                 }
             }
         }
@@ -510,9 +509,7 @@ fn remove_member(
         nick,
         reason,
     });
-    for member in &room_state.members {
-        let _ = member.outbox.push(&frame);
-    }
+    room_state.offer_all(&frame, None);
     let empty = room_state.members.is_empty();
     drop(room_state);
     if empty {

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::protocol::{self, ServerFrame, ServerMessage};
@@ -102,6 +102,9 @@ pub(crate) struct Outbox {
     /// Fired when the session must be cut off; the writer watches it.
     cut: CancellationToken,
     reason: Arc<OnceLock<CutReason>>,
+    /// Woken when a room held its traffic back because the queue was full
+    /// (see [`Outbox::offer`]); the session then catches the member up.
+    fell_behind: Arc<Notify>,
 }
 
 /// The receiving side of a session's queue, owned by its writer.
@@ -130,6 +133,7 @@ pub(crate) fn outbox(max_frames: usize, max_bytes: usize) -> (Outbox, OutboxRece
             max_bytes,
             cut: cut.clone(),
             reason: reason.clone(),
+            fell_behind: Arc::new(Notify::new()),
         },
         OutboxReceiver {
             rx,
@@ -143,12 +147,28 @@ pub(crate) fn outbox(max_frames: usize, max_bytes: usize) -> (Outbox, OutboxRece
 impl Outbox {
     /// Queues `frame` without waiting. When the queue is full the session is
     /// cut off as a slow consumer (its writer then drops the backlog and
-    /// closes the connection): a slow reader never holds up the room.
+    /// closes the connection). Room traffic, which can be caught up later,
+    /// goes through [`Outbox::offer`] instead.
     ///
     /// # Errors
     /// [`PushError::Full`] on overflow, [`PushError::Closed`] when the
     /// session is gone or was cut off before.
     pub(crate) fn push(&self, frame: &Arc<Outbound>) -> Result<(), PushError> {
+        let pushed = self.offer(frame);
+        if pushed == Err(PushError::Full) {
+            self.cut_off(CutReason::SlowConsumer);
+        }
+        pushed
+    }
+
+    /// Queues `frame` without waiting, or says the queue is full and leaves
+    /// the session as it is: the caller (a room) holds its traffic back and
+    /// tells the session with [`Outbox::fell_behind`].
+    ///
+    /// # Errors
+    /// [`PushError::Full`] when the queue holds its most frames or bytes,
+    /// [`PushError::Closed`] when the session is gone or was cut off.
+    pub(crate) fn offer(&self, frame: &Arc<Outbound>) -> Result<(), PushError> {
         // The reason is set before the token is cancelled, and reading it
         // is one atomic load; the token's own check takes a lock, which
         // showed up on the fanout path (docs/benchmarks.md).
@@ -159,7 +179,6 @@ impl Outbox {
         let before = self.queued_bytes.fetch_add(len, Ordering::Relaxed);
         if before > 0 && before + len > self.max_bytes {
             self.queued_bytes.fetch_sub(len, Ordering::Relaxed);
-            self.cut_off(CutReason::SlowConsumer);
             return Err(PushError::Full);
         }
         match self.tx.try_send(frame.clone()) {
@@ -167,14 +186,25 @@ impl Outbox {
             Err(e) => {
                 self.queued_bytes.fetch_sub(len, Ordering::Relaxed);
                 match e {
-                    mpsc::error::TrySendError::Full(_) => {
-                        self.cut_off(CutReason::SlowConsumer);
-                        Err(PushError::Full)
-                    }
+                    mpsc::error::TrySendError::Full(_) => Err(PushError::Full),
                     mpsc::error::TrySendError::Closed(_) => Err(PushError::Closed),
                 }
             }
         }
+    }
+
+    /// Tells the session that a room held traffic back from it.
+    pub(crate) fn fell_behind(&self) {
+        self.fell_behind.notify_one();
+    }
+
+    /// Completes once a room has held traffic back since the last time this
+    /// completed (a wake-up given while nobody waits is kept).
+    ///
+    /// # Cancel safety
+    /// Cancel-safe.
+    pub(crate) async fn behind(&self) {
+        self.fell_behind.notified().await;
     }
 
     /// Cuts the session off: its writer stops sending queued frames and

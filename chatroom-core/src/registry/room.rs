@@ -9,7 +9,7 @@ use crate::history::HistoryStore;
 use crate::protocol::{HistoryEntry, MessageId, Nickname, RoomName, ServerMessage, Timestamp};
 
 use super::error::RegistryError;
-use super::outbox::{Outbound, Outbox};
+use super::outbox::{Outbound, Outbox, PushError};
 use super::session_id::SessionId;
 
 /// Milliseconds since the Unix epoch, the server's clock for `ts`.
@@ -29,14 +29,49 @@ pub struct Published {
     pub ts: Timestamp,
     /// How many members were handed the message.
     pub delivered: usize,
-    /// How many members could not take it (their queue was full, so they
-    /// are being cut off as slow consumers).
+    /// How many members it was held back from: their queue was full, so
+    /// they are behind in this room until their session catches them up
+    /// from the room's memory and history.
     pub slow: usize,
 }
 
 pub(super) struct Member {
     pub(super) session: SessionId,
     pub(super) outbox: Outbox,
+    /// Set while the room holds its traffic back from this member: its
+    /// queue was full. The id is the last message it was given; its
+    /// session streams it everything after that, then
+    /// [`Room::catch_up`] lets it back in.
+    pub(super) behind: Option<MessageId>,
+}
+
+impl Member {
+    pub(super) fn new(session: SessionId, outbox: Outbox) -> Self {
+        Self {
+            session,
+            outbox,
+            behind: None,
+        }
+    }
+
+    /// Queues room traffic for this member, or holds it back when the
+    /// member is behind or its queue is full; `given` is the last message
+    /// id the member has had once this frame is counted out. Returns
+    /// whether the frame was queued.
+    pub(super) fn offer(&mut self, frame: &Arc<Outbound>, given: MessageId) -> bool {
+        if self.behind.is_some() {
+            return false;
+        }
+        match self.outbox.offer(frame) {
+            Ok(()) => true,
+            Err(PushError::Full) => {
+                self.behind = Some(given);
+                self.outbox.fell_behind();
+                false
+            }
+            Err(PushError::Closed) => false,
+        }
+    }
 }
 
 pub(super) struct RoomState {
@@ -52,6 +87,17 @@ impl RoomState {
     /// is empty: every message from this id on is in memory.
     pub(super) fn recent_from(&self) -> MessageId {
         self.last_id + 1 - self.recent.len() as MessageId
+    }
+
+    /// Queues a frame that is not a message (presence) for every member
+    /// but `except`, as [`Member::offer`] does.
+    pub(super) fn offer_all(&mut self, frame: &Arc<Outbound>, except: Option<SessionId>) {
+        let given = self.last_id;
+        for member in &mut self.members {
+            if Some(member.session) != except {
+                member.offer(frame, given);
+            }
+        }
     }
 
     /// The recent frames with an id above `after`.
@@ -165,7 +211,7 @@ impl Room {
             ts,
             action,
         });
-        let (delivered, slow) = fan_out(&state, &frame, (!echo).then_some(sender));
+        let (delivered, slow) = fan_out(&mut state, &frame, Some(id), (!echo).then_some(sender));
         if self.recent_cap > 0 {
             if state.recent.len() == self.recent_cap {
                 state.recent.pop_front();
@@ -225,7 +271,7 @@ impl Room {
             ts,
             action: entry.action,
         });
-        let (delivered, slow) = fan_out(&state, &frame, except);
+        let (delivered, slow) = fan_out(&mut state, &frame, Some(id), except);
         if self.recent_cap > 0 {
             if state.recent.len() == self.recent_cap {
                 state.recent.pop_front();
@@ -247,23 +293,106 @@ impl Room {
     /// a broker that carries messages between server nodes delivers through
     /// here on each node.
     pub fn deliver(&self, frame: &Arc<Outbound>, except: Option<SessionId>) -> usize {
-        fan_out(&self.lock(), frame, except).1
+        fan_out(&mut self.lock(), frame, None, except).1
+    }
+
+    /// The last message id given to `session` before the room began
+    /// holding its traffic back, or `None` while it is not behind.
+    pub(crate) fn behind(&self, session: SessionId) -> Option<MessageId> {
+        let state = self.lock();
+        let member = state.members.iter().find(|m| m.session == session)?;
+        member.behind
+    }
+
+    /// Holds the room's traffic back from `session` as if it had had only
+    /// the messages up to `after`, so that its session streams it the rest
+    /// again (a text client's `/resume`).
+    ///
+    /// # Errors
+    /// [`RegistryError::NotInRoom`] when `session` is not a member.
+    pub(crate) fn hold_back(
+        &self,
+        session: SessionId,
+        after: MessageId,
+    ) -> Result<(), RegistryError> {
+        let mut state = self.lock();
+        let last = state.last_id;
+        let member = state
+            .members
+            .iter_mut()
+            .find(|m| m.session == session)
+            .ok_or_else(|| RegistryError::NotInRoom(self.name.clone()))?;
+        let after = after.min(last);
+        member.behind = Some(member.behind.map_or(after, |b| b.min(after)));
+        Ok(())
+    }
+
+    /// Lets a member that is behind back in: under the room's lock, the
+    /// messages after `after` still to come are few enough to queue at
+    /// once and all in memory, so they are queued and the live traffic
+    /// follows them with nothing missed or repeated. Should its queue fill
+    /// up on the way, the member stays behind from the last message it
+    /// took, and its session is woken to go on later.
+    ///
+    /// # Errors
+    /// [`RegistryError::Behind`] when more than that is left: stream the
+    /// messages after `after` first, then call again.
+    /// [`RegistryError::NotInRoom`] when `session` is not a member.
+    pub(crate) fn catch_up(
+        &self,
+        session: SessionId,
+        after: MessageId,
+    ) -> Result<(), RegistryError> {
+        let mut guard = self.lock();
+        let state = &mut *guard;
+        if state.last_id - after.min(state.last_id) > super::MAX_ATOMIC_BACKLOG
+            || after + 1 < state.recent_from()
+        {
+            return Err(RegistryError::Behind { after });
+        }
+        // Every message after `after` is in `recent` (checked above).
+        let skip = after + 1 - state.recent_from();
+        let Some(member) = state.members.iter_mut().find(|m| m.session == session) else {
+            return Err(RegistryError::NotInRoom(self.name.clone()));
+        };
+        member.behind = None;
+        let missed = state
+            .recent
+            .iter()
+            .skip(usize::try_from(skip).unwrap_or(usize::MAX));
+        for (given, frame) in (after..).zip(missed) {
+            if !member.offer(frame, given) {
+                break;
+            }
+        }
+        Ok(())
     }
 }
 
-fn fan_out(state: &RoomState, frame: &Arc<Outbound>, except: Option<SessionId>) -> (usize, usize) {
+/// Queues `frame` (message `id`, or presence when `None`) for every member
+/// but `except`: `(queued, held back)`.
+fn fan_out(
+    state: &mut RoomState,
+    frame: &Arc<Outbound>,
+    id: Option<MessageId>,
+    except: Option<SessionId>,
+) -> (usize, usize) {
+    // What a member that cannot take this frame has had: everything before
+    // it.
+    let given = id.map_or(state.last_id, |id| id - 1);
     let mut delivered = 0;
-    let mut slow = 0;
-    for member in &state.members {
+    let mut held = 0;
+    for member in &mut state.members {
         if Some(member.session) == except {
             continue;
         }
-        match member.outbox.push(frame) {
-            Ok(()) => delivered += 1,
-            Err(_) => slow += 1,
+        if member.offer(frame, given) {
+            delivered += 1;
+        } else {
+            held += 1;
         }
     }
-    (delivered, slow)
+    (delivered, held)
 }
 
 impl fmt::Debug for Room {

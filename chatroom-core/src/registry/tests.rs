@@ -10,8 +10,7 @@ use std::thread;
 use std::time::Duration;
 
 use super::{
-    Backlog, CutReason, Outbound, Outbox, OutboxReceiver, RegistryError, RoomRegistry, SessionId,
-    outbox,
+    Backlog, Outbound, Outbox, OutboxReceiver, RegistryError, RoomRegistry, SessionId, outbox,
 };
 use crate::protocol::{MessageId, Nickname, RoomName, ServerMessage};
 
@@ -144,7 +143,7 @@ fn concurrent_publishers_reach_every_member_once_in_id_order() {
 }
 
 #[test]
-fn one_full_queue_delays_nobody_and_its_owner_is_cut_off() {
+fn one_full_queue_delays_nobody_and_its_owner_falls_behind_until_caught_up() {
     const HEALTHY: usize = 9;
     const PUBLISHERS: usize = 3;
     const PER_PUBLISHER: usize = 300;
@@ -210,13 +209,40 @@ fn one_full_queue_delays_nobody_and_its_owner_is_cut_off() {
         assert!(got.windows(2).all(|w| w[0].0 + 1 == w[1].0), "{name}");
     }
 
-    assert_eq!(slow_rx.cut_reason(), Some(CutReason::SlowConsumer));
-    assert!(slow_tx.is_closed());
+    // Not cut off: the room holds its traffic back from the slow member,
+    // which has had its `joined` and the first message.
+    assert_eq!(slow_rx.cut_reason(), None);
+    assert!(!slow_tx.is_closed());
+    let room = registry.room(&lobby).unwrap();
+    assert_eq!(room.behind(slow_id), Some(1));
     let mut slow_rx = slow_rx;
     assert_eq!(
         drain(&mut slow_rx).len(),
         2,
         "the queue never grows past its bound"
+    );
+
+    // Too far behind to be let back in at once: the session must stream
+    // the messages after its cursor first.
+    let last = room.last_id();
+    assert_eq!(
+        room.catch_up(slow_id, 1),
+        Err(RegistryError::Behind { after: 1 })
+    );
+    // Streamed up to one before the end: the last comes with the catch-up,
+    // and the live traffic follows it.
+    room.catch_up(slow_id, last - 1).unwrap();
+    assert_eq!(room.behind(slow_id), None);
+    let (id, from, handle, _) = &healthy[0];
+    handle
+        .publish(*id, from, "live".into(), false, true)
+        .unwrap();
+    assert_eq!(
+        messages(&drain(&mut slow_rx))
+            .iter()
+            .map(|(id, _, _)| *id)
+            .collect::<Vec<_>>(),
+        [last, last + 1]
     );
 }
 

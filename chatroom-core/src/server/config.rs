@@ -110,6 +110,11 @@ pub struct LimitsConfig {
     pub idle_timeout_secs: u64,
     /// Silence after which a text-dialect client is disconnected (0: never).
     pub text_idle_timeout_secs: u64,
+    /// How long one write to a client may wait for its socket to take
+    /// bytes; a client that reads nothing for this long is closed as dead.
+    /// A client that reads slowly is never closed for it: it falls behind
+    /// and is caught up.
+    pub write_timeout_secs: u64,
     /// Most rooms one connection may be in.
     pub max_rooms_per_client: usize,
     /// Frames per second a connection may send, on average.
@@ -277,6 +282,7 @@ impl Default for LimitsConfig {
             ping_interval_secs: 30,
             idle_timeout_secs: 90,
             text_idle_timeout_secs: 3600,
+            write_timeout_secs: 60,
             max_rooms_per_client: 32,
             rate_per_sec: 20.0,
             rate_burst: 40,
@@ -366,6 +372,7 @@ setters!(LimitsConfig {
     with_ping_interval_secs => ping_interval_secs: u64;
     with_idle_timeout_secs => idle_timeout_secs: u64;
     with_text_idle_timeout_secs => text_idle_timeout_secs: u64;
+    with_write_timeout_secs => write_timeout_secs: u64;
     with_max_rooms_per_client => max_rooms_per_client: usize;
     with_rate_per_sec => rate_per_sec: f64;
     with_rate_burst => rate_burst: u32;

@@ -9,6 +9,7 @@
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::io::AsyncWriteExt;
@@ -57,6 +58,7 @@ pub(crate) async fn run(
     mut writer: BoxWriter,
     mut rx: OutboxReceiver,
     dialect: Dialect,
+    write_timeout: Duration,
 ) -> WriterEnd {
     let mut batch: Vec<Arc<Outbound>> = Vec::new();
     // What is still to be written, front first. It lives out here so that a
@@ -94,7 +96,11 @@ pub(crate) async fn run(
             // A peer that stopped reading can park this write forever; the
             // cut-off must still win so the session ends.
             reason = rx.cut() => return cut_off(writer, reason, dialect, pending).await,
-            r = write_pending(&mut writer, &mut pending) => r,
+            // A peer that takes no bytes at all for this long is dead, not
+            // slow (a slow one falls behind and is caught up).
+            r = tokio::time::timeout(write_timeout, write_pending(&mut writer, &mut pending)) => {
+                r.unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into()))
+            }
         };
         rx.release(queued);
         if batch.capacity() > 4 * BATCH {

@@ -245,3 +245,33 @@ async fn a_quit_reason_reaches_the_room() {
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_text_client_resumes_a_room_by_id_once_in_order_then_live() {
+    let server = TestServer::start().await;
+    let mut text = Peer::text(server.addr).await;
+    let mut nat = Peer::native_in(server.addr, "nat", "lobby").await;
+    for n in 1..=5 {
+        nat.send_json(json!({"type": "say", "room": "lobby", "text": format!("m{n}")}))
+            .await;
+        assert_eq!(nat.until_type("ok").await["id"], n);
+    }
+    text.until_line("<nat> m5").await;
+
+    text.send("/resume 2").await;
+    assert_eq!(
+        text.line().await,
+        "* #lobby: the messages after id 2 follow"
+    );
+    for n in 3..=5 {
+        assert_eq!(text.line().await, format!("<nat> m{n}"));
+    }
+    nat.send_json(json!({"type": "say", "room": "lobby", "text": "live"}))
+        .await;
+    assert_eq!(text.line().await, "<nat> live");
+    text.silent_for(std::time::Duration::from_millis(200)).await;
+
+    text.send("/resume x").await;
+    assert_eq!(text.line().await, "! usage: /resume ID");
+    server.stop().await;
+}

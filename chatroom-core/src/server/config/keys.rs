@@ -56,6 +56,7 @@ operator_keys! {
     ping_interval_secs: u64 => limits.ping_interval_secs;
     idle_timeout_secs: u64 => limits.idle_timeout_secs;
     text_idle_timeout_secs: u64 => limits.text_idle_timeout_secs;
+    write_timeout_secs: u64 => limits.write_timeout_secs;
     max_rooms_per_client: usize => limits.max_rooms_per_client;
     rate_per_sec: f64 => limits.rate_per_sec;
     rate_burst: u32 => limits.rate_burst;
@@ -112,7 +113,7 @@ mod tests {
             panic!("a config serializes as a table");
         };
         let keys: Vec<&str> = fields.keys().map(String::as_str).collect();
-        assert_eq!(keys.len(), 47, "{keys:?}");
+        assert_eq!(keys.len(), 48, "{keys:?}");
         for key in [
             "max_line_len",
             "history",

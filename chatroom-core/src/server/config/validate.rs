@@ -25,6 +25,7 @@ pub(crate) struct Limits {
     pub(crate) ping_interval: Duration,
     pub(crate) idle_timeout: Duration,
     pub(crate) text_idle_timeout: Option<Duration>,
+    pub(crate) write_timeout: Duration,
     pub(crate) max_rooms: usize,
     pub(crate) rate_per_sec: f64,
     pub(crate) rate_burst: u32,
@@ -191,6 +192,7 @@ impl ServerConfig {
         if history.data_dir.is_empty() {
             return Err(invalid("data_dir", "must not be empty"));
         }
+        positive("write_timeout_secs", limits.write_timeout_secs)?;
         if limits.idle_timeout_secs <= limits.ping_interval_secs {
             return Err(invalid(
                 "idle_timeout_secs",
@@ -221,6 +223,7 @@ impl ServerConfig {
             idle_timeout: Duration::from_secs(limits.idle_timeout_secs),
             text_idle_timeout: (limits.text_idle_timeout_secs > 0)
                 .then(|| Duration::from_secs(limits.text_idle_timeout_secs)),
+            write_timeout: Duration::from_secs(limits.write_timeout_secs),
             max_rooms: limits.max_rooms_per_client,
             rate_per_sec: limits.rate_per_sec,
             rate_burst: limits.rate_burst,

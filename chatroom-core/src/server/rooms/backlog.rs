@@ -65,6 +65,30 @@ pub(crate) async fn join(
     }
 }
 
+/// Catches up a member that is behind in `room` (see [`Room::catch_up`]):
+/// streams the messages after `after` at the pace its queue drains, then
+/// lets it back into the live traffic under the room's lock.
+pub(crate) async fn catch_up(
+    registry: &RoomRegistry,
+    id: SessionId,
+    outbox: &Outbox,
+    room: &Arc<Room>,
+    mut after: MessageId,
+) -> Result<(), BacklogError> {
+    let deadline = Instant::now() + CATCH_UP_LIMIT;
+    loop {
+        match room.catch_up(id, after) {
+            Ok(()) => return Ok(()),
+            Err(RegistryError::Behind { after: from }) => after = from,
+            Err(e) => return Err(e.into()),
+        }
+        if Instant::now() > deadline {
+            return Err(BacklogError::TooSlow);
+        }
+        after = stream_step(registry, outbox, room.name(), after).await?;
+    }
+}
+
 /// Pushes the next page of messages after `after` and returns the new
 /// cursor.
 async fn stream_step(

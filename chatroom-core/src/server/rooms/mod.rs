@@ -46,6 +46,19 @@ pub(crate) enum RoomsError {
         /// The room's last id.
         last: MessageId,
     },
+    /// A member that fell behind could not be caught up in time: these
+    /// messages were skipped (a `history` request reads them).
+    #[error(
+        "you fell too far behind in #{room}: messages {first} to {last} were skipped; ask for them with history"
+    )]
+    Skipped {
+        /// The room.
+        room: RoomName,
+        /// The first message skipped.
+        first: MessageId,
+        /// The last message skipped.
+        last: MessageId,
+    },
     /// A `history` request's cursors or limit make no sense.
     #[error("{0}")]
     BadQuery(&'static str),
@@ -71,6 +84,7 @@ impl RoomsError {
             Self::Backlog(BacklogError::Registry(e)) => e.code(),
             Self::Backlog(_) => ErrorCode::Internal,
             Self::FutureCursor { .. } | Self::BadQuery(_) => ErrorCode::BadCursor,
+            Self::Skipped { .. } => ErrorCode::SlowConsumer,
         }
     }
 }
@@ -219,6 +233,33 @@ impl Rooms {
             return Err(RoomsError::FutureCursor { id: cursor, last });
         }
         Ok(())
+    }
+
+    /// Catches a member that fell behind in `room` up: the messages after
+    /// `after` are streamed at the pace its queue drains, then the live
+    /// traffic follows. When the room outruns it for longer than a catch-up
+    /// may take, it is let back in at the live end and the error says what
+    /// it skipped.
+    pub(crate) async fn catch_up(
+        &self,
+        member: Member<'_>,
+        room: &Arc<Room>,
+        after: MessageId,
+    ) -> Result<(), RoomsError> {
+        let caught = backlog::catch_up(&self.registry, member.id, member.outbox, room, after).await;
+        match caught {
+            Err(BacklogError::TooSlow) => {
+                let last = room.last_id();
+                // Nothing is left to stream once the cursor is the last id.
+                room.catch_up(member.id, last)?;
+                Err(RoomsError::Skipped {
+                    room: room.name().clone(),
+                    first: after + 1,
+                    last,
+                })
+            }
+            other => Ok(other?),
+        }
     }
 
     /// Leaves `room` (the others are told) and tells the other nodes.

@@ -16,6 +16,7 @@
 //! - `says`: the `say` pipeline that keeps answers in request order;
 //! - `reply`: the answers and errors themselves.
 
+mod catch_up;
 mod handshake;
 mod opening;
 mod reply;
@@ -160,7 +161,12 @@ async fn chat(
 ) {
     let limits = &shared.limits;
     let (tx, rx) = outbox(limits.outbox_frames, limits.outbox_bytes);
-    let mut writer_task = WriterTask(tokio::spawn(writer::run(writer, rx, dialect)));
+    let mut writer_task = WriterTask(tokio::spawn(writer::run(
+        writer,
+        rx,
+        dialect,
+        limits.write_timeout,
+    )));
 
     // A text client's first line may have arrived during the sniff; it is
     // handled before anything else is read.
@@ -244,6 +250,7 @@ impl Session {
                     Some(Ok(frame)) => self.on_frame(frame).await,
                 },
                 done = self.says.next(), if !self.says.is_empty() => self.on_said(done),
+                () = self.outbox.behind() => self.on_behind().await,
                 _ = tokio::time::sleep_until(deadline) => self.on_silence(),
             };
             if let Flow::Close(end) = flow {

@@ -47,6 +47,15 @@ impl Session {
                     Err(failure) => self.reject(failure, None),
                 }
             }
+            TextInput::Resume(after) => {
+                if !self.take_rate_token() {
+                    return self.rate_limited(None);
+                }
+                let Some(room) = self.current.clone() else {
+                    return self.reject(ProtocolError::from(CommandError::NoRoom).into(), None);
+                };
+                self.resume_text(&room, after).await
+            }
             TextInput::Request(message) => self.request(message, None).await,
             // TextInput is non_exhaustive for other crates, not this one.
         }

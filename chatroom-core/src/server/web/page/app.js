@@ -390,6 +390,12 @@
       case "notice":
         for (const text of String(f.text).split("\n")) info(text);
         return;
+      case "lagged": {
+        // The missed messages follow this frame, in order, from the server.
+        const count = Number(f.last) - Number(f.first) + 1;
+        info(`you fell behind in #${f.room}: ${count} messages from id ${f.first} follow`, f.room);
+        return;
+      }
       case "ping":
         send({ type: "pong" });
         return;
