@@ -274,7 +274,7 @@ async fn after_a_lost_connection_every_missed_line_is_shown_once() {
             let store = SqliteStore::open(&dir, SyncMode::Normal).expect("store opens");
             Server::with_history(ServerConfig::default(), Arc::new(store)).expect("config")
         };
-        let server = TestServer::serve_on("127.0.0.1:0", durable()).await;
+        let server = TestServer::serve(durable()).await;
         let addr = server.addr.to_string();
         let mut child = client_binary(&["--server", &addr, "--nick", "watcher", "--reconnect"]);
         let _stdin = child.stdin.take().unwrap();
@@ -286,7 +286,7 @@ async fn after_a_lost_connection_every_missed_line_is_shown_once() {
         drop(talker);
         server.stop().await;
 
-        let server = TestServer::serve_on(&addr, durable()).await;
+        let server = TestServer::serve_at(&addr, durable()).await;
         let (talker, _events) = api_client(&server, "talker").await;
         // More lines than a plain rejoin would replay.
         for i in 1..=30 {
@@ -317,7 +317,7 @@ async fn tls_with_a_private_ca_carries_the_chat() {
         let bound = tcp.local_socket_addr();
         let addr = bound.to_string();
         let engine = Server::new(ServerConfig::default()).unwrap();
-        let server = TestServer::serve(engine, TlsListener::new(tcp, config), bound);
+        let server = TestServer::serve_on(engine, TlsListener::new(tcp, config), bound);
 
         let connector = TlsConnector::new(
             addr.clone(),

@@ -6,7 +6,6 @@
 
 use std::collections::HashSet;
 use std::future::Future;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use chatroom_core::client::{
@@ -14,46 +13,12 @@ use chatroom_core::client::{
 };
 use chatroom_core::protocol::{ErrorCode, Nickname, RoomName};
 use chatroom_core::server::{Server, ServerConfig};
-use chatroom_core::transport::{TcpListener, memory};
+use chatroom_core::testing::TestServer;
+use chatroom_core::transport::memory;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 const LIMIT: Duration = Duration::from_secs(20);
-
-/// An engine serving on 127.0.0.1 until `stop` is cancelled.
-struct TestServer {
-    addr: SocketAddr,
-    stop: CancellationToken,
-    task: JoinHandle<()>,
-}
-
-impl TestServer {
-    async fn start() -> Self {
-        Self::start_on("127.0.0.1:0").await
-    }
-
-    async fn start_on(addr: &str) -> Self {
-        let server = Server::new(ServerConfig::default()).expect("default config is valid");
-        Self::serve_on(addr, server).await
-    }
-
-    async fn serve_on(addr: &str, server: Server) -> Self {
-        let listener = TcpListener::bind(addr.to_owned()).await.expect("bind");
-        let addr = listener.local_socket_addr();
-        let stop = CancellationToken::new();
-        let shutdown = stop.clone().cancelled_owned();
-        let task = tokio::spawn(async move {
-            server.run(listener, shutdown).await.expect("server runs");
-        });
-        Self { addr, stop, task }
-    }
-
-    async fn stop(self) {
-        self.stop.cancel();
-        self.task.await.expect("server task");
-    }
-}
 
 async fn within<T>(test: impl Future<Output = T>) -> T {
     tokio::time::timeout(LIMIT, test)
@@ -338,7 +303,7 @@ async fn reconnect_rejoins_rooms_after_the_server_restarts() {
         let event = events.next().await.unwrap();
         assert!(matches!(event, Event::Reconnecting { attempt: 1, .. }), "{event:?}");
 
-        let server = TestServer::start_on(&addr.to_string()).await;
+        let server = TestServer::start_at(&addr.to_string()).await;
         let event = wait_for(&mut events, |e| matches!(e, Event::Reconnected { .. })).await;
         let Event::Reconnected { nick: n, rooms } = event else {
             unreachable!()
@@ -375,7 +340,7 @@ async fn reconnect_resumes_with_every_missed_message_once() {
             let store = SqliteStore::open(&dir, SyncMode::Normal).expect("store opens");
             Server::with_history(ServerConfig::default(), Arc::new(store)).expect("config")
         };
-        let server = TestServer::serve_on("127.0.0.1:0", durable()).await;
+        let server = TestServer::serve(durable()).await;
         let addr = server.addr.to_string();
         let options = ClientOptions::new().with_nick(nick("away")).with_reconnect(
             Reconnect::new()
@@ -401,7 +366,7 @@ async fn reconnect_resumes_with_every_missed_message_once() {
 
         // The server comes back with its history; the room talks on before
         // the client's reconnect delay has passed.
-        let server = TestServer::serve_on(&addr, durable()).await;
+        let server = TestServer::serve_at(&addr, durable()).await;
         let (talker, _talker_events) = connect(&server, "talker").await;
         talker.join(&lobby).await.unwrap();
         // More than a plain join would replay (20), so only a resume from

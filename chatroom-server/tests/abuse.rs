@@ -21,10 +21,10 @@ use std::io;
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
+use chatroom_core::testing::{Peer, WAIT};
 use common::abuse::{
     Loris, assert_memory, error_code, run_case, settings, slow_link_socket, start_server,
 };
-use common::peer::{Peer, WAIT};
 use common::probe::Probe;
 use common::resources::{open_files_limit, size_from_env};
 use serde_json::{Value, json};
@@ -68,9 +68,9 @@ fn a_10_mib_line_without_newline_is_refused_and_memory_stays_bounded() {
                     assert_eq!(p.frame().await["type"], "pong");
                 } else {
                     p.send_raw(b"\n/rooms\n").await;
-                    p.until_line(|l| l.starts_with("! line longer than 16384 bytes"))
+                    p.until_line_where(|l| l.starts_with("! line longer than 16384 bytes"))
                         .await;
-                    p.until_line(|l| l.starts_with("* rooms:")).await;
+                    p.until_line_where(|l| l.starts_with("* rooms:")).await;
                 }
             }));
         }
@@ -142,8 +142,8 @@ fn malformed_input_gets_typed_errors_and_the_session_goes_on() {
         assert_eq!(native.frame().await["type"], "pong");
 
         let mut text = Peer::connect(server.addr()).await;
-        text.name = "text".into();
-        text.until_line(|l| l.starts_with("* welcome")).await;
+        text.set_name("text");
+        text.until_line_where(|l| l.starts_with("* welcome")).await;
         for (line, shown) in [
             (&b"\xff\xfe"[..], "! line is not valid utf-8"),
             (b"/frobnicate", "! unknown command /frobnicate"),
@@ -153,12 +153,12 @@ fn malformed_input_gets_typed_errors_and_the_session_goes_on() {
             let mut bytes = line.to_vec();
             bytes.push(b'\n');
             text.send_raw(&bytes).await;
-            let got = text.until_line(|l| l.starts_with('!')).await;
+            let got = text.until_line_where(|l| l.starts_with('!')).await;
             assert!(got.starts_with(shown), "{got:?}");
             assert!(!got.chars().any(char::is_control), "{got:?}");
         }
         text.send("/rooms").await;
-        text.until_line(|l| l.starts_with("* rooms:")).await;
+        text.until_line_where(|l| l.starts_with("* rooms:")).await;
 
         // Keeping at it ends the session, after a bounded number of errors.
         let mut spammer = Peer::native(server.addr(), "spammer").await;
@@ -213,10 +213,10 @@ fn a_1_mib_text_is_refused_in_both_dialects() {
         native.until_type("pong").await;
 
         let mut text = Peer::connect(server.addr()).await;
-        text.name = "text".into();
-        text.until_line(|l| l.starts_with("* welcome")).await;
+        text.set_name("text");
+        text.until_line_where(|l| l.starts_with("* welcome")).await;
         text.send(&big).await;
-        let got = text.until_line(|l| l.starts_with('!')).await;
+        let got = text.until_line_where(|l| l.starts_with('!')).await;
         assert_eq!(got, "! text is 1048576 bytes, the limit is 4096");
 
         let default = start_server(&settings(&[]));
@@ -272,7 +272,7 @@ fn slowloris_connections_are_closed_by_their_timeouts() {
             let kind = [Loris::Silent, Loris::NativeTrickle, Loris::TextTrickle][i % 3];
             let addr = server.addr();
             lorises.push(tokio::spawn(async move {
-                let mut p = Peer::connect(addr).await;
+                let (mut lines, mut writer) = Peer::connect(addr).await.into_parts();
                 let connected = Instant::now();
                 let trickle: &[u8] = match kind {
                     Loris::Silent => b"",
@@ -285,7 +285,7 @@ fn slowloris_connections_are_closed_by_their_timeouts() {
                 loop {
                     let mut line = String::new();
                     tokio::select! {
-                        read = p.lines.read_line(&mut line) => match read {
+                        read = lines.read_line(&mut line) => match read {
                             Ok(n) if n > 0 => seen.push(line.trim_end().to_owned()),
                             _ => break,
                         },
@@ -293,7 +293,7 @@ fn slowloris_connections_are_closed_by_their_timeouts() {
                             if sent < trickle.len() {
                                 // A write after the server closed may fail;
                                 // the read then sees the close.
-                                let _ = p.writer.write_all(&trickle[sent..=sent]).await;
+                                let _ = writer.write_all(&trickle[sent..=sent]).await;
                                 sent += 1;
                             }
                         }
@@ -373,18 +373,20 @@ fn stalled_readers_fall_behind_and_catch_up_while_everyone_else_gets_everything_
         for i in 0..members - stalled_count - publishers {
             let mut p = Peer::native(server.addr(), &format!("reader{i}")).await;
             p.join("big").await;
+            let name = p.name().to_owned();
+            let (mut lines, writer) = p.into_parts();
             readers.push(tokio::spawn(async move {
                 // Dropping the writing half would close this side (FIN).
-                let _writer = &p.writer;
+                let _writer = writer;
                 let mut ids = Vec::with_capacity(total as usize);
                 let mut line = String::new();
                 while (ids.len() as u64) < total {
                     line.clear();
-                    let n = tokio::time::timeout(WAIT, p.lines.read_line(&mut line))
+                    let n = tokio::time::timeout(WAIT, lines.read_line(&mut line))
                         .await
                         .expect("a healthy reader is never starved")
                         .expect("a healthy reader is never cut off");
-                    assert!(n > 0, "{}: connection closed", p.name);
+                    assert!(n > 0, "{name}: connection closed");
                     if line.starts_with(r#"{"type":"message""#) {
                         let id = line
                             .split(r#""id":"#)
@@ -414,11 +416,9 @@ fn stalled_readers_fall_behind_and_catch_up_while_everyone_else_gets_everything_
                 let mut tick = tokio::time::interval(Duration::from_millis(67));
                 for _ in 0..per_publisher {
                     tick.tick().await;
-                    let line = json!({"type": "say", "room": "big", "text": text});
                     writer
-                        .write_all(format!("{line}\n").as_bytes())
-                        .await
-                        .expect("a publisher can write");
+                        .send_json(json!({"type": "say", "room": "big", "text": text}))
+                        .await;
                 }
                 writer
             }));
@@ -455,10 +455,10 @@ fn stalled_readers_fall_behind_and_catch_up_while_everyone_else_gets_everything_
                         lags += 1;
                     }
                     Some("joined" | "left" | "members") => {}
-                    _ => panic!("{}: {frame}", p.name),
+                    _ => panic!("{}: {frame}", p.name()),
                 }
             }
-            assert_eq!(got, (1..=total).collect::<Vec<_>>(), "{}", p.name);
+            assert_eq!(got, (1..=total).collect::<Vec<_>>(), "{}", p.name());
             assert!(lags > 0, "a stalled reader never fell behind");
             lagged.push(lags);
         }
@@ -501,7 +501,7 @@ fn a_flooding_client_is_held_to_its_rate_and_others_do_not_stall() {
         let burst = frame.repeat(1000);
         let mut written = 0;
         for _ in 0..100 {
-            if flooder.writer.write_all(burst.as_bytes()).await.is_err() {
+            if flooder.try_send_raw(burst.as_bytes()).await.is_err() {
                 break;
             }
             written += 1000;
@@ -654,10 +654,11 @@ fn half_open_peers_are_found_by_the_idle_timeout() {
         let native_quiet = probe.now();
 
         let mut text = Peer::connect(server.addr()).await;
-        text.until_line(|l| l.starts_with("* welcome")).await;
+        text.until_line_where(|l| l.starts_with("* welcome")).await;
         text.send("/nick ghost-text").await;
         text.send("/join #probe").await;
-        text.until_line(|l| l.starts_with("* in #probe")).await;
+        text.until_line_where(|l| l.starts_with("* in #probe"))
+            .await;
         let text_quiet = probe.now();
 
         let stream = slow_link_socket().connect(server.addr()).await.unwrap();
@@ -674,7 +675,7 @@ fn half_open_peers_are_found_by_the_idle_timeout() {
         // 4 MB: far more than the kernel buffers for the ghost hold, so
         // the server's writer to it is blocked when the idle timeout fires.
         for _ in 0..1000 {
-            filler.write_all(big.as_bytes()).await.unwrap();
+            filler.send_raw(big.as_bytes()).await;
         }
 
         let fds_with_ghosts = server.open_fds();
@@ -811,8 +812,8 @@ fn impersonating_and_hostile_names_are_refused() {
         assert_eq!(members["members"], json!(["alice", "roomer"]), "{members}");
 
         let mut text = Peer::connect(server.addr()).await;
-        text.name = "text".into();
-        text.until_line(|l| l.starts_with("* welcome")).await;
+        text.set_name("text");
+        text.until_line_where(|l| l.starts_with("* welcome")).await;
         for line in [
             "/nick ALICE",
             "/nick \u{430}lice",
@@ -822,7 +823,7 @@ fn impersonating_and_hostile_names_are_refused() {
             "/join #l\u{43e}bby",
         ] {
             text.send(line).await;
-            let got = text.until_line(|l| l.starts_with('!')).await;
+            let got = text.until_line_where(|l| l.starts_with('!')).await;
             assert!(
                 got.contains("taken") || got.contains("name"),
                 "{line:?}: {got:?}"

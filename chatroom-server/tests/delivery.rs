@@ -10,8 +10,8 @@ use std::time::Duration;
 use serde_json::json;
 use tokio::io::AsyncBufReadExt;
 
+use chatroom_core::testing::Peer;
 use common::abuse::{run_case, settings, slow_link_socket, start_server};
-use common::peer::Peer;
 
 /// How many messages the room has before the crowd joins.
 const HISTORY: u64 = 20;
@@ -33,29 +33,31 @@ fn message_id(line: &str) -> Option<u64> {
 /// Reads `peer` until it has seen message `last`, checking that the ids
 /// run 1, 2, 3, … with nothing missed or repeated and that nothing closes
 /// it. Returns how many `lagged` frames came.
-async fn read_all(mut peer: Peer, last: u64) -> usize {
+async fn read_all(peer: Peer, last: u64) -> usize {
+    let name = peer.name().to_owned();
+    // The writing half stays open: dropping it would close this side.
+    let (mut lines, _writer) = peer.into_parts();
     let mut next = 1;
     let mut lags = 0;
     let mut line = String::new();
     while next <= last {
         line.clear();
-        let n = tokio::time::timeout(Duration::from_secs(30), peer.lines.read_line(&mut line))
+        let n = tokio::time::timeout(Duration::from_secs(30), lines.read_line(&mut line))
             .await
-            .unwrap_or_else(|_| panic!("{}: starved at message {next}", peer.name))
+            .unwrap_or_else(|_| panic!("{name}: starved at message {next}"))
             .expect("never cut off");
-        assert!(n > 0, "{}: closed at message {next}", peer.name);
+        assert!(n > 0, "{name}: closed at message {next}");
         if let Some(id) = message_id(&line) {
-            assert_eq!(id, next, "{}: out of order", peer.name);
+            assert_eq!(id, next, "{name}: out of order");
             next += 1;
         } else if line.starts_with(r#"{"type":"lagged""#) {
             let first = format!(r#""first":{next},"#);
-            assert!(line.contains(&first), "{}: {line}", peer.name);
+            assert!(line.contains(&first), "{name}: {line}");
             lags += 1;
         } else {
             assert!(
                 !line.starts_with(r#"{"type":"error""#) && !line.starts_with(r#"{"type":"bye""#),
-                "{}: {line}",
-                peer.name
+                "{name}: {line}"
             );
         }
     }
@@ -109,9 +111,7 @@ fn a_burst_after_a_join_storm_cuts_nobody_and_loses_nothing() {
         let mut talker = talker.into_talker();
         let line = json!({"type": "say", "room": "storm", "text": "x".repeat(1000)});
         let lines = format!("{line}\n").repeat(burst as usize);
-        tokio::io::AsyncWriteExt::write_all(&mut talker, lines.as_bytes())
-            .await
-            .unwrap();
+        talker.send_raw(lines.as_bytes()).await;
 
         let mut lagged = 0;
         for reader in readers {

@@ -1,6 +1,5 @@
+use chatroom_core::testing::{Peer, TestServer};
 use serde_json::json;
-
-use crate::support::{Peer, TestServer};
 
 #[tokio::test]
 async fn two_native_clients_chat() {
@@ -41,14 +40,11 @@ async fn native_and_text_clients_share_a_room() {
     let server = TestServer::start().await;
     let mut native = Peer::native_in(server.addr, "nat", "lobby").await;
     let mut text = Peer::text(server.addr).await;
-    assert_eq!(
-        native.until_type("joined").await["nick"],
-        text.nick.as_str()
-    );
+    assert_eq!(native.until_type("joined").await["nick"], text.nick());
 
     text.send("hello from nc").await;
     let got = native.until_type("message").await;
-    assert_eq!(got["from"], text.nick.as_str());
+    assert_eq!(got["from"], text.nick());
     assert_eq!(got["text"], "hello from nc");
 
     native
@@ -67,9 +63,9 @@ async fn the_sender_does_not_get_its_own_line_back() {
     let server = TestServer::start().await;
     let mut a = Peer::text(server.addr).await;
     let mut b = Peer::text(server.addr).await;
-    a.until_line(&format!("* {} joined #lobby", b.nick)).await;
+    a.until_line(&format!("* {} joined #lobby", b.nick())).await;
     a.send("only for b").await;
-    assert_eq!(b.line().await, format!("<{}> only for b", a.nick));
+    assert_eq!(b.line().await, format!("<{}> only for b", a.nick()));
     a.silent_for(std::time::Duration::from_millis(300)).await;
     server.stop().await;
 }
@@ -182,10 +178,13 @@ async fn text_commands_behave() {
     t.until_line("* nat joined #lobby").await;
 
     t.send("/nick tom").await;
-    assert_eq!(t.line().await, format!("* {} is now known as tom", t.nick));
+    assert_eq!(
+        t.line().await,
+        format!("* {} is now known as tom", t.nick())
+    );
     assert_eq!(
         n.until_type("nick_changed").await,
-        json!({"type": "nick_changed", "old": t.nick, "new": "tom"})
+        json!({"type": "nick_changed", "old": t.nick(), "new": "tom"})
     );
 
     t.send("/who").await;

@@ -1,20 +1,19 @@
 use std::time::Duration;
 
+use chatroom_core::testing::{Peer, TestServer};
 use serde_json::json;
-
-use crate::support::{Peer, TestServer};
 
 #[tokio::test]
 async fn a_line_split_across_writes_is_one_message() {
     let server = TestServer::start().await;
     let mut a = Peer::text(server.addr).await;
     let mut b = Peer::text(server.addr).await;
-    a.until_line(&format!("* {} joined #lobby", b.nick)).await;
+    a.until_line(&format!("* {} joined #lobby", b.nick())).await;
     for part in ["hel", "lo wor", "ld\n"] {
         b.send_raw(part.as_bytes()).await;
         tokio::time::sleep(Duration::from_millis(30)).await;
     }
-    assert_eq!(a.line().await, format!("<{}> hello world", b.nick));
+    assert_eq!(a.line().await, format!("<{}> hello world", b.nick()));
     server.stop().await;
 }
 
@@ -23,10 +22,10 @@ async fn two_lines_in_one_write_are_two_messages_and_crlf_ends_a_line() {
     let server = TestServer::start().await;
     let mut a = Peer::text(server.addr).await;
     let mut b = Peer::text(server.addr).await;
-    a.until_line(&format!("* {} joined #lobby", b.nick)).await;
+    a.until_line(&format!("* {} joined #lobby", b.nick())).await;
     b.send_raw(b"first\r\nsecond\nthird\r\n").await;
     for text in ["first", "second", "third"] {
-        assert_eq!(a.line().await, format!("<{}> {text}", b.nick));
+        assert_eq!(a.line().await, format!("<{}> {text}", b.nick()));
     }
     server.stop().await;
 }

@@ -4,11 +4,10 @@
 use std::time::{Duration, Instant};
 
 use chatroom_core::server::{LimitsConfig, ServerConfig};
+use chatroom_core::testing::{Peer, TestServer};
 use serde_json::json;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-
-use crate::support::{Peer, TestServer};
 
 /// A text client that types a whole line before the greeting (a script
 /// piping into `nc`, say) must not lose it: the first line arrives during
@@ -37,7 +36,7 @@ async fn a_text_line_sent_before_the_greeting_is_not_lost() {
 /// stayed stalled.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_timed_out_peer_with_a_full_socket_releases_its_slot() {
-    let server = TestServer::with(
+    let server = TestServer::with_config(
         ServerConfig::default().with_limits(
             LimitsConfig::default()
                 .with_max_connections(2)
@@ -116,7 +115,7 @@ async fn a_burst_of_connections_fits_the_listen_backlog() {
 /// saw their `left` lines after its own `* bye`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nothing_follows_bye_when_many_leave_at_once() {
-    let server = TestServer::with(
+    let server = TestServer::with_config(
         ServerConfig::default().with_limits(
             LimitsConfig::default()
                 .with_text_idle_timeout_secs(1)

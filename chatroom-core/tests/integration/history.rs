@@ -10,9 +10,8 @@ use chatroom_core::history::{SqliteStore, SyncMode};
 #[cfg(feature = "sqlite")]
 use chatroom_core::server::{HistoryConfig, Server};
 use chatroom_core::server::{LimitsConfig, ServerConfig};
+use chatroom_core::testing::{Peer, TestServer};
 use serde_json::{Value, json};
-
-use crate::support::{Peer, TestServer};
 
 fn fast() -> ServerConfig {
     ServerConfig::default().with_limits(
@@ -60,7 +59,7 @@ fn temp_dir(name: &str) -> PathBuf {
 
 #[tokio::test]
 async fn a_joiner_gets_the_last_messages_then_the_live_ones() {
-    let server = TestServer::with(fast()).await;
+    let server = TestServer::with_config(fast()).await;
     let mut alice = Peer::native_in(server.addr, "alice", "lobby").await;
     say_many(&mut alice, "lobby", (1..=30).map(|i| format!("m{i}"))).await;
 
@@ -94,7 +93,7 @@ async fn a_joiner_gets_the_last_messages_then_the_live_ones() {
 
 #[tokio::test]
 async fn history_pages_go_both_ways_and_bad_cursors_get_typed_errors() {
-    let server = TestServer::with(fast()).await;
+    let server = TestServer::with_config(fast()).await;
     let mut a = Peer::native_in(server.addr, "pager", "books").await;
     say_many(&mut a, "books", (1..=10).map(|i| format!("p{i}"))).await;
 
@@ -149,7 +148,7 @@ async fn history_pages_go_both_ways_and_bad_cursors_get_typed_errors() {
 
 #[tokio::test]
 async fn text_clients_see_recent_lines_on_join_and_ask_with_slash_history() {
-    let server = TestServer::with(fast()).await;
+    let server = TestServer::with_config(fast()).await;
     let mut n = Peer::native_in(server.addr, "nat", "lobby").await;
     say_many(&mut n, "lobby", ["one".to_owned(), "two".to_owned()]).await;
     let mut t = Peer::connect(server.addr).await;
@@ -231,7 +230,7 @@ async fn resume_delivers_every_missed_message_once_in_order_even_during_a_burst(
 
 #[tokio::test]
 async fn bad_resume_cursors_get_typed_errors_and_the_rest_resumes() {
-    let server = TestServer::with(fast()).await;
+    let server = TestServer::with_config(fast()).await;
     let mut a = Peer::native_in(server.addr, "a", "real").await;
     say_many(&mut a, "real", ["x".to_owned()]).await;
     let mut p = Peer::connect(server.addr).await;

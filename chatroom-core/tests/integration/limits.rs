@@ -1,9 +1,8 @@
 use std::time::{Duration, Instant};
 
 use chatroom_core::server::{LimitsConfig, ServerConfig};
+use chatroom_core::testing::{Peer, TestServer};
 use serde_json::json;
-
-use crate::support::{Peer, TestServer};
 
 #[tokio::test]
 async fn a_silent_client_is_greeted_in_text_within_300_ms() {
@@ -25,7 +24,7 @@ async fn a_silent_client_is_greeted_in_text_within_300_ms() {
 
 #[tokio::test]
 async fn a_full_server_refuses_with_server_full_and_keeps_serving_others() {
-    let server = TestServer::with(
+    let server = TestServer::with_config(
         ServerConfig::default().with_limits(LimitsConfig::default().with_max_connections(2)),
     )
     .await;
@@ -51,7 +50,7 @@ async fn a_stalled_reader_falls_behind_is_caught_up_and_the_others_get_everythin
     // Queues big enough that the healthy peers keep up even on a loaded
     // machine; the stalled one overflows its queue once its socket buffers
     // are full.
-    let server = TestServer::with(
+    let server = TestServer::with_config(
         ServerConfig::default().with_limits(
             LimitsConfig::default()
                 .with_outbox_frames(1024)
@@ -67,7 +66,6 @@ async fn a_stalled_reader_falls_behind_is_caught_up_and_the_others_get_everythin
         .await
         .into_talker();
     healthy.until_type("joined").await;
-    stalled.nick = "stalled".into();
 
     // Enough bytes (20 MB) to fill the stalled peer's socket buffers and
     // then its queue; the healthy peer reads as it goes.
@@ -130,7 +128,7 @@ async fn a_stalled_reader_falls_behind_is_caught_up_and_the_others_get_everythin
 
 #[tokio::test]
 async fn the_message_rate_is_limited_per_connection() {
-    let server = TestServer::with(
+    let server = TestServer::with_config(
         ServerConfig::default().with_limits(
             LimitsConfig::default()
                 .with_rate_per_sec(1.0)
@@ -164,7 +162,7 @@ async fn the_message_rate_is_limited_per_connection() {
 
 #[tokio::test]
 async fn continued_abuse_is_disconnected_and_others_chat_on() {
-    let server = TestServer::with(
+    let server = TestServer::with_config(
         ServerConfig::default().with_limits(LimitsConfig::default().with_max_errors(5)),
     )
     .await;
@@ -194,7 +192,7 @@ async fn continued_abuse_is_disconnected_and_others_chat_on() {
 
 #[tokio::test]
 async fn a_quiet_native_client_is_pinged_and_kept_while_it_answers() {
-    let server = TestServer::with(
+    let server = TestServer::with_config(
         ServerConfig::default().with_limits(
             LimitsConfig::default()
                 .with_ping_interval_secs(1)
@@ -220,7 +218,7 @@ async fn a_quiet_native_client_is_pinged_and_kept_while_it_answers() {
 
 #[tokio::test]
 async fn a_native_client_that_never_says_hello_is_closed() {
-    let server = TestServer::with(
+    let server = TestServer::with_config(
         ServerConfig::default().with_limits(LimitsConfig::default().with_handshake_timeout_secs(1)),
     )
     .await;
@@ -235,7 +233,7 @@ async fn a_native_client_that_never_says_hello_is_closed() {
 
 #[tokio::test]
 async fn joining_more_rooms_than_allowed_is_refused() {
-    let server = TestServer::with(
+    let server = TestServer::with_config(
         ServerConfig::default().with_limits(LimitsConfig::default().with_max_rooms_per_client(2)),
     )
     .await;
@@ -256,7 +254,7 @@ async fn joining_more_rooms_than_allowed_is_refused() {
 
 #[tokio::test]
 async fn a_text_client_idle_too_long_is_closed() {
-    let server = TestServer::with(
+    let server = TestServer::with_config(
         ServerConfig::default().with_limits(LimitsConfig::default().with_text_idle_timeout_secs(1)),
     )
     .await;
@@ -268,7 +266,7 @@ async fn a_text_client_idle_too_long_is_closed() {
 
 #[tokio::test]
 async fn one_address_may_hold_only_its_share_of_connections() {
-    let server = TestServer::with(
+    let server = TestServer::with_config(
         ServerConfig::default().with_limits(LimitsConfig::default().with_max_connections_per_ip(2)),
     )
     .await;
@@ -292,7 +290,7 @@ async fn one_address_may_hold_only_its_share_of_connections() {
 
 #[tokio::test]
 async fn one_address_connecting_too_fast_is_throttled() {
-    let server = TestServer::with(
+    let server = TestServer::with_config(
         ServerConfig::default().with_limits(
             LimitsConfig::default()
                 .with_connect_rate_per_ip(2.0)

@@ -1,8 +1,6 @@
 //! Engine tests over real TCP on 127.0.0.1: each test starts its own server
-//! on a free port and stops it.
-
-/// Starting and stopping a server; native and text test peers.
-mod support;
+//! on a free port and stops it. The server and the line clients are the
+//! workspace's shared harness, `chatroom_core::testing`.
 
 /// Chat between native and text clients, rooms, commands and replies.
 mod chat;

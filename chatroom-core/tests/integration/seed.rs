@@ -2,7 +2,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::support::{Peer, TestServer};
+use chatroom_core::testing::{Peer, TestServer};
 
 /// The tutorial's client, carried here: select() on stdin and the socket,
 /// print what arrives, send typed lines and echo them as `<You>line`.
@@ -57,7 +57,7 @@ async fn the_seed_tutorial_client_chats_through_the_server() {
     assert_eq!(watcher.line().await, format!("<{nick}> hello from python"));
 
     watcher.send("hi seed").await;
-    assert_eq!(next().await, format!("<{}> hi seed", watcher.nick));
+    assert_eq!(next().await, format!("<{}> hi seed", watcher.nick()));
 
     drop(stdin);
     let _ = child.kill();

@@ -1,13 +1,13 @@
 use std::time::Duration;
 
 use chatroom_core::server::{LimitsConfig, ServerConfig};
+use chatroom_core::testing::{Peer, TestServer};
 use serde_json::json;
-
-use crate::support::{Peer, TestServer};
 
 #[tokio::test]
 async fn shutdown_says_bye_to_every_client_and_returns_in_time() {
-    let server = TestServer::with(ServerConfig::default().with_shutdown_timeout_secs(3)).await;
+    let server =
+        TestServer::with_config(ServerConfig::default().with_shutdown_timeout_secs(3)).await;
     let mut native = Peer::native_in(server.addr, "n", "lobby").await;
     let mut text = Peer::text(server.addr).await;
     native.until_type("joined").await;
@@ -27,7 +27,7 @@ async fn shutdown_says_bye_to_every_client_and_returns_in_time() {
 
 #[tokio::test]
 async fn shutdown_does_not_wait_past_its_deadline_for_a_stuck_reader() {
-    let server = TestServer::with(
+    let server = TestServer::with_config(
         ServerConfig::default()
             .with_shutdown_timeout_secs(1)
             .with_limits(

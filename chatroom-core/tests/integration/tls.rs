@@ -1,54 +1,13 @@
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use chatroom_core::client::{Client, ClientOptions, Event};
 use chatroom_core::protocol::{Nickname, RoomName};
 use chatroom_core::server::{Server, ServerConfig};
+use chatroom_core::testing::{TestPki, TestServer};
 use chatroom_core::transport::tls::{client_config, server_config};
 use chatroom_core::transport::{TcpListener, TlsConnector, TlsListener, TransportError};
-use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-use crate::support::TestServer;
-
-/// A private CA and a certificate it signed for 127.0.0.1 and localhost,
-/// written as PEM files under a fresh directory.
-struct TestPki {
-    dir: PathBuf,
-}
-
-impl TestPki {
-    fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("chatroom-tls-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        let ca_key = KeyPair::generate().unwrap();
-        let ca_cert = ca_params.self_signed(&ca_key).unwrap();
-        let issuer = Issuer::new(ca_params, ca_key);
-        let leaf_params =
-            CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
-        let leaf_key = KeyPair::generate().unwrap();
-        let leaf = leaf_params.signed_by(&leaf_key, &issuer).unwrap();
-        let other_key = KeyPair::generate().unwrap();
-        std::fs::write(dir.join("ca.pem"), ca_cert.pem()).unwrap();
-        std::fs::write(dir.join("cert.pem"), leaf.pem()).unwrap();
-        std::fs::write(dir.join("key.pem"), leaf_key.serialize_pem()).unwrap();
-        std::fs::write(dir.join("other-key.pem"), other_key.serialize_pem()).unwrap();
-        Self { dir }
-    }
-
-    fn path(&self, file: &str) -> PathBuf {
-        self.dir.join(file)
-    }
-}
-
-impl Drop for TestPki {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
 
 async fn tls_server(pki: &TestPki) -> TestServer {
     let config = server_config(&pki.path("cert.pem"), &pki.path("key.pem")).unwrap();

@@ -1,5 +1,6 @@
 use std::time::Duration;
 
+use chatroom_core::testing::{Peer, TestServer, WAIT};
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -8,8 +9,6 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
-
-use crate::support::{Peer, TestServer, WAIT};
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -135,7 +134,7 @@ async fn websocket_native_and_text_clients_share_a_room() {
     let got = ws_until(&mut ws, "message").await;
     assert_eq!(
         (got["from"].as_str(), got["text"].as_str()),
-        (Some(text.nick.as_str()), Some("typed in nc"))
+        (Some(text.nick()), Some("typed in nc"))
     );
     server.stop().await;
 }

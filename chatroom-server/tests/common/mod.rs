@@ -3,8 +3,9 @@
 //! It lives here, in the binary's own tests, and not in
 //! `chatroom_core::testing`: only this crate's tests drive the executable
 //! (Cargo gives its path, `CARGO_BIN_EXE_chatroom-server`, to this crate's
-//! tests alone), while `chatroom-client`'s tests run the engine in-process
-//! with `chatroom_core::testing::TestServer`.
+//! tests alone). What does not need the executable comes from
+//! `chatroom_core::testing`, the harness every test of the workspace
+//! shares: the async line client (`Peer`) and the test PKI (`TestPki`).
 //!
 //! - [`server`]: start the binary with any arguments, settings and
 //!   environment, wait for its `listening addr=` line, read its log,
@@ -12,9 +13,10 @@
 //!   [`resources`] reads its memory and descriptors, [`temp`] gives the
 //!   scratch directories).
 //! - Clients: [`json_client`] (native dialect) and [`text_client`] (as on
-//!   `nc`) over blocking sockets ([`line_conn`]), and [`peer`], an async
-//!   line client for cases with hundreds of connections. TLS is tested
-//!   through `chatroom_core::client`, and WebSocket through a real browser
+//!   `nc`) over blocking sockets ([`line_conn`]); for cases with hundreds
+//!   of connections, the shared async line client,
+//!   `chatroom_core::testing::Peer`. TLS is tested through
+//!   `chatroom_core::client`, and WebSocket through a real browser
 //!   ([`browser`]).
 //! - What one test file's cases share: [`abuse`] and [`probe`] for the
 //!   abuse suite, [`nats`], [`cluster`], [`cluster_auth`] and [`operator`]
@@ -32,7 +34,6 @@ pub(crate) mod line_conn;
 pub(crate) mod log;
 pub(crate) mod nats;
 pub(crate) mod operator;
-pub(crate) mod peer;
 pub(crate) mod probe;
 pub(crate) mod resources;
 pub(crate) mod server;

@@ -7,11 +7,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use chatroom_core::testing::{Peer, WAIT};
 use serde_json::{Value, json};
-use tokio::io::AsyncWriteExt;
 use tokio::task::JoinHandle;
-
-use super::peer::{Peer, WAIT};
 
 /// The longest a healthy client's message may take from its sender to its
 /// receiver while an attack runs. An idle server delivers in well under a
@@ -116,20 +114,17 @@ impl Probe {
             let mut sent = 0u64;
             while sent < PROBE_MIN_MESSAGES || !stopping.load(Ordering::Relaxed) {
                 let at = epoch.elapsed().as_micros();
-                let line =
-                    json!({"type": "say", "room": room_name, "text": format!("probe {sent} {at}")});
                 writer
-                    .write_all(format!("{line}\n").as_bytes())
-                    .await
-                    .expect("the healthy sender can write");
+                    .send_json(
+                        json!({"type": "say", "room": room_name, "text": format!("probe {sent} {at}")}),
+                    )
+                    .await;
                 sent += 1;
                 tokio::time::sleep(PROBE_INTERVAL).await;
             }
-            let end = json!({"type": "say", "room": room_name, "text": "probe end"});
             writer
-                .write_all(format!("{end}\n").as_bytes())
-                .await
-                .expect("the healthy sender can write");
+                .send_json(json!({"type": "say", "room": room_name, "text": "probe end"}))
+                .await;
             sent
         });
 
