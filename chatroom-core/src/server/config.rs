@@ -167,6 +167,7 @@ pub struct HistoryConfig {
 /// Which history store [`Server::builder`](super::Server::builder) opens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum HistoryKind {
     /// The durable SQLite store under `data_dir` (feature `sqlite`).
     Sqlite,
