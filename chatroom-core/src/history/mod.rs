@@ -34,6 +34,7 @@ pub use sqlite::SqliteStore;
 /// How hard SQLite works to keep a commit through a power loss.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum SyncMode {
     /// `synchronous=NORMAL`: a commit survives the server process being
     /// killed; a power loss may undo the last commits.
@@ -46,6 +47,7 @@ pub enum SyncMode {
 
 /// Which part of a room's history a page covers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum PageQuery {
     /// The newest messages with an id below `before` (`None`: the newest of
     /// all), at most `limit` of them.

@@ -172,6 +172,7 @@ pub struct HistoryConfig {
 /// Which history store [`Server::builder`](super::Server::builder) opens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum HistoryKind {
     /// The durable SQLite store under `data_dir` (feature `sqlite`).
     Sqlite,
@@ -180,6 +181,11 @@ pub enum HistoryKind {
 }
 
 /// The web page and WebSocket endpoint (keys `web` and `web_origins`).
+///
+/// They are served only where the crate is built with the `web` feature.
+/// Without it both settings are still accepted, so the same config files
+/// work with every build, but have no effect: an HTTP request line on the
+/// chat port is read as a line of the text dialect, as with `web = false`.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct WebConfig {

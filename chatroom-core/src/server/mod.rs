@@ -29,6 +29,7 @@ mod rate;
 mod rooms;
 mod session;
 mod shared;
+#[cfg(feature = "web")]
 mod web;
 mod writer;
 

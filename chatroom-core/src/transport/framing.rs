@@ -14,6 +14,7 @@ use tokio_util::codec::Decoder;
 
 /// One item from the framed stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Frame {
     /// A complete line, without its `\n` (a trailing `\r` is kept; the
     /// protocol layer strips it).

@@ -20,4 +20,5 @@ mod shutdown;
 #[cfg(feature = "tls")]
 mod tls;
 /// The page and the WebSocket endpoint on the chat port.
+#[cfg(feature = "web")]
 mod web;

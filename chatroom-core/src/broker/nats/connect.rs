@@ -15,6 +15,7 @@ use crate::broker::{BrokerError, Outage, Secret};
 /// What a node shows NATS to be let in: at most one of the ways
 /// nats-server authenticates clients.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum NatsAuth {
     /// No credentials (or those written into the server URLs).
     #[default]

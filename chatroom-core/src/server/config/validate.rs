@@ -37,8 +37,12 @@ pub(crate) struct Limits {
     pub(crate) history_on_join: u64,
     pub(crate) history_page_max: usize,
     pub(crate) recent_per_room: usize,
+    // Without the `web` feature the settings still parse, so config files
+    // keep working, but nothing reads them.
+    #[cfg_attr(not(feature = "web"), allow(dead_code))]
     pub(crate) web: bool,
     /// Allowed origins, lower-cased, without a trailing `/`.
+    #[cfg_attr(not(feature = "web"), allow(dead_code))]
     pub(crate) web_origins: Vec<String>,
     pub(crate) max_connections_per_ip: usize,
     pub(crate) connect_rate_per_ip: f64,

@@ -30,7 +30,6 @@ mod text;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::BytesMut;
 use futures::StreamExt;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -42,6 +41,7 @@ use crate::registry::{CutReason, outbox};
 use crate::transport::{BoxReader, BoxWriter, Connection, Frame, LineFramer, PeerAddr};
 
 use super::shared::Shared;
+#[cfg(feature = "web")]
 use super::web;
 use super::writer::{self, Dialect, WriterEnd};
 use opening::{Opening, Reader};
@@ -90,9 +90,10 @@ pub(crate) async fn serve(shared: Arc<Shared>, conn: Connection, shutdown: Cance
     };
     match opening {
         Opening::Closed => {}
+        #[cfg(feature = "web")]
         Opening::Http(first_line) if limits.web => {
             let parts = reader.into_parts();
-            let mut read = BytesMut::from(&first_line[..]);
+            let mut read = bytes::BytesMut::from(&first_line[..]);
             read.extend_from_slice(&parts.read_buf);
             let upgraded = web::serve(limits, read.freeze(), parts.io, writer, peer).await;
             if let Some(ws) = upgraded {
@@ -111,6 +112,7 @@ pub(crate) async fn serve(shared: Arc<Shared>, conn: Connection, shutdown: Cance
                 .await;
             }
         }
+        // Also where the crate is built without `web`: the line is chat.
         Opening::Http(first_line) => {
             let mut line = first_line;
             line.truncate(line.len() - 1);
