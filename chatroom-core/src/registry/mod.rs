@@ -32,15 +32,11 @@ pub(crate) use outbox::{Outbox, OutboxReceiver, outbox};
 pub use room::{Published, Room, now_ms};
 pub use session_id::SessionId;
 
-use room::Member;
+use room::{MAX_ATOMIC_BACKLOG, Member};
 
 #[cfg(any(test, feature = "test-util"))]
 /// How many of a room's latest messages a room keeps in memory by default.
 pub(crate) const DEFAULT_RECENT_PER_ROOM: usize = 256;
-
-/// Most messages a join hands over under the locks; a longer catch-up is
-/// streamed first (see [`RoomRegistry::join`]).
-pub(crate) const MAX_ATOMIC_BACKLOG: MessageId = 64;
 
 /// Which past messages a joiner is sent before the live ones.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -20,6 +20,10 @@ pub fn now_ms() -> Timestamp {
         .unwrap_or(0)
 }
 
+/// Most messages a join or a catch-up hands over under the locks; a longer
+/// backlog is streamed first (see `RoomRegistry::join`, [`Room::catch_up`]).
+pub(crate) const MAX_ATOMIC_BACKLOG: MessageId = 64;
+
 /// What publishing a message did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Published {
@@ -345,7 +349,7 @@ impl Room {
     ) -> Result<(), RegistryError> {
         let mut guard = self.lock();
         let state = &mut *guard;
-        if state.last_id - after.min(state.last_id) > super::MAX_ATOMIC_BACKLOG
+        if state.last_id - after.min(state.last_id) > MAX_ATOMIC_BACKLOG
             || after + 1 < state.recent_from()
         {
             return Err(RegistryError::Behind { after });
