@@ -22,6 +22,9 @@ use crate::transport::BoxWriter;
 /// kernel's iovec limit (1024 on Linux).
 const BATCH: usize = 128;
 
+/// How long a cut-off peer's socket gets to take the notice and `bye`.
+const NOTICE_WINDOW: Duration = Duration::from_millis(200);
+
 /// Which rendering of a frame the peer reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Dialect {
@@ -96,11 +99,7 @@ pub(crate) async fn run(
             // A peer that stopped reading can park this write forever; the
             // cut-off must still win so the session ends.
             reason = rx.cut() => return cut_off(writer, reason, dialect, pending).await,
-            // A peer that takes no bytes at all for this long is dead, not
-            // slow (a slow one falls behind and is caught up).
-            r = tokio::time::timeout(write_timeout, write_pending(&mut writer, &mut pending)) => {
-                r.unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into()))
-            }
+            r = write_pending(&mut writer, &mut pending, write_timeout) => r,
         };
         rx.release(queued);
         if batch.capacity() > 4 * BATCH {
@@ -145,11 +144,18 @@ impl Pending {
 }
 
 /// Writes `pending` with vectored writes, dropping what has been written.
+/// A write that takes no byte for `stall` fails with `TimedOut`: a peer
+/// that reads nothing at all is dead, not slow (a slow one falls behind
+/// and is caught up), and one that reads a little resets the clock.
 ///
 /// # Cancel safety
 /// Cancel-safe: `pending` is updated only after a write returns, so after a
 /// cancellation it holds exactly the bytes the peer has not been sent.
-async fn write_pending(writer: &mut BoxWriter, pending: &mut Pending) -> io::Result<()> {
+async fn write_pending(
+    writer: &mut BoxWriter,
+    pending: &mut Pending,
+    stall: Duration,
+) -> io::Result<()> {
     while !pending.frames.is_empty() {
         let mut written = {
             let slices: Vec<IoSlice<'_>> = pending
@@ -166,7 +172,9 @@ async fn write_pending(writer: &mut BoxWriter, pending: &mut Pending) -> io::Res
                     })
                 })
                 .collect();
-            writer.write_vectored(&slices).await?
+            tokio::time::timeout(stall, writer.write_vectored(&slices))
+                .await
+                .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))??
         };
         if written == 0 {
             return Err(io::ErrorKind::WriteZero.into());
@@ -187,7 +195,9 @@ async fn write_pending(writer: &mut BoxWriter, pending: &mut Pending) -> io::Res
             }
         }
     }
-    writer.flush().await
+    tokio::time::timeout(stall, writer.flush())
+        .await
+        .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))?
 }
 
 /// Tells a cut-off peer why, as far as its socket still takes bytes, and
@@ -230,8 +240,8 @@ async fn cut_off(
             .filter(|f| dialect.bytes(f).is_some()),
     );
     // The socket buffer is likely full; give the notice a moment, no more.
-    let _ = tokio::time::timeout(std::time::Duration::from_millis(200), async {
-        write_pending(&mut writer, &mut pending).await?;
+    let _ = tokio::time::timeout(NOTICE_WINDOW, async {
+        write_pending(&mut writer, &mut pending, NOTICE_WINDOW).await?;
         writer.shutdown().await
     })
     .await;

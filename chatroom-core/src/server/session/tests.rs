@@ -60,11 +60,11 @@ impl Peer {
         frame.message
     }
 
-    /// The next frame that is not presence (someone joining or leaving).
+    /// The next frame that is not someone joining, nor the server's ping.
     async fn reply(&mut self) -> ServerMessage {
         loop {
             match self.frame().await {
-                ServerMessage::Joined { .. } | ServerMessage::Left { .. } => {}
+                ServerMessage::Joined { .. } | ServerMessage::Ping => {}
                 other => return other,
             }
         }
@@ -215,4 +215,46 @@ async fn shutdown_says_bye_and_the_nick_is_free_again() {
     (&mut ann.task).await.unwrap();
     let mut again = Peer::connect(&shared, 2);
     again.hello("ann").await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_peer_that_reads_nothing_is_closed_once_a_write_waits_past_the_write_timeout() {
+    let shared = shared();
+    let mut dead = Peer::connect(&shared, 1);
+    dead.hello("dead").await;
+    dead.send(r#"{"type":"join","room":"den","history":0}"#)
+        .await;
+    while !matches!(dead.frame().await, ServerMessage::Members { .. }) {}
+    let mut talker = Peer::connect(&shared, 2);
+    talker.hello("talker").await;
+    talker
+        .send(r#"{"type":"join","room":"den","history":0}"#)
+        .await;
+    while !matches!(talker.frame().await, ServerMessage::Members { .. }) {}
+
+    // From here `dead` reads nothing: 20 lines of 4,000 bytes fill its
+    // pipe, then its queue, and the room holds the rest back (no cut-off).
+    let start = Instant::now();
+    let text = "x".repeat(4000);
+    for _ in 0..20 {
+        talker
+            .send(&format!(r#"{{"type":"say","room":"den","text":"{text}"}}"#))
+            .await;
+        assert!(matches!(talker.reply().await, ServerMessage::Ok { .. }));
+    }
+    let timeout = shared.limits.write_timeout;
+    tokio::time::timeout(timeout * 2, &mut dead.task)
+        .await
+        .expect("the dead peer's session ends by itself")
+        .unwrap();
+    let waited = start.elapsed();
+    assert!(waited >= timeout, "closed after {waited:?}");
+    // The talker was never held up, and is told the dead peer left.
+    match talker.reply().await {
+        ServerMessage::Left { nick, reason, .. } => {
+            assert_eq!(nick.as_str(), "dead");
+            assert!(reason.unwrap_or_default().contains("timed out"));
+        }
+        other => panic!("expected left, got {other:?}"),
+    }
 }
