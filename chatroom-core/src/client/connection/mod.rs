@@ -1,0 +1,213 @@
+//! The connection task: owns the socket, matches replies to requests by
+//! `ref`, turns everything else into events, and reconnects.
+//!
+//! [`Task`] and its main loop live here; the files below add its other
+//! concerns as further `impl` blocks over the same state.
+
+mod delivery;
+mod inbound;
+mod offline;
+mod pending;
+mod reconnect;
+mod resume;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use futures::StreamExt;
+use tokio::sync::mpsc;
+
+use crate::protocol::{
+    self, ClientFrame, ClientMessage, ErrorCode, MessageId, RoomName, ServerMessage,
+};
+use crate::transport::{Connector, Frame};
+
+use super::command::Command;
+use super::error::ClientError;
+use super::event::{DisconnectReason, Event};
+use super::link::{Link, write_frame};
+use super::options::ClientOptions;
+use super::shared::Shared;
+
+use pending::Pending;
+
+/// Most pending requests kept before answers for callers that gave up are
+/// swept out of the table.
+const PENDING_SWEEP: usize = 1024;
+
+/// The connection task's state, which outlives each connection.
+pub(super) struct Task<C> {
+    /// One connector per server address; never empty.
+    connectors: Vec<C>,
+    /// The connector of the current (or last) connection.
+    current: usize,
+    options: ClientOptions,
+    /// Requests from the [`Client`](super::Client) handles; closed when the last
+    /// handle is dropped.
+    commands: mpsc::Receiver<Command>,
+    /// Events to [`Events`](super::Events); a dropped receiver only discards them.
+    events: mpsc::Sender<Event>,
+    shared: Arc<Shared>,
+    /// Rooms joined, by folded name, to rejoin after a reconnect.
+    rooms: BTreeMap<String, RoomName>,
+    /// The last message id seen in each joined room, by folded name: where
+    /// a rejoin resumes, so nothing said while away is missed or repeated.
+    cursors: HashMap<String, MessageId>,
+    /// Rejoins whose cursor the server refused (it lost its history): they
+    /// are sent again as plain joins.
+    plain_rejoins: Vec<RoomName>,
+    /// Requests in flight on the current connection, by `ref`.
+    pending: HashMap<String, Pending>,
+    next_ref: u64,
+    /// Events dropped since the last one delivered.
+    missed: u64,
+    /// Rejoins still unanswered after a reconnect, and the rooms rejoined.
+    rejoining: Option<(usize, Vec<RoomName>)>,
+    /// Set once a `quit` was sent or every handle is gone: no reconnecting.
+    quitting: bool,
+    /// True once every handle has been dropped.
+    handles_gone: bool,
+}
+
+impl<C: Connector> Task<C> {
+    pub(super) fn new(
+        connectors: Vec<C>,
+        current: usize,
+        options: ClientOptions,
+        commands: mpsc::Receiver<Command>,
+        events: mpsc::Sender<Event>,
+        shared: Arc<Shared>,
+    ) -> Self {
+        Self {
+            connectors,
+            current,
+            options,
+            commands,
+            events,
+            shared,
+            rooms: BTreeMap::new(),
+            cursors: HashMap::new(),
+            plain_rejoins: Vec::new(),
+            pending: HashMap::new(),
+            next_ref: 1,
+            missed: 0,
+            rejoining: None,
+            quitting: false,
+            handles_gone: false,
+        }
+    }
+
+    pub(super) async fn run(mut self, mut link: Link) {
+        loop {
+            let reason = self.serve(&mut link).await;
+            drop(link);
+            self.fail_pending();
+            self.rejoining = None;
+            tracing::debug!(%reason, "disconnected");
+            self.emit_surely(Event::Disconnected { reason }).await;
+            if self.quitting || self.handles_gone {
+                return;
+            }
+            match self.reconnect().await {
+                Some(next) => link = next,
+                None => return,
+            }
+        }
+    }
+
+    /// Serves one connection until it ends.
+    async fn serve(&mut self, link: &mut Link) -> DisconnectReason {
+        loop {
+            tokio::select! {
+                frame = link.reader.next() => match frame {
+                    None => return DisconnectReason::Closed,
+                    Some(Err(e)) => return DisconnectReason::Failed(Arc::new(e)),
+                    Some(Ok(Frame::TooLong { max })) => self.emit(Event::Error {
+                        code: ErrorCode::FrameTooLong,
+                        message: format!("the server sent a line longer than {max} bytes; it was dropped"),
+                    }),
+                    Some(Ok(Frame::Line(line))) => {
+                        if let Some(end) = self.on_line(link, &line).await {
+                            return end;
+                        }
+                    }
+                },
+                command = self.commands.recv(), if !self.handles_gone => match command {
+                    Some(command) => {
+                        if let Err(e) = self.send(link, command).await {
+                            return DisconnectReason::Failed(Arc::new(e));
+                        }
+                    }
+                    None => {
+                        // Every handle is gone: nobody can make requests, so
+                        // leave politely and read until the server closes.
+                        self.handles_gone = true;
+                        self.quitting = true;
+                        let quit = ClientFrame::new(ClientMessage::Quit { reason: None });
+                        if let Err(e) = write_frame(&mut link.writer, &protocol::encode(&quit)).await {
+                            return DisconnectReason::Failed(Arc::new(e));
+                        }
+                    }
+                },
+            }
+        }
+    }
+
+    /// Tags a request with a fresh `ref` and writes it.
+    async fn send(&mut self, link: &mut Link, command: Command) -> std::io::Result<()> {
+        let Command { message, reply } = command;
+        if reply.is_closed() {
+            return Ok(());
+        }
+        let reference = self.fresh_ref();
+        let frame = ClientFrame::with_ref(message, reference.clone());
+        let bytes = protocol::encode(&frame);
+        let len = bytes.len() - 1;
+        if len > link.max_line_len {
+            let _ = reply.send(Err(ClientError::TooLong {
+                len,
+                max: link.max_line_len,
+            }));
+            return Ok(());
+        }
+        if matches!(frame.message, ClientMessage::Quit { .. }) {
+            self.quitting = true;
+        }
+        if self.pending.len() >= PENDING_SWEEP {
+            self.pending.retain(|_, p| match p {
+                Pending::User { reply, .. } => !reply.is_closed(),
+                Pending::Rejoin(_) => true,
+            });
+        }
+        self.pending.insert(
+            reference,
+            Pending::User {
+                message: frame.message,
+                reply,
+            },
+        );
+        write_frame(&mut link.writer, &bytes).await
+    }
+
+    fn fresh_ref(&mut self) -> String {
+        let r = self.next_ref;
+        self.next_ref += 1;
+        r.to_string()
+    }
+
+    /// Answers every request in flight: the connection is gone. A `quit`
+    /// in flight has what it asked for.
+    fn fail_pending(&mut self) {
+        for (_, pending) in self.pending.drain() {
+            if let Pending::User { message, reply } = pending {
+                let result = match message {
+                    ClientMessage::Quit { .. } => Ok(ServerMessage::Bye {
+                        reason: "connection closed".to_owned(),
+                    }),
+                    _ => Err(ClientError::Disconnected),
+                };
+                let _ = reply.send(result);
+            }
+        }
+    }
+}
