@@ -38,7 +38,7 @@ impl<C: Connector> Task<C> {
                 let reference = serde_json::from_slice::<RefOnly>(line)
                     .ok()
                     .and_then(|r| r.reference);
-                match reference.and_then(|r| self.pending.remove(&r)) {
+                match reference.and_then(|r| self.in_flight.take(&r)) {
                     Some(Pending::User { reply, .. }) => {
                         let _ = reply.send(Err(ClientError::Protocol(e)));
                     }
@@ -51,7 +51,7 @@ impl<C: Connector> Task<C> {
             }
         };
         let ServerFrame { reference, message } = frame;
-        if let Some(pending) = reference.and_then(|r| self.pending.remove(&r)) {
+        if let Some(pending) = reference.and_then(|r| self.in_flight.take(&r)) {
             // `bye` answers a `quit` with its ref, and still ends the link.
             let ended = match &message {
                 ServerMessage::Bye { reason } => Some(DisconnectReason::Bye {
@@ -78,27 +78,7 @@ impl<C: Connector> Task<C> {
             ServerMessage::Bye { reason } => {
                 // A `bye` without a ref: the server is closing on its own
                 // (shutdown, a cut-off); any pending quit is answered too.
-                let quits: Vec<String> = self
-                    .pending
-                    .iter()
-                    .filter(|(_, p)| {
-                        matches!(
-                            p,
-                            Pending::User {
-                                message: ClientMessage::Quit { .. },
-                                ..
-                            }
-                        )
-                    })
-                    .map(|(r, _)| r.clone())
-                    .collect();
-                for r in quits {
-                    if let Some(Pending::User { reply, .. }) = self.pending.remove(&r) {
-                        let _ = reply.send(Ok(ServerMessage::Bye {
-                            reason: reason.clone(),
-                        }));
-                    }
-                }
+                self.in_flight.answer_quits(&reason);
                 return Some(DisconnectReason::Bye { reason });
             }
             ServerMessage::NickChanged { old, new } => {

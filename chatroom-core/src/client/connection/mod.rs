@@ -1,8 +1,9 @@
 //! The connection task: owns the socket, matches replies to requests by
 //! `ref`, turns everything else into events, and reconnects.
 //!
-//! [`Task`] and its main loop live here; the files below add its other
-//! concerns as further `impl` blocks over the same state.
+//! [`Task`] and its main loop live here. `pending` is the table of
+//! requests in flight, a type of its own; the other files add the task's
+//! other concerns as further `impl` blocks over the same state.
 
 mod delivery;
 mod inbound;
@@ -17,9 +18,7 @@ use std::sync::Arc;
 use futures::StreamExt;
 use tokio::sync::mpsc;
 
-use crate::protocol::{
-    self, ClientFrame, ClientMessage, ErrorCode, MessageId, RoomName, ServerMessage,
-};
+use crate::protocol::{self, ClientFrame, ClientMessage, ErrorCode, MessageId, RoomName};
 use crate::transport::{Connector, Frame};
 
 use super::command::Command;
@@ -29,11 +28,7 @@ use super::link::{Link, write_frame};
 use super::options::ClientOptions;
 use super::shared::Shared;
 
-use pending::Pending;
-
-/// Most pending requests kept before answers for callers that gave up are
-/// swept out of the table.
-const PENDING_SWEEP: usize = 1024;
+use pending::InFlight;
 
 /// The connection task's state, which outlives each connection.
 pub(super) struct Task<C> {
@@ -57,8 +52,7 @@ pub(super) struct Task<C> {
     /// are sent again as plain joins.
     plain_rejoins: Vec<RoomName>,
     /// Requests in flight on the current connection, by `ref`.
-    pending: HashMap<String, Pending>,
-    next_ref: u64,
+    in_flight: InFlight,
     /// Events dropped since the last one delivered.
     missed: u64,
     /// Rejoins still unanswered after a reconnect, and the rooms rejoined.
@@ -88,8 +82,7 @@ impl<C: Connector> Task<C> {
             rooms: BTreeMap::new(),
             cursors: HashMap::new(),
             plain_rejoins: Vec::new(),
-            pending: HashMap::new(),
-            next_ref: 1,
+            in_flight: InFlight::new(),
             missed: 0,
             rejoining: None,
             quitting: false,
@@ -101,7 +94,7 @@ impl<C: Connector> Task<C> {
         loop {
             let reason = self.serve(&mut link).await;
             drop(link);
-            self.fail_pending();
+            self.in_flight.fail_all();
             self.rejoining = None;
             tracing::debug!(%reason, "disconnected");
             self.emit_surely(Event::Disconnected { reason }).await;
@@ -159,7 +152,7 @@ impl<C: Connector> Task<C> {
         if reply.is_closed() {
             return Ok(());
         }
-        let reference = self.fresh_ref();
+        let reference = self.in_flight.fresh_ref();
         let frame = ClientFrame::with_ref(message, reference.clone());
         let bytes = protocol::encode(&frame);
         let len = bytes.len() - 1;
@@ -173,41 +166,7 @@ impl<C: Connector> Task<C> {
         if matches!(frame.message, ClientMessage::Quit { .. }) {
             self.quitting = true;
         }
-        if self.pending.len() >= PENDING_SWEEP {
-            self.pending.retain(|_, p| match p {
-                Pending::User { reply, .. } => !reply.is_closed(),
-                Pending::Rejoin(_) => true,
-            });
-        }
-        self.pending.insert(
-            reference,
-            Pending::User {
-                message: frame.message,
-                reply,
-            },
-        );
+        self.in_flight.track_user(reference, frame.message, reply);
         write_frame(&mut link.writer, &bytes).await
-    }
-
-    fn fresh_ref(&mut self) -> String {
-        let r = self.next_ref;
-        self.next_ref += 1;
-        r.to_string()
-    }
-
-    /// Answers every request in flight: the connection is gone. A `quit`
-    /// in flight has what it asked for.
-    fn fail_pending(&mut self) {
-        for (_, pending) in self.pending.drain() {
-            if let Pending::User { message, reply } = pending {
-                let result = match message {
-                    ClientMessage::Quit { .. } => Ok(ServerMessage::Bye {
-                        reason: "connection closed".to_owned(),
-                    }),
-                    _ => Err(ClientError::Disconnected),
-                };
-                let _ = reply.send(result);
-            }
-        }
     }
 }

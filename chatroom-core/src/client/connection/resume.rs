@@ -7,7 +7,6 @@ use crate::protocol::{self, ClientFrame, ClientMessage, MessageId, RoomName};
 use crate::transport::Connector;
 
 use super::Task;
-use super::pending::Pending;
 
 impl<C: Connector> Task<C> {
     /// Moves the resume cursor of `room` forward to `id`.
@@ -54,7 +53,7 @@ impl<C: Connector> Task<C> {
         self.plain_rejoins = rooms;
         let result = self.send_rejoins(link, true).await;
         if result.is_err() {
-            self.pending.clear();
+            self.in_flight.forget_all();
             self.rejoining = None;
         }
         result
@@ -69,7 +68,7 @@ impl<C: Connector> Task<C> {
     ) -> std::io::Result<()> {
         let mut out = Vec::new();
         for room in std::mem::take(&mut self.plain_rejoins) {
-            let reference = self.fresh_ref();
+            let reference = self.in_flight.fresh_ref();
             let after = if resume {
                 self.cursors.get(&room.key()).copied()
             } else {
@@ -82,7 +81,7 @@ impl<C: Connector> Task<C> {
                 after,
             };
             protocol::encode_into(&ClientFrame::with_ref(join, reference.clone()), &mut out);
-            self.pending.insert(reference, Pending::Rejoin(room));
+            self.in_flight.track_rejoin(reference, room);
         }
         write_frame(&mut link.writer, &out).await
     }
