@@ -61,7 +61,7 @@ impl<C: Connector> Task<C> {
             };
             self.on_reply(pending, message);
             if ended.is_none()
-                && !self.plain_rejoins.is_empty()
+                && self.rooms.has_unsent()
                 && let Err(e) = self.send_rejoins(link, false).await
             {
                 return Some(DisconnectReason::Failed(Arc::new(e)));
@@ -88,14 +88,10 @@ impl<C: Connector> Task<C> {
                 self.emit(Event::NickChanged { old, new });
             }
             ServerMessage::Message { ref room, id, .. } => {
-                // A message at or below the cursor was seen before the
-                // connection was lost; the resume must not show it twice.
-                let cursor = self.cursors.entry(room.key()).or_insert(0);
-                if id > *cursor {
-                    *cursor = id;
-                    if let Some(event) = event_of(message) {
-                        self.emit(event);
-                    }
+                if self.rooms.first_sight(room, id)
+                    && let Some(event) = event_of(message)
+                {
+                    self.emit(event);
                 }
             }
             other => {
@@ -115,7 +111,7 @@ impl<C: Connector> Task<C> {
                 match &reply {
                     ServerMessage::Members { last_id, .. } => {
                         if let Some(id) = last_id {
-                            self.seen(&room, *id);
+                            self.rooms.seen(&room, *id);
                         }
                         self.rejoined(room, true);
                     }
@@ -125,8 +121,7 @@ impl<C: Connector> Task<C> {
                     } => {
                         // The server no longer has the room's past (it
                         // restarted without its history): join afresh.
-                        self.cursors.remove(&room.key());
-                        self.plain_rejoins.push(room);
+                        self.rooms.cursor_refused(room);
                     }
                     ServerMessage::Error { code, message } => {
                         self.emit(Event::Error {
@@ -147,10 +142,7 @@ impl<C: Connector> Task<C> {
         }
         match (&message, &reply) {
             (ClientMessage::Join { room, .. }, ServerMessage::Members { last_id, .. }) => {
-                self.rooms.insert(room.key(), room.clone());
-                if let Some(id) = last_id {
-                    self.seen(room, *id);
-                }
+                self.rooms.joined(room, *last_id);
             }
             (
                 ClientMessage::Say { .. },
@@ -159,12 +151,10 @@ impl<C: Connector> Task<C> {
                     id: Some(id),
                 },
             ) => {
-                let (room, id) = (room.clone(), *id);
-                self.seen(&room, id);
+                self.rooms.seen(room, *id);
             }
             (ClientMessage::Leave { room }, ServerMessage::Ok { .. }) => {
-                self.rooms.remove(&room.key());
-                self.cursors.remove(&room.key());
+                self.rooms.left(room);
             }
             (ClientMessage::Nick { nick }, ServerMessage::Ok { .. }) => {
                 self.shared.set_nick(nick.clone());

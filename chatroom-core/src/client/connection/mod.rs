@@ -1,9 +1,10 @@
 //! The connection task: owns the socket, matches replies to requests by
 //! `ref`, turns everything else into events, and reconnects.
 //!
-//! [`Task`] and its main loop live here. `pending` is the table of
-//! requests in flight, a type of its own; the other files add the task's
-//! other concerns as further `impl` blocks over the same state.
+//! [`Task`] and its main loop live here. `pending` (the requests in
+//! flight) and `rooms` (the rooms joined and their cursors) are types of
+//! their own; the other files add the task's other concerns as further
+//! `impl` blocks over the same state.
 
 mod delivery;
 mod inbound;
@@ -11,14 +12,14 @@ mod offline;
 mod pending;
 mod reconnect;
 mod resume;
+mod rooms;
 
-use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use futures::StreamExt;
 use tokio::sync::mpsc;
 
-use crate::protocol::{self, ClientFrame, ClientMessage, ErrorCode, MessageId, RoomName};
+use crate::protocol::{self, ClientFrame, ClientMessage, ErrorCode};
 use crate::transport::{Connector, Frame};
 
 use super::command::Command;
@@ -29,6 +30,7 @@ use super::options::ClientOptions;
 use super::shared::Shared;
 
 use pending::InFlight;
+use rooms::Rooms;
 
 /// The connection task's state, which outlives each connection.
 pub(super) struct Task<C> {
@@ -43,20 +45,12 @@ pub(super) struct Task<C> {
     /// Events to [`Events`](super::Events); a dropped receiver only discards them.
     events: mpsc::Sender<Event>,
     shared: Arc<Shared>,
-    /// Rooms joined, by folded name, to rejoin after a reconnect.
-    rooms: BTreeMap<String, RoomName>,
-    /// The last message id seen in each joined room, by folded name: where
-    /// a rejoin resumes, so nothing said while away is missed or repeated.
-    cursors: HashMap<String, MessageId>,
-    /// Rejoins whose cursor the server refused (it lost its history): they
-    /// are sent again as plain joins.
-    plain_rejoins: Vec<RoomName>,
+    /// Rooms joined and their cursors, which outlive each connection.
+    rooms: Rooms,
     /// Requests in flight on the current connection, by `ref`.
     in_flight: InFlight,
     /// Events dropped since the last one delivered.
     missed: u64,
-    /// Rejoins still unanswered after a reconnect, and the rooms rejoined.
-    rejoining: Option<(usize, Vec<RoomName>)>,
     /// Set once a `quit` was sent or every handle is gone: no reconnecting.
     quitting: bool,
     /// True once every handle has been dropped.
@@ -79,12 +73,9 @@ impl<C: Connector> Task<C> {
             commands,
             events,
             shared,
-            rooms: BTreeMap::new(),
-            cursors: HashMap::new(),
-            plain_rejoins: Vec::new(),
+            rooms: Rooms::new(),
             in_flight: InFlight::new(),
             missed: 0,
-            rejoining: None,
             quitting: false,
             handles_gone: false,
         }
@@ -95,7 +86,7 @@ impl<C: Connector> Task<C> {
             let reason = self.serve(&mut link).await;
             drop(link);
             self.in_flight.fail_all();
-            self.rejoining = None;
+            self.rooms.abandon_rejoin();
             tracing::debug!(%reason, "disconnected");
             self.emit_surely(Event::Disconnected { reason }).await;
             if self.quitting || self.handles_gone {
