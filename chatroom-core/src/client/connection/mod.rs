@@ -13,6 +13,8 @@ mod pending;
 mod reconnect;
 mod resume;
 mod rooms;
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
 
