@@ -71,6 +71,9 @@ impl fmt::Debug for Outbound {
     }
 }
 
+/// How often a paced producer looks whether the writer has made room.
+const PACE: std::time::Duration = std::time::Duration::from_millis(2);
+
 /// Why a session's outbox was closed from outside.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -189,6 +192,29 @@ impl Outbox {
                     mpsc::error::TrySendError::Full(_) => Err(PushError::Full),
                     mpsc::error::TrySendError::Closed(_) => Err(PushError::Closed),
                 }
+            }
+        }
+    }
+
+    /// Queues `frame` once the queue is less than half full, waiting for
+    /// the writer to make room as long as it takes; never cuts the session
+    /// off. For a producer that can wait (a backlog being streamed, a
+    /// session's catch-up): other rooms' traffic may fill the queue between
+    /// a look and a push, so a full queue is waited out again.
+    ///
+    /// # Errors
+    /// [`PushError::Closed`] when the session is gone or was cut off.
+    pub(crate) async fn push_paced(&self, frame: &Arc<Outbound>) -> Result<(), PushError> {
+        loop {
+            while self.is_half_full() {
+                if self.is_closed() {
+                    return Err(PushError::Closed);
+                }
+                tokio::time::sleep(PACE).await;
+            }
+            match self.offer(frame) {
+                Err(PushError::Full) => {}
+                done => return done,
             }
         }
     }

@@ -172,9 +172,7 @@ async fn write_pending(
                     })
                 })
                 .collect();
-            tokio::time::timeout(stall, writer.write_vectored(&slices))
-                .await
-                .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))??
+            within(stall, writer.write_vectored(&slices)).await?
         };
         if written == 0 {
             return Err(io::ErrorKind::WriteZero.into());
@@ -195,7 +193,18 @@ async fn write_pending(
             }
         }
     }
-    tokio::time::timeout(stall, writer.flush())
+    within(stall, writer.flush()).await
+}
+
+/// `io` if it completes within `stall`, else `TimedOut`. The timer is armed
+/// only when the first poll finds the socket full: a writable socket, the
+/// usual case, costs no timer.
+async fn within<T>(stall: Duration, io: impl Future<Output = io::Result<T>>) -> io::Result<T> {
+    let mut io = std::pin::pin!(io);
+    if let std::task::Poll::Ready(done) = futures::poll!(io.as_mut()) {
+        return done;
+    }
+    tokio::time::timeout(stall, io)
         .await
         .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))?
 }

@@ -144,13 +144,10 @@ async fn push_paced(
 ) -> Result<Option<MessageId>, BacklogError> {
     let mut last = None;
     for frame in frames {
-        while outbox.is_half_full() {
-            if outbox.is_closed() {
-                return Err(BacklogError::Cut);
-            }
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-        outbox.push(frame).map_err(|_| BacklogError::Cut)?;
+        outbox
+            .push_paced(frame)
+            .await
+            .map_err(|_| BacklogError::Cut)?;
         if let ServerMessage::Message { id, .. } = frame.frame().message {
             last = Some(id);
         }

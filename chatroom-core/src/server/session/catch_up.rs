@@ -1,5 +1,9 @@
 //! A member that fell behind in a room is caught up, not cut off.
 //!
+//! What the session queues here goes through `Outbox::push_paced`: other
+//! rooms' live traffic fills the same queue meanwhile, and a plain push
+//! that found it full would cut the session off.
+//!
 //! A room never waits for a slow reader: when a member's queue is full, the
 //! room holds its traffic back from that member and wakes its session
 //! (`Outbox::fell_behind`). The session waits until its writer has taken
@@ -10,27 +14,16 @@
 //! same path on purpose.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use crate::protocol::{MessageId, RoomName, ServerMessage};
-use crate::registry::Room;
+use crate::registry::{Outbound, Room};
 
 use super::super::writer::Dialect;
 use super::state::{Flow, Session};
 
-/// How often a session looks whether its writer has made room.
-const DRAIN_POLL: Duration = Duration::from_millis(2);
-
 impl Session {
     /// Catches the client up in every room that holds traffic back from it.
     pub(super) async fn on_behind(&mut self) -> Flow {
-        while self.outbox.is_half_full() {
-            if self.outbox.is_closed() {
-                // Cut off or gone: the loop sees its writer end.
-                return Flow::Continue;
-            }
-            tokio::time::sleep(DRAIN_POLL).await;
-        }
         let behind: Vec<(Arc<Room>, MessageId)> = self
             .rooms
             .values()
@@ -44,7 +37,9 @@ impl Session {
                     first: after + 1,
                     last,
                 };
-                self.reply(lagged, None);
+                if !self.queue_paced(lagged).await {
+                    return Flow::Continue;
+                }
             }
             if let Flow::Close(end) = self.catch_up(&room, after).await {
                 return Flow::Close(end);
@@ -67,32 +62,39 @@ impl Session {
         }
         let after = handle.behind(self.id).unwrap_or(after);
         let text = format!("* #{}: the messages after id {after} follow", handle.name());
-        self.reply(ServerMessage::Notice { text }, None);
+        if !self.queue_paced(ServerMessage::Notice { text }).await {
+            return Flow::Continue;
+        }
         self.catch_up(&handle, after).await
     }
 
+    /// Queues `message` once the writer has made room; false when the
+    /// session was cut off or its writer is gone (its loop then ends).
+    async fn queue_paced(&mut self, message: ServerMessage) -> bool {
+        let frame = Outbound::message(message);
+        self.outbox.push_paced(&frame).await.is_ok()
+    }
+
     async fn catch_up(&mut self, room: &Arc<Room>, after: MessageId) -> Flow {
-        match self.shared.rooms.catch_up(self.member(), room, after).await {
-            Ok(()) => {
-                // Presence changes held back are not replayed; a program
-                // gets the room's members as they are now. (A person on
-                // the text dialect asks with /who.)
-                if self.dialect == Dialect::Native
-                    && let Ok(members) = self.shared.rooms.members(room.name())
-                {
-                    let room = room.name().clone();
-                    let last_id = None;
-                    self.reply(
-                        ServerMessage::Members {
-                            room,
-                            members,
-                            last_id,
-                        },
-                        None,
-                    );
-                }
-                Flow::Continue
+        // Presence changes held back are not replayed; a program gets the
+        // room's members as they are now, before the missed messages. (A
+        // person on the text dialect asks with /who.)
+        if self.dialect == Dialect::Native
+            && let Ok(members) = self.shared.rooms.members(room.name())
+        {
+            let room = room.name().clone();
+            let last_id = None;
+            let members = ServerMessage::Members {
+                room,
+                members,
+                last_id,
+            };
+            if !self.queue_paced(members).await {
+                return Flow::Continue;
             }
+        }
+        match self.shared.rooms.catch_up(self.member(), room, after).await {
+            Ok(()) => Flow::Continue,
             // Told what was skipped; the session goes on.
             Err(e) => {
                 self.fail(e.into(), None);
