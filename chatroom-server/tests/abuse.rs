@@ -319,9 +319,11 @@ fn slowloris_connections_are_closed_by_their_timeouts() {
                 Some(expected_last),
                 "{kind:?}"
             );
+            // The timeout plus 2 s: enough for a machine whose 2 cores
+            // are busy with other builds, far short of "never closed".
             let bound = match kind {
-                Loris::NativeTrickle => Duration::from_secs(2),
-                Loris::Silent | Loris::TextTrickle => Duration::from_secs(3),
+                Loris::NativeTrickle => Duration::from_secs(3),
+                Loris::Silent | Loris::TextTrickle => Duration::from_secs(4),
             };
             assert!(lived <= bound, "{kind:?} lived {lived:?}, bound {bound:?}");
             let slot = slowest.entry(format!("{kind:?}")).or_default();

@@ -1,12 +1,15 @@
 //! The bounded per-session outbound queue and the shared, encode-once frame
 //! that travels through it.
 
+use std::collections::VecDeque;
 use std::fmt;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use tokio::sync::{Notify, mpsc};
+use futures::task::AtomicWaker;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::protocol::{self, ServerFrame, ServerMessage};
@@ -74,6 +77,11 @@ impl fmt::Debug for Outbound {
 /// How often a paced producer looks whether the writer has made room.
 const PACE: std::time::Duration = std::time::Duration::from_millis(2);
 
+/// A drained queue keeps at most this many slots; a larger buffer, grown
+/// by a burst, is given back once the writer has emptied it, so an idle
+/// connection holds no queue memory.
+const KEEP_SLOTS: usize = 64;
+
 /// Why a session's outbox was closed from outside.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -94,28 +102,76 @@ pub(crate) enum PushError {
     Closed,
 }
 
+/// The queue both sides share.
+///
+/// A plain list under a lock, not a channel: a push is one uncontended lock
+/// and one reference count, and the writer is woken only when the queue
+/// turns from empty to non-empty. While the writer is busy writing, pushes
+/// pile up without waking anyone, and the writer takes them all in its next
+/// batch. (A channel wakes its receiver on every send; in a room of 100 that
+/// was most of the cost of a delivery, docs/benchmarks.md.)
+struct Queue {
+    frames: Mutex<VecDeque<Arc<Outbound>>>,
+    max_frames: usize,
+    /// Bytes queued and not yet written; the writer subtracts what it wrote.
+    queued_bytes: AtomicUsize,
+    max_bytes: usize,
+    /// The writer, parked on an empty queue.
+    writer: AtomicWaker,
+    /// Set when the last [`Outbox`] is dropped.
+    senders_gone: AtomicBool,
+    /// Set when the [`OutboxReceiver`] is dropped.
+    receiver_gone: AtomicBool,
+    /// Fired when the session must be cut off; the writer watches it.
+    cut: CancellationToken,
+    reason: OnceLock<CutReason>,
+    /// Woken when a room held its traffic back because the queue was full
+    /// (see [`Outbox::offer`]); the session then catches the member up.
+    fell_behind: Notify,
+}
+
+impl Queue {
+    fn frames(&self) -> MutexGuard<'_, VecDeque<Arc<Outbound>>> {
+        // Nothing panics while holding the lock; a poisoned lock still
+        // holds a consistent list.
+        self.frames.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Moves up to `limit` frames into `buf`; the number moved.
+    fn take(&self, buf: &mut Vec<Arc<Outbound>>, limit: usize) -> usize {
+        let mut frames = self.frames();
+        let n = frames.len().min(limit);
+        buf.extend(frames.drain(..n));
+        if frames.is_empty() && frames.capacity() > KEEP_SLOTS {
+            *frames = VecDeque::new();
+        }
+        n
+    }
+}
+
+/// Keeps count of the senders: dropped with the last [`Outbox`] clone, it
+/// tells the writer that nothing more will come.
+struct Senders {
+    queue: Arc<Queue>,
+}
+
+impl Drop for Senders {
+    fn drop(&mut self) {
+        self.queue.senders_gone.store(true, Ordering::Release);
+        self.queue.writer.wake();
+    }
+}
+
 /// The sending side of a session's queue. Cheap to clone; held by the
 /// registry (for fanout) and by the session itself (for replies).
 #[derive(Clone)]
 pub(crate) struct Outbox {
-    tx: mpsc::Sender<Arc<Outbound>>,
-    /// Bytes queued and not yet written; the writer subtracts what it wrote.
-    queued_bytes: Arc<AtomicUsize>,
-    max_bytes: usize,
-    /// Fired when the session must be cut off; the writer watches it.
-    cut: CancellationToken,
-    reason: Arc<OnceLock<CutReason>>,
-    /// Woken when a room held its traffic back because the queue was full
-    /// (see [`Outbox::offer`]); the session then catches the member up.
-    fell_behind: Arc<Notify>,
+    senders: Arc<Senders>,
 }
 
 /// The receiving side of a session's queue, owned by its writer.
 pub(crate) struct OutboxReceiver {
-    rx: mpsc::Receiver<Arc<Outbound>>,
-    queued_bytes: Arc<AtomicUsize>,
-    cut: CancellationToken,
-    reason: Arc<OnceLock<CutReason>>,
+    queue: Arc<Queue>,
 }
 
 /// A queue that holds at most `max_frames` frames and about `max_bytes`
@@ -125,29 +181,34 @@ pub(crate) struct OutboxReceiver {
 /// # Panics
 /// When `max_frames` is zero.
 pub(crate) fn outbox(max_frames: usize, max_bytes: usize) -> (Outbox, OutboxReceiver) {
-    let (tx, rx) = mpsc::channel(max_frames);
-    let queued_bytes = Arc::new(AtomicUsize::new(0));
-    let cut = CancellationToken::new();
-    let reason = Arc::new(OnceLock::new());
+    assert!(max_frames > 0, "an outbox holds at least one frame");
+    let queue = Arc::new(Queue {
+        frames: Mutex::new(VecDeque::new()),
+        max_frames,
+        queued_bytes: AtomicUsize::new(0),
+        max_bytes,
+        writer: AtomicWaker::new(),
+        senders_gone: AtomicBool::new(false),
+        receiver_gone: AtomicBool::new(false),
+        cut: CancellationToken::new(),
+        reason: OnceLock::new(),
+        fell_behind: Notify::new(),
+    });
     (
         Outbox {
-            tx,
-            queued_bytes: queued_bytes.clone(),
-            max_bytes,
-            cut: cut.clone(),
-            reason: reason.clone(),
-            fell_behind: Arc::new(Notify::new()),
+            senders: Arc::new(Senders {
+                queue: queue.clone(),
+            }),
         },
-        OutboxReceiver {
-            rx,
-            queued_bytes,
-            cut,
-            reason,
-        },
+        OutboxReceiver { queue },
     )
 }
 
 impl Outbox {
+    fn queue(&self) -> &Queue {
+        &self.senders.queue
+    }
+
     /// Queues `frame` without waiting. When the queue is full the session is
     /// cut off as a slow consumer (its writer then drops the backlog and
     /// closes the connection). Room traffic, which can be caught up later,
@@ -172,28 +233,35 @@ impl Outbox {
     /// [`PushError::Full`] when the queue holds its most frames or bytes,
     /// [`PushError::Closed`] when the session is gone or was cut off.
     pub(crate) fn offer(&self, frame: &Arc<Outbound>) -> Result<(), PushError> {
+        let queue = self.queue();
         // The reason is set before the token is cancelled, and reading it
         // is one atomic load; the token's own check takes a lock, which
         // showed up on the fanout path (docs/benchmarks.md).
-        if self.reason.get().is_some() {
+        if queue.reason.get().is_some() || queue.receiver_gone.load(Ordering::Relaxed) {
             return Err(PushError::Closed);
         }
         let len = frame.json().len();
-        let before = self.queued_bytes.fetch_add(len, Ordering::Relaxed);
-        if before > 0 && before + len > self.max_bytes {
-            self.queued_bytes.fetch_sub(len, Ordering::Relaxed);
+        let before = queue.queued_bytes.fetch_add(len, Ordering::Relaxed);
+        if before > 0 && before + len > queue.max_bytes {
+            queue.queued_bytes.fetch_sub(len, Ordering::Relaxed);
             return Err(PushError::Full);
         }
-        match self.tx.try_send(frame.clone()) {
-            Ok(()) => Ok(()),
-            Err(e) => {
-                self.queued_bytes.fetch_sub(len, Ordering::Relaxed);
-                match e {
-                    mpsc::error::TrySendError::Full(_) => Err(PushError::Full),
-                    mpsc::error::TrySendError::Closed(_) => Err(PushError::Closed),
-                }
+        let was_empty = {
+            let mut frames = queue.frames();
+            if frames.len() >= queue.max_frames {
+                drop(frames);
+                queue.queued_bytes.fetch_sub(len, Ordering::Relaxed);
+                return Err(PushError::Full);
             }
+            frames.push_back(frame.clone());
+            frames.len() == 1
+        };
+        // A writer with frames still queued comes back for them without
+        // being told; only one that may be parked on an empty queue is.
+        if was_empty {
+            queue.writer.wake();
         }
+        Ok(())
     }
 
     /// Queues `frame` once the queue is less than half full, waiting for
@@ -221,7 +289,7 @@ impl Outbox {
 
     /// Tells the session that a room held traffic back from it.
     pub(crate) fn fell_behind(&self) {
-        self.fell_behind.notify_one();
+        self.queue().fell_behind.notify_one();
     }
 
     /// Completes once a room has held traffic back since the last time this
@@ -230,36 +298,37 @@ impl Outbox {
     /// # Cancel safety
     /// Cancel-safe.
     pub(crate) async fn behind(&self) {
-        self.fell_behind.notified().await;
+        self.queue().fell_behind.notified().await;
     }
 
     /// Cuts the session off: its writer stops sending queued frames and
     /// closes with `reason`. The first reason wins.
     pub(crate) fn cut_off(&self, reason: CutReason) {
-        let _ = self.reason.set(reason);
-        self.cut.cancel();
+        let _ = self.queue().reason.set(reason);
+        self.queue().cut.cancel();
     }
 
     /// True when the queue holds half its frames or half its bytes: a
     /// producer that can wait (a backlog being streamed) waits then.
     pub(crate) fn is_half_full(&self) -> bool {
-        let frames_free = self.tx.capacity();
-        let frames_max = self.tx.max_capacity();
-        frames_free < frames_max / 2
-            || self.queued_bytes.load(Ordering::Relaxed) > self.max_bytes / 2
+        let queue = self.queue();
+        queue.queued_bytes.load(Ordering::Relaxed) > queue.max_bytes / 2
+            || queue.frames().len() > queue.max_frames / 2
     }
 
     /// True once the session has been cut off or its writer is gone.
     pub(crate) fn is_closed(&self) -> bool {
-        self.reason.get().is_some() || self.tx.is_closed()
+        let queue = self.queue();
+        queue.reason.get().is_some() || queue.receiver_gone.load(Ordering::Relaxed)
     }
 }
 
 impl fmt::Debug for Outbox {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let queue = self.queue();
         f.debug_struct("Outbox")
-            .field("queued_bytes", &self.queued_bytes.load(Ordering::Relaxed))
-            .field("cut", &self.cut.is_cancelled())
+            .field("queued_bytes", &queue.queued_bytes.load(Ordering::Relaxed))
+            .field("cut", &queue.cut.is_cancelled())
             .finish()
     }
 }
@@ -267,34 +336,61 @@ impl fmt::Debug for Outbox {
 impl OutboxReceiver {
     /// Waits for queued frames or the cut-off, whichever comes first; a
     /// cut-off wins when both are ready. Moves up to `limit` frames into
-    /// `buf`; `Ok(0)` means every sender is gone.
+    /// `buf`; `Ok(0)` means every sender is gone and the queue is empty.
     ///
     /// # Errors
     /// The [`CutReason`] once the session has been cut off.
     ///
     /// # Cancel safety
-    /// Cancel-safe.
+    /// Cancel-safe: frames move into `buf` only when this completes.
     pub(crate) async fn next_batch(
         &mut self,
         buf: &mut Vec<Arc<Outbound>>,
         limit: usize,
     ) -> Result<usize, CutReason> {
+        let queue = &*self.queue;
         tokio::select! {
             biased;
-            _ = self.cut.cancelled() => Err(self.reason.get().cloned().unwrap_or(CutReason::SlowConsumer)),
-            n = self.rx.recv_many(buf, limit) => Ok(n),
+            _ = queue.cut.cancelled() => Err(queue.reason.get().cloned().unwrap_or(CutReason::SlowConsumer)),
+            n = std::future::poll_fn(|cx| Self::poll_batch(queue, cx, buf, limit)) => Ok(n),
+        }
+    }
+
+    fn poll_batch(
+        queue: &Queue,
+        cx: &mut Context<'_>,
+        buf: &mut Vec<Arc<Outbound>>,
+        limit: usize,
+    ) -> Poll<usize> {
+        // Read before looking at the list: a sender's last push happens
+        // before it is dropped, so "gone and empty" is really the end.
+        let gone = queue.senders_gone.load(Ordering::Acquire);
+        let n = queue.take(buf, limit);
+        if n > 0 || gone {
+            return Poll::Ready(n);
+        }
+        // Register, then look again: a push between the first look and the
+        // registration found the list empty and woke nobody, or the waker
+        // left before.
+        queue.writer.register(cx.waker());
+        let gone = queue.senders_gone.load(Ordering::Acquire);
+        let n = queue.take(buf, limit);
+        if n > 0 || gone {
+            Poll::Ready(n)
+        } else {
+            Poll::Pending
         }
     }
 
     #[cfg(any(test, feature = "test-util"))]
     /// Takes frames that are already queued, without waiting.
     pub(crate) fn try_recv(&mut self) -> Option<Arc<Outbound>> {
-        self.rx.try_recv().ok()
+        self.queue.frames().pop_front()
     }
 
     /// Tells the queue that `bytes` of JSON-encoded frames left it.
     pub(crate) fn release(&self, bytes: usize) {
-        self.queued_bytes.fetch_sub(bytes, Ordering::Relaxed);
+        self.queue.queued_bytes.fetch_sub(bytes, Ordering::Relaxed);
     }
 
     /// Completes when the session is cut off.
@@ -302,8 +398,9 @@ impl OutboxReceiver {
     /// # Cancel safety
     /// Cancel-safe.
     pub(crate) async fn cut(&self) -> CutReason {
-        self.cut.cancelled().await;
-        self.reason
+        self.queue.cut.cancelled().await;
+        self.queue
+            .reason
             .get()
             .cloned()
             .unwrap_or(CutReason::SlowConsumer)
@@ -312,7 +409,17 @@ impl OutboxReceiver {
     #[cfg(test)]
     /// Why the session was cut off, if it was.
     pub(crate) fn cut_reason(&self) -> Option<CutReason> {
-        self.reason.get().cloned()
+        self.queue.reason.get().cloned()
+    }
+}
+
+impl Drop for OutboxReceiver {
+    fn drop(&mut self) {
+        self.queue.receiver_gone.store(true, Ordering::Relaxed);
+        // Frames nobody will write are freed now, not when the last room
+        // lets go of the sender.
+        let dropped = std::mem::take(&mut *self.queue.frames());
+        drop(dropped);
     }
 }
 
@@ -349,6 +456,65 @@ mod tests {
         assert_eq!(tx.push(&f), Err(PushError::Full));
         rx.release(len);
         assert!(tx.is_closed());
+    }
+
+    #[tokio::test]
+    async fn a_parked_writer_is_woken_by_a_push_and_takes_everything_queued() {
+        let (tx, mut rx) = outbox(16, 1 << 20);
+        let f = Outbound::message(ServerMessage::Pong);
+        let writer = tokio::spawn(async move {
+            let mut buf = Vec::new();
+            let mut got = 0;
+            while got < 5 {
+                got += rx.next_batch(&mut buf, 16).await.unwrap();
+            }
+            (got, rx)
+        });
+        tokio::task::yield_now().await;
+        for _ in 0..5 {
+            tx.push(&f).unwrap();
+        }
+        let (got, _rx) = tokio::time::timeout(std::time::Duration::from_secs(5), writer)
+            .await
+            .expect("the writer was woken")
+            .unwrap();
+        assert_eq!(got, 5);
+    }
+
+    #[tokio::test]
+    async fn the_writer_drains_what_is_left_after_the_last_sender_goes() {
+        let (tx, mut rx) = outbox(16, 1 << 20);
+        let f = Outbound::message(ServerMessage::Pong);
+        tx.push(&f).unwrap();
+        tx.push(&f).unwrap();
+        drop(tx);
+        let mut buf = Vec::new();
+        assert_eq!(rx.next_batch(&mut buf, 1).await, Ok(1));
+        assert_eq!(rx.next_batch(&mut buf, 16).await, Ok(1));
+        assert_eq!(rx.next_batch(&mut buf, 16).await, Ok(0));
+    }
+
+    #[test]
+    fn a_gone_writer_closes_the_queue_and_frees_its_frames() {
+        let (tx, rx) = outbox(16, 1 << 20);
+        let f = Outbound::message(ServerMessage::Pong);
+        tx.push(&f).unwrap();
+        drop(rx);
+        assert!(tx.is_closed());
+        assert_eq!(tx.offer(&f), Err(PushError::Closed));
+        assert_eq!(Arc::strong_count(&f), 1);
+    }
+
+    #[test]
+    fn a_drained_queue_gives_back_a_large_buffer() {
+        let (tx, rx) = outbox(1024, 1 << 20);
+        let f = Outbound::message(ServerMessage::Pong);
+        for _ in 0..500 {
+            tx.push(&f).unwrap();
+        }
+        let mut buf = Vec::new();
+        assert_eq!(rx.queue.take(&mut buf, 1024), 500);
+        assert_eq!(rx.queue.frames().capacity(), 0);
     }
 
     #[test]

@@ -95,7 +95,8 @@ pub(crate) async fn serve(shared: Arc<Shared>, conn: Connection, shutdown: Cance
             let parts = reader.into_parts();
             let mut read = bytes::BytesMut::from(&first_line[..]);
             read.extend_from_slice(&parts.read_buf);
-            let upgraded = web::serve(limits, read.freeze(), parts.io, writer, peer).await;
+            let upgraded =
+                Box::pin(web::serve(limits, read.freeze(), parts.io, writer, peer)).await;
             if let Some(ws) = upgraded {
                 // A WebSocket's messages are already lines of the native
                 // dialect.
@@ -173,15 +174,19 @@ async fn chat(
     // A text client's first line may have arrived during the sniff; it is
     // handled before anything else is read.
     let mut first_text = None;
+    // Boxed: the session lives across every await below, and the future's
+    // layout would otherwise hold it more than once.
     let session = match dialect {
         Dialect::Text => {
             first_text = first_line;
-            handshake::text(shared, peer, tx).await
+            Box::pin(handshake::text(shared, peer, tx))
+                .await
+                .map(Box::new)
         }
         Dialect::Native => {
             tokio::select! {
                 _ = shutdown.cancelled() => None,
-                s = handshake::native(shared, peer, tx, &mut reader, first_line) => s,
+                s = Box::pin(handshake::native(shared, peer, tx, &mut reader, first_line)) => s.map(Box::new),
             }
         }
     };
@@ -196,7 +201,7 @@ async fn chat(
     tracing::info!(%peer, nick = %session.nick, ?dialect, "connected");
 
     let first = match first_text {
-        Some(frame) => Some(session.on_frame(frame).await),
+        Some(frame) => Some(Box::pin(session.on_frame(frame)).await),
         None => None,
     };
     let end = match first {
@@ -249,10 +254,13 @@ impl Session {
                 item = reader.next() => match item {
                     None => return End::PeerClosed,
                     Some(Err(e)) => return End::ReadFailed(e),
-                    Some(Ok(frame)) => self.on_frame(frame).await,
+                    // On the heap: the handlers' states would otherwise
+                    // size every idle session's future (docs/benchmarks.md,
+                    // idle connections).
+                    Some(Ok(frame)) => Box::pin(self.on_frame(frame)).await,
                 },
                 done = self.says.next(), if !self.says.is_empty() => self.on_said(done),
-                () = self.outbox.behind() => self.on_behind().await,
+                () = self.outbox.behind() => Box::pin(self.on_behind()).await,
                 _ = tokio::time::sleep_until(deadline) => self.on_silence(),
             };
             if let Flow::Close(end) = flow {
