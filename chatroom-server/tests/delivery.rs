@@ -129,3 +129,72 @@ fn a_burst_after_a_join_storm_cuts_nobody_and_loses_nothing() {
         drop(talker);
     });
 }
+
+/// One connection sees a room's messages, private messages and presence in
+/// the order the server handled them (docs/protocol.md, "Order on one
+/// connection"): bob sends 100 requests without waiting, alternating a
+/// room line and a private line to alice, while carol joins and leaves in
+/// the middle; alice sees bob's lines interleaved exactly as sent, and
+/// carol's `joined` and `left` between the lines carol's joining split.
+#[test]
+fn a_connection_sees_room_private_and_presence_frames_in_order() {
+    run_case(async {
+        let server = start_server(&settings(&[
+            ("rate_per_sec", "1000000"),
+            ("rate_burst", "1000000"),
+        ]));
+        let mut alice = Peer::native_in(server.addr(), "alice", "lobby").await;
+        let mut bob = Peer::native_in(server.addr(), "bob", "lobby").await;
+        alice.until_line_where(|l| l.contains(r#""nick":"bob""#)).await;
+
+        let pipelined = |from: usize, to: usize| {
+            (from..to)
+                .map(|i| {
+                    let request = if i % 2 == 0 {
+                        json!({"ref": format!("r{i}"), "type": "say", "room": "lobby", "text": format!("line {i}")})
+                    } else {
+                        json!({"ref": format!("r{i}"), "type": "whisper", "to": "alice", "text": format!("line {i}")})
+                    };
+                    format!("{request}\n")
+                })
+                .collect::<String>()
+        };
+        bob.send_raw(pipelined(0, 50).as_bytes()).await;
+        // Every one of the first 50 is handled before carol joins.
+        for _ in 0..50 {
+            bob.until_type("ok").await;
+        }
+        let mut carol = Peer::native_in(server.addr(), "carol", "lobby").await;
+        bob.until_line_where(|l| l.contains(r#""nick":"carol""#)).await;
+        bob.send_raw(pipelined(50, 100).as_bytes()).await;
+        for _ in 50..100 {
+            bob.until_type("ok").await;
+        }
+        carol
+            .send_json(json!({"type": "quit", "reason": "done"}))
+            .await;
+        carol.until_closed().await;
+
+        let mut seen = Vec::new();
+        while seen.last().map(String::as_str) != Some("left carol") {
+            let frame = alice.frame().await;
+            let kind = frame["type"].as_str().unwrap_or_default();
+            let what = match kind {
+                "message" | "private" => format!("{kind} {}", frame["text"].as_str().unwrap()),
+                "joined" | "left" => format!("{kind} {}", frame["nick"].as_str().unwrap()),
+                _ => continue,
+            };
+            seen.push(what);
+        }
+        let mut expected: Vec<String> = Vec::new();
+        for i in 0..100 {
+            if i == 50 {
+                expected.push("joined carol".into());
+            }
+            let kind = if i % 2 == 0 { "message" } else { "private" };
+            expected.push(format!("{kind} line {i}"));
+        }
+        expected.push("left carol".into());
+        assert_eq!(seen, expected);
+    });
+}
