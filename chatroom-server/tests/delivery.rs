@@ -145,7 +145,9 @@ fn a_connection_sees_room_private_and_presence_frames_in_order() {
         ]));
         let mut alice = Peer::native_in(server.addr(), "alice", "lobby").await;
         let mut bob = Peer::native_in(server.addr(), "bob", "lobby").await;
-        alice.until_line_where(|l| l.contains(r#""nick":"bob""#)).await;
+        alice
+            .until_line_where(|l| l.contains(r#""nick":"bob""#))
+            .await;
 
         let pipelined = |from: usize, to: usize| {
             (from..to)
@@ -165,7 +167,8 @@ fn a_connection_sees_room_private_and_presence_frames_in_order() {
             bob.until_type("ok").await;
         }
         let mut carol = Peer::native_in(server.addr(), "carol", "lobby").await;
-        bob.until_line_where(|l| l.contains(r#""nick":"carol""#)).await;
+        bob.until_line_where(|l| l.contains(r#""nick":"carol""#))
+            .await;
         bob.send_raw(pipelined(50, 100).as_bytes()).await;
         for _ in 50..100 {
             bob.until_type("ok").await;

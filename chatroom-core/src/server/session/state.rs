@@ -31,6 +31,8 @@ pub(super) enum End {
     IdleTimeout,
     HandshakeTimeout,
     UnsupportedVersion,
+    /// A native `hello` on a connection taken for a text one.
+    LateHello,
     Shutdown,
 }
 
@@ -48,6 +50,7 @@ impl fmt::Display for End {
             Self::IdleTimeout => f.write_str("disconnected: idle"),
             Self::HandshakeTimeout => f.write_str("no hello in time"),
             Self::UnsupportedVersion => f.write_str("unsupported protocol version"),
+            Self::LateHello => f.write_str("native hello on a text connection"),
             Self::Shutdown => f.write_str("server shutting down"),
         }
     }

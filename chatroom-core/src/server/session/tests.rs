@@ -99,6 +99,47 @@ async fn a_silent_peer_is_greeted_as_text_once_the_sniff_window_passes() {
     );
 }
 
+/// A native client that says `hello` only after the sniff window has been
+/// greeted in text; its `hello` is refused with a readable line and the
+/// connection closed, and the room never sees the JSON as a chat line.
+#[tokio::test(start_paused = true)]
+async fn a_native_hello_after_the_sniff_window_is_refused_not_said() {
+    let shared = shared();
+    let mut watcher = Peer::connect(&shared, 1);
+    watcher.hello("watcher").await;
+    watcher
+        .send(r#"{"ref":"j","type":"join","room":"lobby","history":0}"#)
+        .await;
+    while !matches!(watcher.reply().await, ServerMessage::Members { .. }) {}
+
+    let mut late = Peer::connect(&shared, 2);
+    let greeting = late.line().await.unwrap();
+    assert!(greeting.starts_with("* welcome to"), "{greeting}");
+    late.send(r#"{"type":"hello","version":1,"nick":"late"}"#)
+        .await;
+    let mut lines = Vec::new();
+    while let Some(line) = late.line().await {
+        lines.push(line);
+    }
+    assert!(
+        lines.iter().any(|l| l.contains("native hello came after")),
+        "{lines:?}"
+    );
+    assert!(lines.last().unwrap().starts_with("* bye"), "{lines:?}");
+
+    // The watcher sees the late one come and go, and no line from it.
+    loop {
+        match watcher.frame().await {
+            ServerMessage::Left { reason, .. } => {
+                assert_eq!(reason.as_deref(), Some("native hello on a text connection"));
+                break;
+            }
+            ServerMessage::Message { text, .. } => panic!("the hello was said: {text}"),
+            _ => {}
+        }
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_native_peer_without_hello_is_closed_when_the_handshake_times_out() {
     let shared = shared();

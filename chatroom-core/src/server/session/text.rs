@@ -4,17 +4,23 @@
 use bytes::Bytes;
 
 use crate::protocol::text::{self, TextInput};
-use crate::protocol::{ClientMessage, CommandError, ProtocolError, RoomName, ServerMessage};
+use crate::protocol::{
+    self, ClientFrame, ClientMessage, CommandError, ErrorCode, ProtocolError, RoomName,
+    ServerMessage,
+};
 
 use super::super::rooms::Since;
-use super::reply::Failure;
-use super::state::{Flow, Session};
+use super::reply::{Failure, bye};
+use super::state::{End, Flow, Session};
 
 impl Session {
     pub(super) async fn on_text_line(&mut self, line: &Bytes) -> Flow {
         let Ok(line) = std::str::from_utf8(line) else {
             return self.reject(ProtocolError::InvalidUtf8.into(), None);
         };
+        if is_native_hello(line) {
+            return self.late_hello();
+        }
         let input = match text::parse_line(line, self.current.as_ref()) {
             Ok(input) => input,
             Err(e) => return self.reject(e.into(), None),
@@ -61,6 +67,27 @@ impl Session {
         }
     }
 
+    /// A native client that said `hello` only after the sniff window was
+    /// taken for a person and greeted in text. Its JSON must not go to the
+    /// room as a chat line: it is told why, in the only dialect it can
+    /// still be told in, and closed, so it reconnects and says `hello` at
+    /// once.
+    fn late_hello(&mut self) -> Flow {
+        let window = self.shared.limits.sniff.as_millis();
+        self.fail(
+            Failure::new(
+                ErrorCode::HandshakeRequired,
+                format!(
+                    "a native hello came after the {window} ms in which the dialect is chosen; \
+                     this connection speaks text. Send hello right after connecting"
+                ),
+            ),
+            None,
+        );
+        bye(&self.outbox, "native hello on a text connection");
+        Flow::Close(End::LateHello)
+    }
+
     /// The text dialect's `/join`: join the new room first, so a refused
     /// join leaves the user where they were, then leave the old one.
     async fn switch(&mut self, room: RoomName) -> Result<(), Failure> {
@@ -83,4 +110,16 @@ impl Session {
         );
         Ok(())
     }
+}
+
+/// A line that is a native `hello` frame: no person types one.
+fn is_native_hello(line: &str) -> bool {
+    line.starts_with('{')
+        && matches!(
+            protocol::decode::<ClientFrame>(line.as_bytes()),
+            Ok(ClientFrame {
+                message: ClientMessage::Hello { .. },
+                ..
+            })
+        )
 }
