@@ -77,6 +77,14 @@ impl fmt::Debug for Outbound {
 /// How often a paced producer looks whether the writer has made room.
 const PACE: std::time::Duration = std::time::Duration::from_millis(2);
 
+/// Most bytes a paced producer lets wait in a queue. What it queues (a
+/// backlog or a catch-up read back from the history store) is this
+/// session's own copy, not shared with the room's other members, so it is
+/// kept small: a thousand members catching up at once hold 64 MiB, not a
+/// thousand full queues. The writer empties this much in one or two
+/// writes, so it is no brake on a reader that keeps up.
+const PACED_BYTES: usize = 64 * 1024;
+
 /// A drained queue keeps at most this many slots; a larger buffer, grown
 /// by a burst, is given back once the writer has emptied it, so an idle
 /// connection holds no queue memory.
@@ -264,9 +272,9 @@ impl Outbox {
         Ok(())
     }
 
-    /// Queues `frame` once the queue is less than half full, waiting for
-    /// the writer to make room as long as it takes; never cuts the session
-    /// off. For a producer that can wait (a backlog being streamed, a
+    /// Queues `frame` once the queue is less than half full and holds less
+    /// than [`PACED_BYTES`], waiting for the writer to make room as long as
+    /// it takes; never cuts the session off. For a producer that can wait (a backlog being streamed, a
     /// session's catch-up): other rooms' traffic may fill the queue between
     /// a look and a push, so a full queue is waited out again.
     ///
@@ -274,7 +282,7 @@ impl Outbox {
     /// [`PushError::Closed`] when the session is gone or was cut off.
     pub(crate) async fn push_paced(&self, frame: &Arc<Outbound>) -> Result<(), PushError> {
         loop {
-            while self.is_half_full() {
+            while self.is_half_full() || self.queued_bytes() > PACED_BYTES {
                 if self.is_closed() {
                     return Err(PushError::Closed);
                 }
@@ -314,6 +322,10 @@ impl Outbox {
         let queue = self.queue();
         queue.queued_bytes.load(Ordering::Relaxed) > queue.max_bytes / 2
             || queue.frames().len() > queue.max_frames / 2
+    }
+
+    fn queued_bytes(&self) -> usize {
+        self.queue().queued_bytes.load(Ordering::Relaxed)
     }
 
     /// True once the session has been cut off or its writer is gone.

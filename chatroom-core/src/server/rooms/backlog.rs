@@ -18,8 +18,14 @@ use crate::history::{HistoryError, HistoryStore, Page, PageQuery};
 use crate::protocol::{HistoryEntry, MessageId, RoomName, ServerMessage};
 use crate::registry::{Backlog, Outbound, Outbox, RegistryError, Room, RoomRegistry, SessionId};
 
-/// Messages streamed per step.
+/// Messages streamed per step from the room's memory (frames shared with
+/// the room, so a long page costs nothing).
 const PAGE: usize = 256;
+/// Messages read per step from the history store. Each is this session's
+/// own copy until it is written, so a step stays small: a thousand members
+/// catching up at once each hold one such page (docs/operations.md,
+/// "Memory").
+const STORE_PAGE: usize = 32;
 /// The longest a catch-up may take before it is given up.
 const CATCH_UP_LIMIT: Duration = Duration::from_secs(30);
 
@@ -102,26 +108,30 @@ async fn stream_step(
         None => (Vec::new(), MessageId::MAX),
     };
     if after + 1 >= recent_from && !frames.is_empty() {
-        let last = push_paced(outbox, &frames).await?;
+        let last = push_paced(outbox, frames).await?;
         return Ok(last.unwrap_or(after));
     }
     let Some(store) = registry.history().cloned() else {
         // Nothing older is kept anywhere: skip to what memory holds.
         return Ok(recent_from.saturating_sub(1).max(after));
     };
-    let page = read_page(store, room, PageQuery::After { after, limit: PAGE }).await?;
+    let query = PageQuery::After {
+        after,
+        limit: STORE_PAGE,
+    };
+    let page = read_page(store, room, query).await?;
     if page.messages.is_empty() {
         // Retention removed them, or they never reached the store: what is
         // gone cannot be sent; continue from the oldest still held.
         let last = registry.last_id(room).unwrap_or(after);
         return Ok(recent_from.saturating_sub(1).clamp(after, last.max(after)));
     }
-    let frames: Vec<Arc<Outbound>> = page
+    // Encoded one at a time as the queue takes them.
+    let frames = page
         .messages
         .into_iter()
-        .map(|entry| message_frame(room, entry))
-        .collect();
-    let last = push_paced(outbox, &frames).await?;
+        .map(|entry| message_frame(room, entry));
+    let last = push_paced(outbox, frames).await?;
     Ok(last.unwrap_or(after))
 }
 
@@ -140,12 +150,12 @@ fn message_frame(room: &RoomName, entry: HistoryEntry) -> Arc<Outbound> {
 /// long backlog never overflows it. Returns the id of the last one.
 async fn push_paced(
     outbox: &Outbox,
-    frames: &[Arc<Outbound>],
+    frames: impl IntoIterator<Item = Arc<Outbound>>,
 ) -> Result<Option<MessageId>, BacklogError> {
     let mut last = None;
     for frame in frames {
         outbox
-            .push_paced(frame)
+            .push_paced(&frame)
             .await
             .map_err(|_| BacklogError::Cut)?;
         if let ServerMessage::Message { id, .. } = frame.frame().message {
