@@ -2,8 +2,7 @@
 //! channel side of `MODE`. A channel `#name` is the room `name`.
 
 use crate::protocol::irc::MAX_LINE_LEN;
-use crate::protocol::{Nickname, RoomName};
-use crate::registry::RegistryError;
+use crate::protocol::{ErrorCode, Nickname, RoomName};
 
 use super::super::rooms::Since;
 use super::session::IrcSession;
@@ -49,12 +48,7 @@ impl IrcSession {
                     self.names_of(&room);
                 }
                 Err(e) => {
-                    let code = if matches!(
-                        e,
-                        super::super::rooms::RoomsError::Registry(
-                            RegistryError::TooManyRooms { .. }
-                        )
-                    ) {
+                    let code = if e.code() == ErrorCode::TooManyRooms {
                         "405"
                     } else {
                         "403"
