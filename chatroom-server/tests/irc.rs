@@ -21,11 +21,17 @@ const WAIT: Duration = Duration::from_secs(10);
 /// A server with a chat listener and an IRC listener; returns both
 /// addresses.
 fn start() -> (Server, SocketAddr, SocketAddr) {
+    start_with(&[])
+}
+
+/// [`start`], with more settings.
+fn start_with(settings: &[(&str, &str)]) -> (Server, SocketAddr, SocketAddr) {
     let mut server = Server::builder()
         .listen("127.0.0.1:0")
         .set("irc_listen", "127.0.0.1:0")
         // The text client's greeting comes after the sniff window.
         .set("sniff_ms", "100")
+        .settings(settings)
         .start();
     let chat = server.addr();
     let irc = irc_addr(&mut server);
@@ -341,4 +347,137 @@ fn nothing_said_can_break_another_clients_stream() {
         "{quit}"
     );
     assert!(!quit.contains("PRIVMSG"), "{quit}");
+}
+
+#[test]
+fn a_flood_is_slowed_to_the_rate_not_dropped() {
+    let (_server, chat, irc) = start_with(&[("rate_per_sec", "20"), ("rate_burst", "5")]);
+    let mut flood = IrcClient::joined(irc, "flood", "#lobby", WAIT);
+    let mut bob = JsonClient::hello_in(chat, "bob", "lobby", WAIT);
+    flood.expect("JOIN #lobby");
+    let started = std::time::Instant::now();
+    let lines: String = (1..=25)
+        .map(|i| format!("PRIVMSG #lobby :line {i}\r\n"))
+        .collect();
+    flood.send_raw(lines.as_bytes());
+    for i in 1..=25 {
+        let message = bob.next_of("message");
+        assert_eq!(message["text"], json!(format!("line {i}")));
+    }
+    // Five go at once, the other twenty at 20 a second.
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        started.elapsed()
+    );
+    // The flooder is still served.
+    flood.send("PING :after");
+    assert!(flood.expect("PONG").ends_with(":after"));
+}
+
+#[test]
+fn a_silent_client_is_pinged_then_closed() {
+    let (_server, _, irc) = start_with(&[("ping_interval_secs", "1"), ("idle_timeout_secs", "2")]);
+    let mut quiet = IrcClient::registered(irc, "quiet", WAIT);
+    assert_eq!(quiet.line(), ":chatroom PING :chatroom");
+    quiet.send("PONG :chatroom");
+    assert_eq!(quiet.line(), ":chatroom PING :chatroom");
+    let rest = quiet.until_closed();
+    assert_eq!(rest, [":chatroom ERROR :Closing link: ping timeout"]);
+}
+
+#[test]
+fn caps_add_time_ids_echo_and_the_backlog_on_join() {
+    let (_server, chat, irc) = start();
+    let mut bob = JsonClient::hello_in(chat, "bob", "lobby", WAIT);
+    bob.say("lobby", "said before");
+    let mut alice = IrcClient::connect(irc, WAIT);
+    alice.send("CAP LS 302");
+    alice.send("CAP REQ :server-time message-tags echo-message");
+    alice.send("NICK alice");
+    alice.send("USER alice 0 * :Alice");
+    alice.send("CAP END");
+    alice.expect(" 422 ");
+    alice.send("JOIN #lobby");
+    let joined = alice.lines_until(" 366 ");
+    assert!(joined[0].ends_with(" JOIN #lobby"), "{joined:?}");
+    let backlog = &joined[1];
+    assert!(
+        backlog.starts_with("@time=") && backlog.contains(";msgid=lobby/1 "),
+        "{joined:?}"
+    );
+    assert!(backlog.ends_with(":bob!bob@chatroom PRIVMSG #lobby :said before"));
+
+    alice.send("PRIVMSG #lobby :echoed");
+    let echo = alice.expect("PRIVMSG");
+    assert!(echo.contains(";msgid=lobby/2 "), "{echo}");
+    assert!(echo.ends_with(":alice!alice@chatroom PRIVMSG #lobby :echoed"));
+    assert_eq!(bob.next_of("message")["id"], json!(2));
+    alice.send("PRIVMSG bob :whispered");
+    assert!(
+        alice
+            .expect("PRIVMSG")
+            .ends_with(":alice!alice@chatroom PRIVMSG bob :whispered")
+    );
+    // Capabilities are fixed once registered.
+    alice.send("CAP REQ :-server-time");
+    assert!(alice.expect(" CAP ").contains(" NAK "));
+}
+
+#[test]
+fn shutdown_tells_irc_clients_and_nicks_clash_across_dialects() {
+    let (server, chat, irc) = start();
+    let mut alice = IrcClient::registered(irc, "alice", WAIT);
+    let (_bob, refused) = JsonClient::open(chat, &common::json_client::hello_frame("alice"), WAIT);
+    assert_eq!(refused["type"], "error", "{refused}");
+    let mut second = IrcClient::connect(irc, WAIT);
+    second.send("NICK ALICE");
+    second.send("USER a 0 * :a");
+    assert!(second.line().contains(" 433 * ALICE :"));
+    second.send("NICK alice2");
+    second.expect(" 001 alice2 ");
+    server.signal("TERM");
+    let rest = alice.until_closed();
+    assert_eq!(
+        rest.last().map(String::as_str),
+        Some(":chatroom ERROR :Closing link: server shutting down")
+    );
+}
+
+#[tokio::test]
+async fn with_a_certificate_irc_speaks_tls() {
+    use chatroom_core::testing::TestPki;
+    use chatroom_core::transport::{Connector, TlsConnector, tls};
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+    let pki = TestPki::new("irc-tls");
+    let mut server = Server::builder()
+        .listen("127.0.0.1:0")
+        .set("irc_listen", "127.0.0.1:0")
+        .arg("--tls-cert")
+        .arg(pki.path("cert.pem"))
+        .arg("--tls-key")
+        .arg(pki.path("key.pem"))
+        .start();
+    let irc = irc_addr(&mut server);
+    let config = tls::client_config(Some(&pki.path("ca.pem"))).unwrap();
+    let connector = TlsConnector::new(irc.to_string(), config).unwrap();
+    let registered = tokio::time::timeout(WAIT, async {
+        let mut conn = connector.connect().await.expect("tls handshake");
+        conn.writer
+            .write_all(b"NICK secure\r\nUSER secure 0 * :s\r\n")
+            .await
+            .unwrap();
+        conn.writer.flush().await.unwrap();
+        let mut lines = BufReader::new(conn.reader).lines();
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if line.contains(" 001 ") {
+                return line;
+            }
+        }
+        panic!("closed before 001");
+    })
+    .await
+    .expect("registered in time");
+    assert!(registered.contains(" 001 secure :"), "{registered}");
 }
