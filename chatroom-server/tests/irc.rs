@@ -481,3 +481,25 @@ async fn with_a_certificate_irc_speaks_tls() {
     .expect("registered in time");
     assert!(registered.contains(" 001 secure :"), "{registered}");
 }
+
+#[test]
+fn join_comes_before_a_backlog_read_back_from_the_store() {
+    let (mut server, chat, _) = start();
+    let mut bob = JsonClient::hello_in(chat, "bob", "lobby", WAIT);
+    for i in 1..=3 {
+        bob.say("lobby", &format!("stored {i}"));
+    }
+    drop(bob);
+    // After a restart the room's messages are in the store only, and a
+    // join streams them before it hands over the rest.
+    server.restart();
+    let irc = irc_addr(&mut server);
+    let mut alice = IrcClient::registered(irc, "alice", WAIT);
+    alice.send("JOIN #lobby");
+    let joined = alice.lines_until(" 366 ");
+    assert_eq!(joined[0], ":alice!alice@chatroom JOIN #lobby", "{joined:?}");
+    let backlog: Vec<&String> = joined.iter().filter(|l| l.contains(" PRIVMSG ")).collect();
+    assert_eq!(backlog.len(), 3, "{joined:?}");
+    assert!(backlog[2].ends_with(":bob!bob@chatroom PRIVMSG #lobby :stored 3"));
+    assert_eq!(joined.iter().filter(|l| l.contains(" JOIN ")).count(), 1);
+}

@@ -1,7 +1,7 @@
 //! Channel commands: `JOIN`, `PART`, `NAMES`, `TOPIC`, `LIST` and the
 //! channel side of `MODE`. A channel `#name` is the room `name`.
 
-use crate::protocol::irc::MAX_LINE_LEN;
+use crate::protocol::irc::{Line, MAX_LINE_LEN};
 use crate::protocol::{ErrorCode, Nickname, RoomName};
 
 use super::super::rooms::Since;
@@ -34,9 +34,18 @@ impl IrcSession {
             if self.rooms.contains_key(&room.key()) {
                 continue;
             }
-            // The registry sends this client its own `joined` first, then
-            // the room's recent messages, then the live ones: the writer
-            // shows them as `JOIN` and `PRIVMSG`s, in that order.
+            if self.rooms.len() >= self.shared.limits.max_rooms {
+                let text = format!("You are in {} channels already", self.rooms.len());
+                self.send(self.numerics().about("405", channel, &text));
+                continue;
+            }
+            // The echo goes first, from here: a backlog longer than a join
+            // hands over at once is streamed before the registry's own
+            // `joined` (which the writer does not show to the joiner), and
+            // a client must see `JOIN` before the channel's `PRIVMSG`s.
+            let me = self.names.user(self.nick.as_str());
+            let channel = format!("#{room}");
+            self.send(Line::new(&me, "JOIN").param(&channel).end());
             match self
                 .shared
                 .rooms
@@ -53,7 +62,9 @@ impl IrcSession {
                     } else {
                         "403"
                     };
-                    self.send(self.numerics().about(code, channel, &e.to_string()));
+                    let mut lines = Line::new(&me, "PART").param(&channel).end();
+                    lines += &self.numerics().about(code, &channel, &e.to_string());
+                    self.send(lines);
                 }
             }
         }

@@ -91,6 +91,10 @@ impl Render {
                 return false;
             }
             ServerMessage::Joined { room, nick } => {
+                // The session echoes its own joins, ahead of any backlog.
+                if nick.key() == self.me.key() {
+                    return false;
+                }
                 if self.last_quit.as_deref() == Some(nick.key().as_str()) {
                     self.last_quit = None;
                 }
@@ -319,6 +323,17 @@ mod tests {
             reason: None,
         };
         assert_eq!(shown(&mut r, part), ":carol!carol@srv PART #a\r\n");
+    }
+
+    #[test]
+    fn own_joins_are_left_to_the_session() {
+        let mut r = alice();
+        let joined = |n: &str| ServerMessage::Joined {
+            room: RoomName::new("lobby").unwrap(),
+            nick: nick(n),
+        };
+        assert_eq!(shown(&mut r, joined("alice")), "");
+        assert_eq!(shown(&mut r, joined("bob")), ":bob!bob@srv JOIN #lobby\r\n");
     }
 
     #[test]
