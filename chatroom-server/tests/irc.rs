@@ -273,6 +273,19 @@ fn queries_are_answered() {
     assert!(alice.line().ends_with(" 324 alice #lobby +"));
     alice.send("MODE alice +i");
     assert!(alice.line().ends_with(" 221 alice +"));
+    alice.send("USERHOST bob nobody alice");
+    assert!(
+        alice
+            .line()
+            .ends_with(" 302 alice :bob=+bob@chatroom alice=+alice@chatroom")
+    );
+    alice.send("ISON :bob nobody");
+    assert!(alice.line().ends_with(" 303 alice :bob"));
+    alice.send("WHOWAS gone");
+    assert!(alice.line().contains(" 406 alice gone :"));
+    assert!(alice.line().contains(" 369 alice gone :"));
+    alice.send("MOTD");
+    assert!(alice.line().contains(" 422 alice :"));
     alice.send("AWAY :lunch");
     assert!(alice.line().contains(" 306 alice :"));
     alice.send("AWAY");

@@ -34,6 +34,10 @@ impl IrcSession {
             "WHOIS" => self.on_whois(params),
             "MODE" => self.on_mode(params),
             "AWAY" => self.on_away(params.first().copied()),
+            "MOTD" => self.send(self.numerics().text("422", "MOTD File is missing")),
+            "USERHOST" => self.on_userhost(params),
+            "ISON" => self.on_ison(params),
+            "WHOWAS" => self.on_whowas(params),
             "QUIT" => return Some(self.on_quit(params.first().copied())),
             other => {
                 self.send(self.numerics().about("421", other, "Unknown command"));

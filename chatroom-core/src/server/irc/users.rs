@@ -76,6 +76,49 @@ impl IrcSession {
         self.send(lines);
     }
 
+    /// `302`: `nick=+nick@server` for each of up to five nicks that are
+    /// here.
+    pub(super) fn on_userhost(&mut self, params: &[&str]) {
+        if params.is_empty() {
+            return self.not_enough("USERHOST");
+        }
+        let server = self.names.server();
+        let found: Vec<String> = params
+            .iter()
+            .take(5)
+            .filter_map(|target| self.find(target))
+            .map(|(nick, _)| format!("{nick}=+{nick}@{server}"))
+            .collect();
+        self.send(self.numerics().text("302", &found.join(" ")));
+    }
+
+    /// `303`: which of the nicks asked about are here.
+    pub(super) fn on_ison(&mut self, params: &[&str]) {
+        if params.is_empty() {
+            return self.not_enough("ISON");
+        }
+        let found: Vec<String> = params
+            .iter()
+            .flat_map(|p| p.split(' '))
+            .filter(|t| !t.is_empty())
+            .take(32)
+            .filter_map(|target| self.find(target))
+            .map(|(nick, _)| nick.to_string())
+            .collect();
+        self.send(self.numerics().text("303", &found.join(" ")));
+    }
+
+    /// `406` and `369`: the server keeps no record of nicks that left.
+    pub(super) fn on_whowas(&mut self, params: &[&str]) {
+        let Some(target) = params.first() else {
+            return self.send(self.numerics().text("431", "No nickname given"));
+        };
+        let n = self.numerics();
+        let mut lines = n.about("406", target, "There was no such nickname");
+        lines += &n.about("369", target, "End of WHOWAS");
+        self.send(lines);
+    }
+
     /// The user `target` names, as spelled, and the rooms it is in. This
     /// client is always found, even in no room.
     fn find(&self, target: &str) -> Option<(Nickname, Vec<RoomName>)> {
