@@ -503,6 +503,9 @@ fn join_comes_before_a_backlog_read_back_from_the_store() {
         bob.say("lobby", &format!("stored {i}"));
     }
     drop(bob);
+    // The store commits within 100 ms of the `ok` (docs/operations.md);
+    // the restart kills the server.
+    std::thread::sleep(Duration::from_millis(500));
     // After a restart the room's messages are in the store only, and a
     // join streams them before it hands over the rest.
     server.restart();
@@ -515,4 +518,61 @@ fn join_comes_before_a_backlog_read_back_from_the_store() {
     assert_eq!(backlog.len(), 3, "{joined:?}");
     assert!(backlog[2].ends_with(":bob!bob@chatroom PRIVMSG #lobby :stored 3"));
     assert_eq!(joined.iter().filter(|l| l.contains(" JOIN ")).count(), 1);
+}
+
+#[test]
+fn an_irc_client_that_stops_reading_stalls_nobody_and_is_caught_up() {
+    const MESSAGES: usize = 1504;
+    let (_server, chat, irc) = start_with(&[
+        ("rate_per_sec", "100000"),
+        ("rate_burst", "100000"),
+        ("outbox_frames", "64"),
+        ("outbox_bytes", "65536"),
+    ]);
+    let mut sloth = IrcClient::joined(irc, "sloth", "#lobby", WAIT);
+    let mut carol = IrcClient::joined(irc, "carol", "#lobby", WAIT);
+    let mut bob = JsonClient::hello_in(chat, "bob", "lobby", WAIT);
+    carol.expect("JOIN #lobby");
+    sloth.expect(":carol!carol@chatroom JOIN #lobby");
+    sloth.expect(":bob!bob@chatroom JOIN #lobby");
+
+    // Megabytes of room traffic, more than the sockets and the queue
+    // hold, while the sloth reads nothing.
+    let filler = "z".repeat(3900);
+    let started = std::time::Instant::now();
+    // In rounds of 32, so that bob's own queue (64 frames) holds its oks.
+    for round in 0..MESSAGES / 32 {
+        for i in round * 32 + 1..=round * 32 + 32 {
+            let text = format!("{i}: {filler}");
+            bob.send(&json!({"type": "say", "room": "lobby", "text": text}));
+        }
+        for _ in 0..32 {
+            bob.next_of("ok");
+        }
+    }
+    let said_in = started.elapsed();
+    // Carol reads along and gets every message, in order.
+    let numbers = |client: &mut IrcClient| {
+        let mut next = 1;
+        while next <= MESSAGES {
+            let line = client.line();
+            if let Some(text) = line.split(" PRIVMSG #lobby :").nth(1)
+                && let Some((n, _)) = text.split_once(": ")
+                && let Ok(n) = n.parse::<usize>()
+            {
+                assert_eq!(n, next, "out of order");
+                next += 1;
+            }
+        }
+    };
+    numbers(&mut carol);
+    assert!(
+        said_in < Duration::from_secs(30),
+        "the room was slowed: {said_in:?}"
+    );
+    // The sloth, reading at last, is caught up: nothing lost, nothing
+    // repeated, and its stream is still well formed.
+    numbers(&mut sloth);
+    sloth.send("PING :awake");
+    assert!(sloth.expect("PONG").ends_with(":awake"));
 }

@@ -52,6 +52,18 @@ impl fmt::Display for End {
     }
 }
 
+/// Why the session ends, from how its writer ended.
+fn end_of(ended: Result<WriterEnd, tokio::task::JoinError>) -> End {
+    match ended {
+        Ok(WriterEnd::Cut(CutReason::NickLost)) => End::NickLost,
+        Ok(WriterEnd::Cut(_)) => End::SlowConsumer,
+        Ok(WriterEnd::Failed(e)) => End::WriteFailed(e),
+        // The session holds a sender, so the queue cannot have drained; a
+        // panicked writer is reported as a failed write.
+        Ok(WriterEnd::Drained) | Err(_) => End::WriteFailed(std::io::ErrorKind::BrokenPipe.into()),
+    }
+}
+
 /// A registered IRC session.
 pub(super) struct IrcSession {
     pub(super) shared: Arc<Shared>,
@@ -168,12 +180,7 @@ impl IrcSession {
                     self.push(ServerMessage::Bye { reason: "server shutting down".to_owned() });
                     return End::Shutdown;
                 }
-                ended = &mut writer.0 => return match ended {
-                    Ok(WriterEnd::Cut(CutReason::NickLost)) => End::NickLost,
-                    Ok(WriterEnd::Cut(_)) => End::SlowConsumer,
-                    Ok(WriterEnd::Failed(e)) => End::WriteFailed(e),
-                    Ok(WriterEnd::Drained) | Err(_) => End::WriteFailed(std::io::ErrorKind::BrokenPipe.into()),
-                },
+                ended = &mut writer.0 => return end_of(ended),
                 item = reader.next() => match item {
                     None => Some(End::PeerClosed),
                     Some(Err(e)) => Some(End::ReadFailed(e)),
@@ -181,6 +188,18 @@ impl IrcSession {
                 },
                 () = self.outbox.behind() => {
                     self.on_behind().await;
+                    if self.outbox.is_closed() {
+                        // Cut off, or the writer is gone: nothing more can
+                        // be sent, and rooms may go on waking this session
+                        // until it leaves them. The writer says why once it
+                        // has ended; until then this task must not spin on
+                        // those wake-ups (it would hold a worker thread the
+                        // writer needs).
+                        return end_of((&mut writer.0).await);
+                    }
+                    // A catch-up can finish without waiting; let the other
+                    // tasks on this worker run before the next wake-up.
+                    tokio::task::yield_now().await;
                     None
                 }
                 _ = tokio::time::sleep_until(deadline) => self.on_silence(),
@@ -280,12 +299,29 @@ impl IrcSession {
             .filter_map(|room| Some((room.clone(), room.behind(self.id)?)))
             .collect();
         for (room, after) in behind {
+            // As in the other dialects, the client is told what follows,
+            // once its queue has room: waiting for that paces the catch-up
+            // to what the client reads.
+            let last = room.last_id();
+            if last > after {
+                let lagged = Outbound::message(ServerMessage::Lagged {
+                    room: room.name().clone(),
+                    first: after + 1,
+                    last,
+                });
+                if self.outbox.push_paced(&lagged).await.is_err() {
+                    return;
+                }
+            }
             if let Err(e) = self
                 .shared
                 .rooms
                 .catch_up(self.member(), &room, after)
                 .await
             {
+                if self.outbox.is_closed() {
+                    return;
+                }
                 self.send(self.notice(&e.to_string()));
             }
         }
