@@ -109,7 +109,7 @@ fn run(cli: &Cli) -> Result<(), Failure> {
     runtime.block_on(async {
         // The history store, or the cluster, the settings name.
         let server = builder.build().await.map_err(Failure::Start)?;
-        serve(server, &settings.listen, tls).await
+        serve(server, &settings.listen, &settings.irc_listen, tls).await
     })
 }
 
@@ -128,11 +128,29 @@ fn listener_tls(config: &TlsConfig) -> Result<Option<Arc<rustls::ServerConfig>>,
 async fn serve(
     server: Server,
     addrs: &[String],
+    irc_addrs: &[String],
     tls: Option<Arc<rustls::ServerConfig>>,
 ) -> Result<(), Failure> {
     // Hooked before binding, so a signal that arrives as soon as the
     // `listening` line is out already shuts down gracefully.
     let shutdown = shutdown_signal().map_err(Failure::Signals)?;
+    let listeners = bind(addrs).await?;
+    let irc = bind(irc_addrs).await?;
+    let served = match tls {
+        None => server.run_with_irc(listeners, irc, shutdown).await,
+        Some(config) => {
+            // With a certificate every listener speaks TLS, IRC's too.
+            let tls = |tcp| TlsListener::new(tcp, config.clone());
+            let listeners = listeners.into_iter().map(tls).collect();
+            let irc = irc.into_iter().map(tls).collect();
+            server.run_with_irc(listeners, irc, shutdown).await
+        }
+    };
+    served.map_err(Failure::Serve)
+}
+
+/// Binds every address, in order.
+async fn bind(addrs: &[String]) -> Result<Vec<TcpListener>, Failure> {
     let mut listeners = Vec::with_capacity(addrs.len());
     for addr in addrs {
         listeners.push(
@@ -141,17 +159,7 @@ async fn serve(
                 .map_err(Failure::Listen)?,
         );
     }
-    let served = match tls {
-        None => server.run_all(listeners, shutdown).await,
-        Some(config) => {
-            let listeners = listeners
-                .into_iter()
-                .map(|tcp| TlsListener::new(tcp, config.clone()))
-                .collect();
-            server.run_all(listeners, shutdown).await
-        }
-    };
-    served.map_err(Failure::Serve)
+    Ok(listeners)
 }
 
 /// Completes on the first SIGINT or SIGTERM (Ctrl-C elsewhere).

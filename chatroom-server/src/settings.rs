@@ -25,8 +25,11 @@ use toml::{Table, Value};
 pub(crate) const DEFAULT_LISTEN: &str = "127.0.0.1:7878";
 /// What environment variables for settings start with.
 pub(crate) const ENV_PREFIX: &str = "CHATROOM_";
-/// The one key that is not a [`ServerConfig`] setting.
+/// A key that is not a [`ServerConfig`] setting: the chat addresses.
 pub(crate) const LISTEN: &str = "listen";
+/// A key that is not a [`ServerConfig`] setting: the IRC addresses (none
+/// by default, which leaves IRC off).
+pub(crate) const IRC_LISTEN: &str = "irc_listen";
 
 /// What the command line says, already taken apart by `cli`.
 #[derive(Debug, Default)]
@@ -45,6 +48,8 @@ pub(crate) struct CommandLine {
 pub(crate) struct Settings {
     /// Addresses to bind, in order.
     pub(crate) listen: Vec<String>,
+    /// Addresses to bind for IRC, in order; empty when IRC is off.
+    pub(crate) irc_listen: Vec<String>,
     /// The engine's settings, not yet validated.
     pub(crate) server: ServerConfig,
 }
@@ -171,6 +176,10 @@ impl Settings {
         );
         // Both serialize: the table holds strings, and every field of the
         // config is a TOML scalar.
+        listen.insert(
+            IRC_LISTEN.to_owned(),
+            Value::Array(self.irc_listen.iter().cloned().map(Value::String).collect()),
+        );
         let listen = toml::to_string(&listen).unwrap_or_default();
         let mut server = self.server.clone();
         for secret in [&mut server.cluster.password, &mut server.cluster.token] {
@@ -191,6 +200,11 @@ pub(crate) fn help_table() -> String {
         format!("[\"{DEFAULT_LISTEN}\"]"),
         format!("{ENV_PREFIX}LISTEN (comma-separated)"),
     )];
+    rows.push((
+        IRC_LISTEN.to_owned(),
+        "[] (IRC off)".to_owned(),
+        format!("{ENV_PREFIX}IRC_LISTEN (comma-separated)"),
+    ));
     let defaults = toml::to_string(&ServerConfig::default()).unwrap_or_default();
     for (key, value) in defaults.lines().filter_map(|l| l.split_once(" = ")) {
         rows.push((
@@ -251,6 +265,7 @@ impl Layers {
             LISTEN.to_owned(),
             Value::Array(vec![Value::String(DEFAULT_LISTEN.to_owned())]),
         );
+        defaults.insert(IRC_LISTEN.to_owned(), Value::Array(Vec::new()));
         Self {
             merged: defaults.clone(),
             defaults,
@@ -302,13 +317,22 @@ impl Layers {
             .remove(LISTEN)
             .unwrap_or(Value::Array(Vec::new()));
         let listen = listen_list(&listen).map_err(|r| invalid(LISTEN, r))?;
+        let irc_listen = self
+            .merged
+            .remove(IRC_LISTEN)
+            .unwrap_or(Value::Array(Vec::new()));
+        let irc_listen = address_list(&irc_listen).map_err(|r| invalid(IRC_LISTEN, r))?;
         // Each value was checked on its own as it was set, so the whole
         // table deserializes; this only guards against that changing.
         let server = self
             .merged
             .try_into::<ServerConfig>()
             .map_err(|e| invalid("*", e.message().to_owned()))?;
-        Ok(Settings { listen, server })
+        Ok(Settings {
+            listen,
+            irc_listen,
+            server,
+        })
     }
 }
 
@@ -337,6 +361,9 @@ fn read_file(path: &Path) -> Result<Table, SettingsError> {
 fn check(key: &str, value: &Value) -> Result<(), String> {
     if key == LISTEN {
         return listen_list(value).map(drop);
+    }
+    if key == IRC_LISTEN {
+        return address_list(value).map(drop);
     }
     let mut one = Table::new();
     one.insert(key.to_owned(), value.clone());
@@ -389,6 +416,15 @@ fn listen_list(value: &Value) -> Result<Vec<String>, String> {
     if items.is_empty() {
         return Err("needs at least one address".to_owned());
     }
+    address_list(value)
+}
+
+/// The addresses in a value: a list, maybe empty, of well-formed
+/// addresses.
+fn address_list(value: &Value) -> Result<Vec<String>, String> {
+    let Value::Array(items) = value else {
+        return Err("expected a list of addresses, like [\"127.0.0.1:6667\"]".to_owned());
+    };
     items
         .iter()
         .map(|item| match item {
@@ -434,6 +470,33 @@ mod tests {
         ));
         std::fs::write(&path, text).unwrap();
         path
+    }
+
+    #[test]
+    fn irc_is_off_unless_irc_listen_names_addresses() {
+        let s = load(&CommandLine::default(), env(&[])).unwrap();
+        assert!(s.irc_listen.is_empty());
+        let vars = env(&[("CHATROOM_IRC_LISTEN", "127.0.0.1:6667, [::1]:6667")]);
+        let s = load(&CommandLine::default(), vars).unwrap();
+        assert_eq!(s.irc_listen, ["127.0.0.1:6667", "[::1]:6667"]);
+        let file = temp_file("irc", "irc_listen = [\"0.0.0.0:6697\"]\n");
+        let s = load(&line(Some(&file), &[], &[]), env(&[])).unwrap();
+        assert_eq!(s.irc_listen, ["0.0.0.0:6697"]);
+        let s = load(&line(None, &[("irc_listen", "127.0.0.1:7")], &[]), env(&[])).unwrap();
+        assert_eq!(s.irc_listen, ["127.0.0.1:7"]);
+        let printed = load(
+            &CommandLine::default(),
+            env(&[("CHATROOM_IRC_LISTEN", "127.0.0.1:1")]),
+        )
+        .unwrap()
+        .to_toml();
+        assert!(
+            printed.contains("irc_listen = [\"127.0.0.1:1\"]"),
+            "{printed}"
+        );
+        let bad = load(&line(None, &[("irc_listen", "nowhere")], &[]), env(&[]));
+        assert!(matches!(bad, Err(SettingsError::Value { key, .. }) if key == IRC_LISTEN));
+        let _ = std::fs::remove_file(file);
     }
 
     #[test]

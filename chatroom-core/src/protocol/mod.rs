@@ -8,6 +8,7 @@
 
 mod codec;
 mod error;
+pub(crate) mod irc;
 mod names;
 pub mod text;
 

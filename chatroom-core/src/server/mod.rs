@@ -24,6 +24,7 @@
 mod builder;
 mod config;
 mod error;
+mod irc;
 mod peers;
 mod rate;
 mod rooms;
@@ -153,16 +154,37 @@ impl Server {
         listeners: Vec<L>,
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), ServerError> {
-        if listeners.is_empty() {
+        self.run_with_irc(listeners, Vec::new(), shutdown).await
+    }
+
+    /// Serves `listeners` in the server's own dialects and `irc` in the
+    /// IRC dialect (see docs/irc.md) as one server: the same rooms, nicks,
+    /// history and limits.
+    ///
+    /// # Errors
+    /// As [`Server::run`], and [`ServerError::NoListener`] when both lists
+    /// are empty.
+    pub async fn run_with_irc<L: Listener>(
+        self,
+        listeners: Vec<L>,
+        irc: Vec<L>,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<(), ServerError> {
+        if listeners.is_empty() && irc.is_empty() {
             return Err(ServerError::NoListener);
         }
         let stop = CancellationToken::new();
         // Accept loops run as tasks and hand connections over this channel,
         // so one engine loop serves any number of listeners.
-        let (conn_tx, mut conn_rx) = mpsc::channel::<Result<Connection, TransportError>>(64);
+        let (conn_tx, mut conn_rx) =
+            mpsc::channel::<(Kind, Result<Connection, TransportError>)>(64);
         let mut acceptors = JoinSet::new();
-        for mut listener in listeners {
-            tracing::info!(addr = %listener.local_addr(), "listening");
+        let kinds = listeners
+            .into_iter()
+            .map(|l| (Kind::Chat, l))
+            .chain(irc.into_iter().map(|l| (Kind::Irc, l)));
+        for (kind, mut listener) in kinds {
+            tracing::info!(addr = %listener.local_addr(), dialect = %kind.name(), "listening");
             let tx = conn_tx.clone();
             let stop = stop.clone();
             acceptors.spawn(async move {
@@ -172,7 +194,7 @@ impl Server {
                         a = listener.accept() => a,
                     };
                     let fatal = accepted.is_err();
-                    if tx.send(accepted).await.is_err() || fatal {
+                    if tx.send((kind, accepted)).await.is_err() || fatal {
                         return;
                     }
                 }
@@ -198,8 +220,8 @@ impl Server {
             tokio::select! {
                 _ = &mut shutdown => break Ok(()),
                 accepted = conn_rx.recv() => match accepted {
-                    Some(Ok(conn)) => self.admit(conn, &permits, &peers, &mut sessions, &stop),
-                    Some(Err(e)) => break Err(ServerError::Transport(e)),
+                    Some((kind, Ok(conn))) => self.admit(conn, kind, &permits, &peers, &mut sessions, &stop),
+                    Some((_, Err(e))) => break Err(ServerError::Transport(e)),
                     None => break Ok(()),
                 },
                 Some(_) = sessions.join_next(), if !sessions.is_empty() => {}
@@ -239,6 +261,7 @@ impl Server {
     fn admit(
         &self,
         conn: Connection,
+        kind: Kind,
         permits: &Arc<Semaphore>,
         peers: &Arc<PeerTable>,
         sessions: &mut JoinSet<()>,
@@ -270,10 +293,32 @@ impl Server {
         let shared = self.shared.clone();
         let stop = stop.child_token();
         sessions.spawn(async move {
-            session::serve(shared, conn, stop).await;
+            match kind {
+                Kind::Chat => session::serve(shared, conn, stop).await,
+                Kind::Irc => irc::serve(shared, conn, stop).await,
+            }
             drop(slot);
             drop(permit);
         });
+    }
+}
+
+/// Which dialects a listener's connections speak.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    /// Native, text, or the web side: told apart by their first bytes.
+    Chat,
+    /// IRC, which a listener of its own serves: an IRC client's first
+    /// line (`CAP`, `NICK`) would read as text.
+    Irc,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Chat => "chat",
+            Self::Irc => "irc",
+        }
     }
 }
 

@@ -12,8 +12,9 @@
 //!   signal, stop, kill and restart it ([`log`] keeps its stderr,
 //!   [`resources`] reads its memory and descriptors, [`temp`] gives the
 //!   scratch directories).
-//! - Clients: [`json_client`] (native dialect) and [`text_client`] (as on
-//!   `nc`) over blocking sockets ([`line_conn`]); for cases with hundreds
+//! - Clients: [`json_client`] (native dialect), [`text_client`] (as on
+//!   `nc`) and [`irc_client`] (raw IRC lines) over blocking sockets
+//!   ([`line_conn`]); for cases with hundreds
 //!   of connections, the shared async line client,
 //!   `chatroom_core::testing::Peer`. TLS is tested through
 //!   `chatroom_core::client`, and WebSocket through a real browser
@@ -29,6 +30,7 @@ pub(crate) mod abuse;
 pub(crate) mod browser;
 pub(crate) mod cluster;
 pub(crate) mod cluster_auth;
+pub(crate) mod irc_client;
 pub(crate) mod json_client;
 pub(crate) mod line_conn;
 pub(crate) mod log;

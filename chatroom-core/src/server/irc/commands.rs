@@ -1,0 +1,132 @@
+//! A registered client's commands, one function each (channel commands in
+//! `channels`, messages in `messages`, user queries in `users`). Every
+//! refusal is a numeric to this client; none touches another connection.
+
+use crate::protocol::irc::{Line, Message};
+use crate::protocol::{self, ErrorCode, Nickname, ServerMessage};
+
+use super::names::SUPPORTED_CAPS;
+use super::register::{not_enough, pong};
+use super::session::{End, IrcSession};
+
+impl IrcSession {
+    /// Serves one command.
+    pub(super) async fn dispatch(&mut self, message: &Message<'_>) -> Option<End> {
+        let params = &message.params;
+        match message.command.as_str() {
+            "PING" => {
+                self.send(pong(self.names.server(), params.first().copied()));
+            }
+            "PONG" => {}
+            "PASS" | "USER" => {
+                self.send(self.numerics().text("462", "You may not reregister"));
+            }
+            "NICK" => self.on_nick(params.first().copied()).await,
+            "CAP" => self.on_cap(params),
+            "JOIN" => self.on_join(params).await,
+            "PART" => self.on_part(params),
+            "PRIVMSG" => self.on_message(params, false).await,
+            "NOTICE" => self.on_message(params, true).await,
+            "NAMES" => self.on_names(params),
+            "TOPIC" => self.on_topic(params),
+            "LIST" => self.on_list(),
+            "WHO" => self.on_who(params),
+            "WHOIS" => self.on_whois(params),
+            "MODE" => self.on_mode(params),
+            "AWAY" => self.on_away(params.first().copied()),
+            "MOTD" => self.send(self.numerics().text("422", "MOTD File is missing")),
+            "USERHOST" => self.on_userhost(params),
+            "ISON" => self.on_ison(params),
+            "WHOWAS" => self.on_whowas(params),
+            "QUIT" => return Some(self.on_quit(params.first().copied())),
+            other => {
+                self.send(self.numerics().about("421", other, "Unknown command"));
+            }
+        }
+        None
+    }
+
+    async fn on_nick(&mut self, wanted: Option<&str>) {
+        let n = self.numerics();
+        let wanted = match wanted {
+            None | Some("") => return self.send(n.text("431", "No nickname given")),
+            Some(wanted) => wanted,
+        };
+        let new = match Nickname::new(wanted) {
+            Ok(new) => new,
+            Err(e) => {
+                let text = format!("Erroneous nickname: {e}");
+                return self.send(n.about("432", wanted, &text));
+            }
+        };
+        if new.as_str() == self.nick.as_str() {
+            return;
+        }
+        // The registry tells this client and everyone in its rooms with a
+        // `nick_changed` frame, which the writer shows as `NICK`.
+        match self.shared.rooms.rename(self.id, &self.nick, &new).await {
+            Ok(()) => self.nick = new,
+            Err(e) if e.code() == ErrorCode::NickTaken => {
+                let line = n.about("433", new.as_str(), "Nickname is already in use");
+                self.send(line);
+            }
+            Err(e) => self.send(self.notice(&e.to_string())),
+        }
+    }
+
+    fn on_cap(&mut self, params: &[&str]) {
+        let sub = params.first().map(|s| s.to_ascii_uppercase());
+        let server = self.names.server();
+        let cap = |verb: &str, list: &str| {
+            Line::new(server, "CAP")
+                .param(self.nick.as_str())
+                .param(verb)
+                .trailing(list)
+        };
+        let line = match sub.as_deref() {
+            Some("LS") => cap("LS", SUPPORTED_CAPS),
+            Some("LIST") => cap("LIST", &self.caps.list()),
+            // The writer renders with the capabilities it was given at
+            // registration, so they cannot change afterwards.
+            Some("REQ") => cap("NAK", params.get(1).copied().unwrap_or("")),
+            Some("END") => return,
+            _ => self.numerics().about(
+                "410",
+                params.first().copied().unwrap_or("*"),
+                "Invalid CAP command",
+            ),
+        };
+        self.send(line);
+    }
+
+    fn on_away(&mut self, message: Option<&str>) {
+        let n = self.numerics();
+        match message.filter(|m| !m.is_empty()) {
+            Some(text) => {
+                self.send(n.text("306", "You have been marked as being away"));
+                self.away = Some(text.to_owned());
+            }
+            None => {
+                self.send(n.text("305", "You are no longer marked as being away"));
+                self.away = None;
+            }
+        }
+    }
+
+    fn on_quit(&mut self, reason: Option<&str>) -> End {
+        // The reason goes to every room the client was in, so it obeys the
+        // rules of message text; a bad one is dropped.
+        let reason = reason
+            .map(protocol::irc::strip_formatting)
+            .filter(|r| protocol::validate_text(r).is_ok());
+        self.push(ServerMessage::Bye {
+            reason: "quit".to_owned(),
+        });
+        End::Quit(reason)
+    }
+
+    /// `461` for `command`.
+    pub(super) fn not_enough(&self, command: &str) {
+        self.send(not_enough(&self.numerics(), command));
+    }
+}

@@ -1,0 +1,116 @@
+//! How this server names itself and its users in IRC lines, and the
+//! capabilities a connection asked for.
+
+use std::sync::Arc;
+
+/// The server's name as IRC shows it, and the `nick!user@host` of users.
+///
+/// Every user's source is `nick!nick@SERVER`: the other dialects have no
+/// user name or host to show, and an address is not for others to see.
+#[derive(Debug, Clone)]
+pub(super) struct Names {
+    server: Arc<str>,
+}
+
+impl Names {
+    /// `server_name` with anything outside `A-Za-z0-9.-_` dropped (it is a
+    /// free-form setting, and a source must be one token); `chatroom` if
+    /// nothing is left.
+    pub(super) fn new(server_name: &str) -> Self {
+        let clean: String = server_name
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+            .take(63)
+            .collect();
+        let server = if clean.is_empty() {
+            "chatroom".into()
+        } else {
+            clean.into()
+        };
+        Self { server }
+    }
+
+    /// The server's name, the source of numerics.
+    pub(super) fn server(&self) -> &str {
+        &self.server
+    }
+
+    /// A user's source: `nick!nick@server`.
+    pub(super) fn user(&self, nick: &str) -> String {
+        format!("{nick}!{nick}@{}", self.server)
+    }
+}
+
+/// The IRCv3 capabilities a connection enabled.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct Caps {
+    /// `server-time`: messages carry the time the server stamped.
+    pub(super) server_time: bool,
+    /// `echo-message`: the client's own messages come back to it.
+    pub(super) echo_message: bool,
+    /// `message-tags`: messages carry their id as `msgid`.
+    pub(super) message_tags: bool,
+}
+
+/// What `CAP LS` offers.
+pub(super) const SUPPORTED_CAPS: &str = "echo-message message-tags server-time";
+
+impl Caps {
+    /// Applies a `CAP REQ` list: all of it, or none of it when one name is
+    /// unknown (as the spec says). True when it was applied.
+    pub(super) fn request(&mut self, list: &str) -> bool {
+        let mut next = *self;
+        for item in list.split(' ').filter(|s| !s.is_empty()) {
+            let (on, name) = match item.strip_prefix('-') {
+                Some(name) => (false, name),
+                None => (true, item),
+            };
+            match name {
+                "server-time" => next.server_time = on,
+                "echo-message" => next.echo_message = on,
+                "message-tags" => next.message_tags = on,
+                _ => return false,
+            }
+        }
+        *self = next;
+        true
+    }
+
+    /// The enabled names, for `CAP LIST`.
+    pub(super) fn list(self) -> String {
+        let mut names = Vec::new();
+        if self.echo_message {
+            names.push("echo-message");
+        }
+        if self.message_tags {
+            names.push("message-tags");
+        }
+        if self.server_time {
+            names.push("server-time");
+        }
+        names.join(" ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_server_name_is_one_token() {
+        assert_eq!(Names::new("my chat\r\nX").server(), "mychatX");
+        assert_eq!(Names::new(" :: ").server(), "chatroom");
+        assert_eq!(Names::new("irc.example").user("bob"), "bob!bob@irc.example");
+    }
+
+    #[test]
+    fn a_request_is_all_or_nothing() {
+        let mut caps = Caps::default();
+        assert!(!caps.request("server-time sasl"));
+        assert_eq!(caps, Caps::default());
+        assert!(caps.request("server-time echo-message"));
+        assert_eq!(caps.list(), "echo-message server-time");
+        assert!(caps.request("-echo-message"));
+        assert_eq!(caps.list(), "server-time");
+    }
+}
