@@ -260,8 +260,8 @@ fn slowloris_connections_are_closed_by_their_timeouts() {
     run_case(async move {
         // A native loris sends its `{` as soon as its task first runs; with
         // a thousand of them starting at once on two cores that can be later
-        // than the default 30 ms window, and the loris would be taken for a
-        // text one. The cases here are about timeouts, not the window.
+        // than a short window, and the loris would be taken for a text one.
+        // The cases here are about timeouts, not the window: it is pinned.
         let server = start_server(&settings(&[
             ("handshake_timeout_secs", "1"),
             ("text_idle_timeout_secs", "2"),

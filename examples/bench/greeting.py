@@ -5,13 +5,15 @@ connects 50 times one after another, sends nothing, and times the first
 byte of the greeting from the moment the connection is open. Bounded: 50
 connections, a few seconds; stops the server at the end.
 
-    python3 examples/bench/greeting.py target/release/chatroom-server
+    python3 examples/bench/greeting.py target/release/chatroom-server [SERVER ARGS...]
+
+SERVER ARGS go to the server, e.g. `--set sniff_ms=30 --set web=false`.
 """
 import socket, subprocess, time, os, sys, tempfile, statistics
 srv=sys.argv[1]
 s=socket.socket(); s.bind(("127.0.0.1",0)); port=s.getsockname()[1]; s.close()
 d=tempfile.mkdtemp()
-p=subprocess.Popen([srv,"--listen",f"127.0.0.1:{port}"],env=dict(os.environ,CHATROOM_DATA_DIR=d,RUST_LOG="warn"),stdout=subprocess.DEVNULL,stderr=subprocess.DEVNULL)
+p=subprocess.Popen([srv,"--listen",f"127.0.0.1:{port}"]+sys.argv[2:],env=dict(os.environ,CHATROOM_DATA_DIR=d,RUST_LOG="warn"),stdout=subprocess.DEVNULL,stderr=subprocess.DEVNULL)
 for _ in range(100):
     try: socket.create_connection(("127.0.0.1",port)).close(); break
     except OSError: time.sleep(0.1)

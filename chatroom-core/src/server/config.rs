@@ -283,7 +283,7 @@ impl Default for LimitsConfig {
             max_connections: 10_000,
             outbox_frames: 1024,
             outbox_bytes: 1024 * 1024,
-            sniff_ms: 30,
+            sniff_ms: 250,
             handshake_timeout_secs: 10,
             ping_interval_secs: 30,
             idle_timeout_secs: 90,
