@@ -120,6 +120,13 @@ pub trait HistoryStore: Send + Sync + fmt::Debug + 'static {
     /// # Errors
     /// [`HistoryError`] when the store cannot be written.
     fn flush(&self) -> Result<(), HistoryError>;
+
+    /// Whether the store takes writes now, for readiness checks: false
+    /// once a commit has failed, until one succeeds again. Must not wait.
+    /// The default, for stores that cannot fail to write, is true.
+    fn is_writable(&self) -> bool {
+        true
+    }
 }
 
 /// Picks the page out of entries sorted by id; shared by the stores that

@@ -3,8 +3,9 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
 use rusqlite::{Connection, params};
@@ -40,6 +41,9 @@ pub struct SqliteStore {
     reader: Mutex<Connection>,
     /// Folded room name → last id appended, kept in memory for `last_id`.
     last_ids: Mutex<HashMap<String, MessageId>>,
+    /// Whether the writer thread's last commit succeeded; the writer sets
+    /// it, readiness checks read it.
+    writable: Arc<AtomicBool>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -103,9 +107,11 @@ impl SqliteStore {
             map
         };
         let (tx, rx) = mpsc::sync_channel(QUEUE_CAPACITY);
+        let writable = Arc::new(AtomicBool::new(true));
+        let health = writable.clone();
         let writer = std::thread::Builder::new()
             .name("chatroom-history".to_owned())
-            .spawn(move || write_loop(writer_conn, rx))
+            .spawn(move || write_loop(writer_conn, rx, &health))
             .map_err(|source| HistoryError::Open {
                 path: path.display().to_string(),
                 source,
@@ -116,6 +122,7 @@ impl SqliteStore {
             writer: Mutex::new(Some(writer)),
             reader: Mutex::new(reader),
             last_ids: Mutex::new(last_ids),
+            writable,
         })
     }
 
@@ -145,7 +152,7 @@ impl Drop for SqliteStore {
     }
 }
 
-fn write_loop(mut conn: Connection, rx: Receiver<Command>) {
+fn write_loop(mut conn: Connection, rx: Receiver<Command>, writable: &AtomicBool) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while let Ok(first) = rx.recv() {
         // Group commit: everything that queued up while the last commit ran
@@ -160,22 +167,28 @@ fn write_loop(mut conn: Connection, rx: Receiver<Command>) {
                     }
                 }
                 other => {
-                    commit_or_log(&mut conn, &mut batch);
+                    commit_or_log(&mut conn, &mut batch, writable);
                     run_command(&mut conn, other);
                     next = rx.try_recv().ok();
                 }
             }
         }
-        commit_or_log(&mut conn, &mut batch);
+        commit_or_log(&mut conn, &mut batch, writable);
     }
-    commit_or_log(&mut conn, &mut batch);
+    commit_or_log(&mut conn, &mut batch, writable);
 }
 
-fn commit_or_log(conn: &mut Connection, batch: &mut Vec<(String, RoomName, HistoryEntry)>) {
+fn commit_or_log(
+    conn: &mut Connection,
+    batch: &mut Vec<(String, RoomName, HistoryEntry)>,
+    writable: &AtomicBool,
+) {
     if batch.is_empty() {
         return;
     }
-    if let Err(e) = commit(conn, batch) {
+    let committed = commit(conn, batch);
+    writable.store(committed.is_ok(), Relaxed);
+    if let Err(e) = committed {
         tracing::error!(error = %e, lost = batch.len(), "history commit failed");
     }
     batch.clear();
@@ -324,6 +337,10 @@ impl HistoryStore for SqliteStore {
         let (tx, rx) = mpsc::channel();
         self.send(Command::Flush(tx))?;
         rx.recv().map_err(|_| HistoryError::WriterGone)?
+    }
+
+    fn is_writable(&self) -> bool {
+        self.writable.load(Relaxed) && lock(&self.queue).is_some()
     }
 }
 

@@ -194,6 +194,7 @@ async fn chat(
         return;
     };
     tracing::info!(%peer, nick = %session.nick, ?dialect, "connected");
+    shared.metrics.connected(dialect);
 
     let first = match first_text {
         Some(frame) => Some(session.on_frame(frame).await),
@@ -204,6 +205,7 @@ async fn chat(
         _ => session.run(&mut reader, &mut writer_task, &shutdown).await,
     };
     tracing::info!(%peer, nick = %session.nick, reason = %end, "disconnected");
+    shared.metrics.disconnected(dialect, end.label());
     session.finish(&end);
     if !writer_task.0.is_finished() {
         // The writer drains what is queued (a `bye`, say) and closes. On
@@ -252,7 +254,10 @@ impl Session {
                     Some(Ok(frame)) => self.on_frame(frame).await,
                 },
                 done = self.says.next(), if !self.says.is_empty() => self.on_said(done),
-                () = self.outbox.behind() => self.on_behind().await,
+                () = self.outbox.behind() => {
+                    self.shared.metrics.lagged();
+                    self.on_behind().await
+                }
                 _ = tokio::time::sleep_until(deadline) => self.on_silence(),
             };
             if let Flow::Close(end) = flow {
@@ -304,6 +309,7 @@ impl Session {
         // The other nodes are told even at shutdown: for them this node's
         // members leave one by one, as they would from a node that stays.
         let silently = matches!(end, End::Shutdown);
+        self.shared.metrics.left(self.rooms.len() as u64);
         self.shared
             .rooms
             .depart(self.id, &self.nick, self.rooms.values(), reason, silently);
