@@ -1,6 +1,6 @@
 //! The operator's side of the real binary: `/metrics`, `/healthz` and
-//! `/readyz` on `admin_listen`, reloading settings on SIGHUP, and JSON
-//! logs.
+//! `/readyz` on `admin_listen`, reloading settings on SIGHUP, JSON logs,
+//! and the example config file in packaging/.
 //!
 //! Every server listens on free loopback ports and every wait has a
 //! deadline, so a bug fails a test instead of hanging it.
@@ -313,4 +313,53 @@ fn json_logs_are_one_object_per_line() {
         }
     }
     assert!(child.wait().expect("exit status").success());
+}
+
+/// packaging/chatroom.toml, relative to this crate.
+const EXAMPLE_CONFIG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../packaging/chatroom.toml");
+
+#[test]
+fn the_example_config_names_every_setting_and_loads() {
+    let example = std::fs::read_to_string(EXAMPLE_CONFIG).expect("packaging/chatroom.toml");
+    // As shipped, everything is commented out: the defaults.
+    let defaults = Server::builder().arg("--print-config").run();
+    assert_eq!(defaults.code, Some(0), "{}", defaults.stderr);
+    let shipped = Server::builder()
+        .args(["--config", EXAMPLE_CONFIG, "--print-config"])
+        .run();
+    assert_eq!(shipped.code, Some(0), "{}", shipped.stderr);
+    assert_eq!(shipped.stdout, defaults.stdout);
+
+    // Uncommented, it names every setting with its real default, as the
+    // real loader reads it.
+    let uncommented: String = example
+        .lines()
+        .filter_map(|l| l.strip_prefix("# "))
+        .filter(|l| {
+            l.split_once(" = ")
+                .is_some_and(|(key, _)| key.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    for line in defaults.stdout.lines() {
+        let key = line.split(" = ").next().expect("key = value");
+        assert!(
+            uncommented
+                .lines()
+                .any(|l| l.starts_with(&format!("{key} = "))),
+            "packaging/chatroom.toml lacks `# {key} = ...`"
+        );
+    }
+    let dir = TempDir::new("example-config");
+    let file = dir.write("server.toml", &uncommented);
+    let loaded = Server::builder()
+        .arg("--config")
+        .arg(&file)
+        .arg("--print-config")
+        .run();
+    assert_eq!(loaded.code, Some(0), "{}", loaded.stderr);
+    assert_eq!(
+        loaded.stdout, defaults.stdout,
+        "a default in packaging/chatroom.toml is not the real one"
+    );
 }
