@@ -130,6 +130,25 @@ fn metrics_follow_a_short_chat() {
 }
 
 #[test]
+fn the_durable_store_reports_its_commit_times() {
+    // The default store: SQLite, in the scratch directory.
+    let server = Server::builder()
+        .listen("127.0.0.1:0")
+        .set("admin_listen", "127.0.0.1:0")
+        .start();
+    let admin = admin_addr(&server);
+    let (mut ann, _) = JsonClient::hello(server.addr(), "ann", DEADLINE);
+    ann.join("ops");
+    ann.say("ops", "kept");
+    let body = scrape_until(admin, "chatroom_history_commit_seconds_count", 1, DEADLINE);
+    promtool_check(&body);
+    assert!(
+        sample(&body, "chatroom_history_commit_seconds_bucket{le=\"+Inf\"}") >= 1,
+        "{body}"
+    );
+}
+
+#[test]
 fn refusals_at_the_door_are_counted_by_limit() {
     let server = start_with_admin(&[("max_connections", "1")]);
     let admin = admin_addr(&server);

@@ -12,7 +12,9 @@ use rusqlite::{Connection, params};
 
 use crate::protocol::{HistoryEntry, MessageId, Nickname, RoomName, Timestamp};
 
-use super::{HistoryError, HistoryStore, Page, PageQuery, Retention, SyncMode};
+use super::{
+    CommitSnapshot, CommitTimes, HistoryError, HistoryStore, Page, PageQuery, Retention, SyncMode,
+};
 
 /// Messages that may wait for the writer. Past this the store refuses new
 /// appends (and logs it) rather than grow without bound behind a stalled disk.
@@ -44,6 +46,8 @@ pub struct SqliteStore {
     /// Whether the writer thread's last commit succeeded; the writer sets
     /// it, readiness checks read it.
     writable: Arc<AtomicBool>,
+    /// How long the writer thread's commits take; it records, metrics read.
+    commit_times: Arc<CommitTimes>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -108,7 +112,11 @@ impl SqliteStore {
         };
         let (tx, rx) = mpsc::sync_channel(QUEUE_CAPACITY);
         let writable = Arc::new(AtomicBool::new(true));
-        let health = writable.clone();
+        let commit_times = Arc::new(CommitTimes::default());
+        let health = Health {
+            writable: writable.clone(),
+            times: commit_times.clone(),
+        };
         let writer = std::thread::Builder::new()
             .name("chatroom-history".to_owned())
             .spawn(move || write_loop(writer_conn, rx, &health))
@@ -123,6 +131,7 @@ impl SqliteStore {
             reader: Mutex::new(reader),
             last_ids: Mutex::new(last_ids),
             writable,
+            commit_times,
         })
     }
 
@@ -152,7 +161,13 @@ impl Drop for SqliteStore {
     }
 }
 
-fn write_loop(mut conn: Connection, rx: Receiver<Command>, writable: &AtomicBool) {
+/// What the writer thread tells the store about its commits.
+struct Health {
+    writable: Arc<AtomicBool>,
+    times: Arc<CommitTimes>,
+}
+
+fn write_loop(mut conn: Connection, rx: Receiver<Command>, health: &Health) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while let Ok(first) = rx.recv() {
         // Group commit: everything that queued up while the last commit ran
@@ -167,27 +182,29 @@ fn write_loop(mut conn: Connection, rx: Receiver<Command>, writable: &AtomicBool
                     }
                 }
                 other => {
-                    commit_or_log(&mut conn, &mut batch, writable);
+                    commit_or_log(&mut conn, &mut batch, health);
                     run_command(&mut conn, other);
                     next = rx.try_recv().ok();
                 }
             }
         }
-        commit_or_log(&mut conn, &mut batch, writable);
+        commit_or_log(&mut conn, &mut batch, health);
     }
-    commit_or_log(&mut conn, &mut batch, writable);
+    commit_or_log(&mut conn, &mut batch, health);
 }
 
 fn commit_or_log(
     conn: &mut Connection,
     batch: &mut Vec<(String, RoomName, HistoryEntry)>,
-    writable: &AtomicBool,
+    health: &Health,
 ) {
     if batch.is_empty() {
         return;
     }
+    let started = std::time::Instant::now();
     let committed = commit(conn, batch);
-    writable.store(committed.is_ok(), Relaxed);
+    health.times.record(started.elapsed());
+    health.writable.store(committed.is_ok(), Relaxed);
     if let Err(e) = committed {
         tracing::error!(error = %e, lost = batch.len(), "history commit failed");
     }
@@ -341,6 +358,10 @@ impl HistoryStore for SqliteStore {
 
     fn is_writable(&self) -> bool {
         self.writable.load(Relaxed) && lock(&self.queue).is_some()
+    }
+
+    fn commit_times(&self) -> Option<CommitSnapshot> {
+        Some(self.commit_times.snapshot())
     }
 }
 

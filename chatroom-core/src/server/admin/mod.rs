@@ -80,7 +80,12 @@ impl Admin {
 
     /// Every metric, in the Prometheus text exposition format (0.0.4).
     pub fn metrics(&self) -> String {
-        metrics::render(&self.shared.metrics, self.readiness().is_ready())
+        let commits = self.shared.rooms.history().and_then(|h| h.commit_times());
+        metrics::render(
+            &self.shared.metrics,
+            self.readiness().is_ready(),
+            commits.as_ref(),
+        )
     }
 
     /// The media type of [`Admin::metrics`], for a `Content-Type` header.

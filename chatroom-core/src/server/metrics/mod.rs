@@ -158,7 +158,7 @@ mod tests {
         c.published(3, 1);
         c.joined(2);
         c.left(1);
-        let text = render(&c, true);
+        let text = render(&c, true, None);
         for line in [
             "chatroom_connections{dialect=\"native\"} 1",
             "chatroom_connections{dialect=\"text\"} 0",

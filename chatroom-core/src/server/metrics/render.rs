@@ -4,6 +4,8 @@
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
+use crate::history::{COMMIT_BUCKETS, CommitSnapshot};
+
 use super::{Counters, DIALECTS, END_REASONS, REFUSALS};
 
 /// The media type of what [`render`] writes, for the `Content-Type` header.
@@ -43,8 +45,9 @@ impl<'a> Family<'a> {
     }
 }
 
-/// Writes every counter, the readiness checks and the build information.
-pub(crate) fn render(c: &Counters, ready: bool) -> String {
+/// Writes every counter, the readiness checks, the build information and,
+/// for a store that reports them, its commit times.
+pub(crate) fn render(c: &Counters, ready: bool, commits: Option<&CommitSnapshot>) -> String {
     let mut out = String::with_capacity(4096);
     let o = &mut out;
     Family::new(
@@ -130,5 +133,25 @@ pub(crate) fn render(c: &Counters, ready: bool) -> String {
     for (name, help, value) in plain {
         Family::new(o, name, "counter", help).sample(value.load(Relaxed));
     }
+    if let Some(commits) = commits {
+        histogram(o, commits);
+    }
     out
+}
+
+/// The history store's commit times as a Prometheus histogram.
+fn histogram(out: &mut String, commits: &CommitSnapshot) {
+    let name = "chatroom_history_commit_seconds";
+    Family::new(
+        out,
+        name,
+        "histogram",
+        "Time the history store took to commit a batch of appended messages.",
+    );
+    for (bound, count) in COMMIT_BUCKETS.iter().zip(&commits.at_most) {
+        let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {count}");
+    }
+    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {}", commits.count);
+    let _ = writeln!(out, "{name}_sum {}", commits.sum_secs);
+    let _ = writeln!(out, "{name}_count {}", commits.count);
 }
