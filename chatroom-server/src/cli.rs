@@ -148,10 +148,13 @@ LOGGING:
 Logs go to stderr, one line per event (listening, connected, disconnected,
 shutdown). RUST_LOG filters them; the default is `info`. Examples:
 RUST_LOG=debug, RUST_LOG=chatroom_core=debug,warn. Message bodies are never logged.
+log_format = \"json\" writes one JSON object per line instead.
 
 SIGNALS:
 SIGINT (Ctrl-C) or SIGTERM: stop accepting, send every client `bye`, let their
 queues drain for up to shutdown_timeout_secs, then exit 0.
+SIGHUP: read the settings again; rate_per_sec, rate_burst, max_errors and
+error_refill_secs apply to live connections, other changes wait for a restart.
 
 EXIT CODES:
   0  clean shutdown after a signal (also --help, --version, --print-config)

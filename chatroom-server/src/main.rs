@@ -8,11 +8,11 @@
 //! 3 cannot listen.
 
 mod cli;
+mod ops;
 mod settings;
 
 use std::error::Error;
 use std::future::Future;
-use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use std::sync::Arc;
@@ -21,7 +21,7 @@ use chatroom_core::server::{ConfigError, Server, ServerError, TlsConfig};
 use chatroom_core::transport::{TcpListener, TlsListener, TransportError, tls};
 
 use crate::cli::Cli;
-use crate::settings::SettingsError;
+use crate::settings::{CommandLine, Settings, SettingsError};
 
 /// Why the server did not run to a clean shutdown.
 #[derive(Debug, thiserror::Error)]
@@ -46,7 +46,7 @@ enum Failure {
     /// The async runtime could not be built (exit 1).
     #[error("cannot start the async runtime")]
     Runtime(#[source] std::io::Error),
-    /// SIGINT or SIGTERM could not be hooked (exit 1).
+    /// SIGINT, SIGTERM or SIGHUP could not be hooked (exit 1).
     #[error("cannot install signal handlers")]
     Signals(#[source] std::io::Error),
     /// The engine stopped with an error (exit 1).
@@ -90,7 +90,8 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: &Cli) -> Result<(), Failure> {
-    let settings = settings::load(&cli.command_line(), std::env::vars_os())?;
+    let command_line = cli.command_line();
+    let settings = settings::load(&command_line, std::env::vars_os())?;
     // Values are checked before anything is bound, so a bad value is a
     // configuration error and never a half-started server.
     let builder = Server::builder(settings.server.clone()).map_err(Failure::Config)?;
@@ -101,7 +102,7 @@ fn run(cli: &Cli) -> Result<(), Failure> {
     // Certificates are checked before anything is bound or opened: a
     // missing or mismatched key is a configuration error (exit 2).
     let tls = listener_tls(&settings.server.tls)?;
-    init_logging();
+    ops::init_logging(settings.server.ops.log_format);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -109,7 +110,7 @@ fn run(cli: &Cli) -> Result<(), Failure> {
     runtime.block_on(async {
         // The history store, or the cluster, the settings name.
         let server = builder.build().await.map_err(Failure::Start)?;
-        serve(server, &settings.listen, &settings.irc_listen, tls).await
+        serve(server, command_line, &settings, tls).await
     })
 }
 
@@ -127,15 +128,43 @@ fn listener_tls(config: &TlsConfig) -> Result<Option<Arc<rustls::ServerConfig>>,
 
 async fn serve(
     server: Server,
-    addrs: &[String],
-    irc_addrs: &[String],
+    command_line: CommandLine,
+    settings: &Settings,
     tls: Option<Arc<rustls::ServerConfig>>,
 ) -> Result<(), Failure> {
     // Hooked before binding, so a signal that arrives as soon as the
     // `listening` line is out already shuts down gracefully.
     let shutdown = shutdown_signal().map_err(Failure::Signals)?;
-    let listeners = bind(addrs).await?;
-    let irc = bind(irc_addrs).await?;
+    let admin = server.admin();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let hangup = signal(SignalKind::hangup()).map_err(Failure::Signals)?;
+        tokio::spawn(ops::reload_on_hangup(
+            hangup,
+            command_line,
+            admin.clone(),
+            settings.clone(),
+        ));
+    }
+    #[cfg(not(unix))]
+    drop(command_line);
+    // Validated with the rest of the settings, so this is an address.
+    if let Ok(Some(addr)) = settings.server.ops.admin_addr() {
+        // Bound before the chat listeners: when they are up, so is this.
+        let listener = TcpListener::bind(addr).await.map_err(Failure::Listen)?;
+        tracing::info!(admin_addr = %listener.local_socket_addr(), "admin endpoint up");
+        if !addr.ip().is_loopback() {
+            tracing::warn!(%addr, "the admin endpoint is not on loopback; it needs no login");
+        }
+        tokio::spawn(async move {
+            if let Err(e) = admin.serve(listener, std::future::pending()).await {
+                tracing::error!(error = %ops::chain(&e), "admin endpoint failed");
+            }
+        });
+    }
+    let listeners = bind(&settings.listen).await?;
+    let irc = bind(&settings.irc_listen).await?;
     let served = match tls {
         None => server.run_with_irc(listeners, irc, shutdown).await,
         Some(config) => {
@@ -189,28 +218,7 @@ fn shutdown_signal() -> std::io::Result<impl Future<Output = ()> + Send> {
     })
 }
 
-/// Logs to stderr, filtered by `RUST_LOG` (default `info`), in colour only
-/// on a terminal.
-fn init_logging() {
-    use tracing_subscriber::EnvFilter;
-    use tracing_subscriber::filter::LevelFilter;
-    let filter = EnvFilter::builder()
-        .with_default_directive(LevelFilter::INFO.into())
-        .from_env_lossy();
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
-}
-
 /// Prints `error: ` and the error with each of its causes once, on one line.
 fn report(e: &dyn Error) {
-    let mut line = format!("error: {e}");
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        line.push_str(&format!(": {c}"));
-        cause = c.source();
-    }
-    eprintln!("{}", line.replace('\n', " "));
+    eprintln!("error: {}", ops::chain(e));
 }

@@ -186,6 +186,13 @@ pub trait Broker: Send + Sync + fmt::Debug + 'static {
     fn remote_rooms(&self) -> Vec<RoomInfo> {
         Vec::new()
     }
+
+    /// Whether the broker is connected to what carries rooms between
+    /// nodes, for readiness checks; `None` (the default) for a broker with
+    /// nothing to connect to.
+    fn is_connected(&self) -> Option<bool> {
+        None
+    }
 }
 
 /// One node on its own: the registry is the whole truth.

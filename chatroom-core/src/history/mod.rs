@@ -21,6 +21,7 @@ mod error;
 mod memory;
 #[cfg(feature = "sqlite")]
 mod sqlite;
+mod timing;
 
 use std::fmt;
 
@@ -30,6 +31,7 @@ pub use error::{HistoryError, StoreOutage};
 pub use memory::MemoryStore;
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
+pub use timing::{COMMIT_BUCKETS, CommitSnapshot, CommitTimes};
 
 /// How hard SQLite works to keep a commit through a power loss.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -120,6 +122,19 @@ pub trait HistoryStore: Send + Sync + fmt::Debug + 'static {
     /// # Errors
     /// [`HistoryError`] when the store cannot be written.
     fn flush(&self) -> Result<(), HistoryError>;
+
+    /// Whether the store takes writes now, for readiness checks: false
+    /// once a commit has failed, until one succeeds again. Must not wait.
+    /// The default, for stores that cannot fail to write, is true.
+    fn is_writable(&self) -> bool {
+        true
+    }
+
+    /// How long its commits have taken, for a store that commits in the
+    /// background; `None` (the default) for one that does not.
+    fn commit_times(&self) -> Option<CommitSnapshot> {
+        None
+    }
 }
 
 /// Picks the page out of entries sorted by id; shared by the stores that

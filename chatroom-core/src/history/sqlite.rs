@@ -3,15 +3,18 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
 use rusqlite::{Connection, params};
 
 use crate::protocol::{HistoryEntry, MessageId, Nickname, RoomName, Timestamp};
 
-use super::{HistoryError, HistoryStore, Page, PageQuery, Retention, SyncMode};
+use super::{
+    CommitSnapshot, CommitTimes, HistoryError, HistoryStore, Page, PageQuery, Retention, SyncMode,
+};
 
 /// Messages that may wait for the writer. Past this the store refuses new
 /// appends (and logs it) rather than grow without bound behind a stalled disk.
@@ -40,6 +43,11 @@ pub struct SqliteStore {
     reader: Mutex<Connection>,
     /// Folded room name → last id appended, kept in memory for `last_id`.
     last_ids: Mutex<HashMap<String, MessageId>>,
+    /// Whether the writer thread's last commit succeeded; the writer sets
+    /// it, readiness checks read it.
+    writable: Arc<AtomicBool>,
+    /// How long the writer thread's commits take; it records, metrics read.
+    commit_times: Arc<CommitTimes>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -103,9 +111,15 @@ impl SqliteStore {
             map
         };
         let (tx, rx) = mpsc::sync_channel(QUEUE_CAPACITY);
+        let writable = Arc::new(AtomicBool::new(true));
+        let commit_times = Arc::new(CommitTimes::default());
+        let health = Health {
+            writable: writable.clone(),
+            times: commit_times.clone(),
+        };
         let writer = std::thread::Builder::new()
             .name("chatroom-history".to_owned())
-            .spawn(move || write_loop(writer_conn, rx))
+            .spawn(move || write_loop(writer_conn, rx, &health))
             .map_err(|source| HistoryError::Open {
                 path: path.display().to_string(),
                 source,
@@ -116,6 +130,8 @@ impl SqliteStore {
             writer: Mutex::new(Some(writer)),
             reader: Mutex::new(reader),
             last_ids: Mutex::new(last_ids),
+            writable,
+            commit_times,
         })
     }
 
@@ -145,7 +161,13 @@ impl Drop for SqliteStore {
     }
 }
 
-fn write_loop(mut conn: Connection, rx: Receiver<Command>) {
+/// What the writer thread tells the store about its commits.
+struct Health {
+    writable: Arc<AtomicBool>,
+    times: Arc<CommitTimes>,
+}
+
+fn write_loop(mut conn: Connection, rx: Receiver<Command>, health: &Health) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while let Ok(first) = rx.recv() {
         // Group commit: everything that queued up while the last commit ran
@@ -160,22 +182,30 @@ fn write_loop(mut conn: Connection, rx: Receiver<Command>) {
                     }
                 }
                 other => {
-                    commit_or_log(&mut conn, &mut batch);
+                    commit_or_log(&mut conn, &mut batch, health);
                     run_command(&mut conn, other);
                     next = rx.try_recv().ok();
                 }
             }
         }
-        commit_or_log(&mut conn, &mut batch);
+        commit_or_log(&mut conn, &mut batch, health);
     }
-    commit_or_log(&mut conn, &mut batch);
+    commit_or_log(&mut conn, &mut batch, health);
 }
 
-fn commit_or_log(conn: &mut Connection, batch: &mut Vec<(String, RoomName, HistoryEntry)>) {
+fn commit_or_log(
+    conn: &mut Connection,
+    batch: &mut Vec<(String, RoomName, HistoryEntry)>,
+    health: &Health,
+) {
     if batch.is_empty() {
         return;
     }
-    if let Err(e) = commit(conn, batch) {
+    let started = std::time::Instant::now();
+    let committed = commit(conn, batch);
+    health.times.record(started.elapsed());
+    health.writable.store(committed.is_ok(), Relaxed);
+    if let Err(e) = committed {
         tracing::error!(error = %e, lost = batch.len(), "history commit failed");
     }
     batch.clear();
@@ -324,6 +354,14 @@ impl HistoryStore for SqliteStore {
         let (tx, rx) = mpsc::channel();
         self.send(Command::Flush(tx))?;
         rx.recv().map_err(|_| HistoryError::WriterGone)?
+    }
+
+    fn is_writable(&self) -> bool {
+        self.writable.load(Relaxed) && lock(&self.queue).is_some()
+    }
+
+    fn commit_times(&self) -> Option<CommitSnapshot> {
+        Some(self.commit_times.snapshot())
     }
 }
 

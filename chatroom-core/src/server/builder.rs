@@ -78,13 +78,18 @@ impl ServerBuilder {
             {
                 // In a cluster, history is the rooms' JetStream streams.
                 let (broker, store) = cluster::join(&config).await?;
-                return Ok(Server::assemble(limits, store, broker));
+                return Ok(Server::assemble(config, limits, store, broker));
             }
             #[cfg(not(feature = "cluster"))]
             return Err(missing_feature("cluster", "cluster").into());
         }
         let store = open_store(&config.history)?;
-        Ok(Server::assemble(limits, store, Arc::new(LocalBroker)))
+        Ok(Server::assemble(
+            config,
+            limits,
+            store,
+            Arc::new(LocalBroker),
+        ))
     }
 }
 

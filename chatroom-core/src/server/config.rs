@@ -21,12 +21,14 @@
 //! serializes to and from exactly those keys (see `keys.rs`).
 
 mod keys;
+mod ops;
 mod validate;
 
 use crate::broker::Secret;
 use crate::history::{Retention, SyncMode};
 use crate::protocol::DEFAULT_MAX_LINE_LEN;
 
+pub use ops::{LogFormat, OpsConfig};
 pub(crate) use validate::Limits;
 
 /// Writes one chainable setter per listed field: `with_x(value)` sets `x`
@@ -84,6 +86,8 @@ pub struct ServerConfig {
     pub tls: TlsConfig,
     /// Sharing one room space with other nodes over NATS.
     pub cluster: ClusterConfig,
+    /// The admin endpoint and the log format (read by the server binary).
+    pub ops: OpsConfig,
 }
 
 /// Limits on connections: sizes, timeouts and rates (keys as the field
@@ -272,6 +276,7 @@ impl Default for ServerConfig {
             web: WebConfig::default(),
             tls: TlsConfig::default(),
             cluster: ClusterConfig::default(),
+            ops: OpsConfig::default(),
         }
     }
 }
@@ -366,6 +371,7 @@ setters!(ServerConfig {
     with_web => web: WebConfig;
     with_tls => tls: TlsConfig;
     with_cluster => cluster: ClusterConfig;
+    with_ops => ops: OpsConfig;
 });
 
 setters!(LimitsConfig {
@@ -399,6 +405,11 @@ setters!(HistoryConfig {
     with_on_join => on_join: u32;
     with_page_max => page_max: u32;
     with_recent_per_room => recent_per_room: usize;
+});
+
+setters!(OpsConfig {
+    with_admin_listen => admin_listen: String [into];
+    with_log_format => log_format: LogFormat;
 });
 
 setters!(WebConfig {

@@ -21,21 +21,25 @@
 //! # Ok(()) }
 //! ```
 
+mod admin;
 mod builder;
 mod config;
 mod error;
 mod irc;
+mod metrics;
 mod peers;
 mod rate;
 mod rooms;
 mod session;
 mod shared;
+mod tuning;
 #[cfg(feature = "web")]
 mod web;
 mod writer;
 
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
@@ -47,16 +51,21 @@ use crate::protocol::{ErrorCode, ServerFrame, ServerMessage};
 use crate::registry::{RoomRegistry, now_ms};
 use crate::transport::{Connection, Listener, TransportError};
 
+pub use admin::{Admin, Readiness};
 pub use builder::ServerBuilder;
 pub use config::{
-    ClusterConfig, HistoryConfig, HistoryKind, LimitsConfig, ServerConfig, TlsConfig, WebConfig,
+    ClusterConfig, HistoryConfig, HistoryKind, LimitsConfig, LogFormat, OpsConfig, ServerConfig,
+    TlsConfig, WebConfig,
 };
 pub use error::{ConfigError, ServerError};
+pub use tuning::Reloaded;
 
 use config::Limits;
+use metrics::{Counters, Refused};
 use peers::{PeerTable, Refusal};
 use rooms::{RoomLimits, Rooms};
 use shared::Shared;
+use tuning::Tuning;
 
 /// The chat engine. Build it with [`Server::new`] (history in memory) or
 /// [`Server::builder`] (the store or cluster the settings name), then
@@ -113,21 +122,42 @@ impl Server {
         store: Arc<dyn HistoryStore>,
         broker: Arc<dyn Broker>,
     ) -> Result<Self, ServerError> {
-        Ok(Self::assemble(config.validate()?, store, broker))
+        let limits = config.validate()?;
+        Ok(Self::assemble(config, limits, store, broker))
     }
 
     /// The engine for settings that passed validation.
-    fn assemble(limits: Limits, store: Arc<dyn HistoryStore>, broker: Arc<dyn Broker>) -> Self {
+    fn assemble(
+        config: ServerConfig,
+        limits: Limits,
+        store: Arc<dyn HistoryStore>,
+        broker: Arc<dyn Broker>,
+    ) -> Self {
         let registry = RoomRegistry::with_history(Some(store), limits.recent_per_room);
         let room_limits = RoomLimits {
             max_rooms: limits.max_rooms,
             history_on_join: limits.history_on_join,
             history_page_max: limits.history_page_max,
         };
-        let rooms = Rooms::new(registry, broker, room_limits);
+        let rooms = Rooms::new(registry, broker.clone(), room_limits);
+        let tuning = Tuning::new(config, &limits);
         Self {
-            shared: Arc::new(Shared { limits, rooms }),
+            shared: Arc::new(Shared {
+                limits,
+                rooms,
+                broker,
+                tuning,
+                metrics: Counters::default(),
+                listening: AtomicBool::new(false),
+            }),
         }
+    }
+
+    /// A handle for the operator: metrics, health and reloads (see
+    /// [`Admin`]). Take it before [`Server::run`], which consumes the
+    /// server; it stays valid while the server runs and after.
+    pub fn admin(&self) -> Admin {
+        Admin::new(self.shared.clone())
     }
 
     /// Serves `listener` until `shutdown` completes, then shuts down
@@ -173,6 +203,9 @@ impl Server {
         if listeners.is_empty() && irc.is_empty() {
             return Err(ServerError::NoListener);
         }
+        // The listeners are bound, and accept from here on: set before the
+        // `listening` lines, so whoever reads them finds the engine ready.
+        self.shared.listening.store(true, Relaxed);
         let stop = CancellationToken::new();
         // Accept loops run as tasks and hand connections over this channel,
         // so one engine loop serves any number of listeners.
@@ -229,6 +262,7 @@ impl Server {
         };
 
         tracing::info!(sessions = sessions.len(), "shutting down");
+        self.shared.listening.store(false, Relaxed);
         stop.cancel();
         acceptors.abort_all();
         let deadline = self.shared.limits.shutdown_timeout;
@@ -269,6 +303,7 @@ impl Server {
     ) {
         let Ok(permit) = permits.clone().try_acquire_owned() else {
             tracing::warn!(peer = %conn.peer, "refused: server full");
+            self.shared.metrics.refused(Refused::ServerFull);
             sessions.spawn(refuse(conn, ErrorCode::ServerFull));
             return;
         };
@@ -277,10 +312,11 @@ impl Server {
         let slot = match conn.peer.ip().map(|ip| peers.admit(ip)).transpose() {
             Ok(slot) => slot,
             Err(refused) => {
-                let code = match refused.reason {
-                    Refusal::TooMany => ErrorCode::TooManyConnections,
-                    Refusal::TooFast => ErrorCode::ConnectingTooFast,
+                let (code, counted) = match refused.reason {
+                    Refusal::TooMany => (ErrorCode::TooManyConnections, Refused::TooMany),
+                    Refusal::TooFast => (ErrorCode::ConnectingTooFast, Refused::TooFast),
                 };
+                self.shared.metrics.refused(counted);
                 if refused.first {
                     tracing::warn!(peer = %conn.peer, %code, "refused: per-address limit");
                 } else {

@@ -44,6 +44,16 @@ impl TokenBucket {
         }
     }
 
+    /// Takes up a new rate and burst, as a reload sets them. Tokens
+    /// gained by a larger burst are there at once; a smaller burst caps
+    /// what is left.
+    pub(crate) fn retune(&mut self, per_sec: f64, burst: u32) {
+        let burst = f64::from(burst);
+        self.tokens = (self.tokens + (burst - self.burst).max(0.0)).min(burst);
+        self.burst = burst;
+        self.per_sec = per_sec;
+    }
+
     /// True when the bucket would be full at `now`: it remembers nothing
     /// that a fresh bucket would not, so it can be forgotten.
     pub(crate) fn is_full(&self, now: Instant) -> bool {
@@ -74,5 +84,17 @@ mod tests {
             assert!(b.try_take(t2));
         }
         assert!(!b.try_take(t2));
+    }
+
+    #[test]
+    fn retuning_caps_or_grows_the_tokens() {
+        let t0 = Instant::now();
+        let mut b = TokenBucket::new(10.0, 5, t0);
+        b.retune(0.001, 2);
+        assert!(b.try_take(t0) && b.try_take(t0));
+        assert!(!b.try_take(t0));
+        b.retune(0.001, 4);
+        assert!(b.try_take(t0) && b.try_take(t0));
+        assert!(!b.try_take(t0));
     }
 }

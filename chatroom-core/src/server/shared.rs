@@ -1,11 +1,28 @@
 //! What every session of one server shares.
 
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use crate::broker::Broker;
+
 use super::config::Limits;
+use super::metrics::Counters;
 use super::rooms::Rooms;
+use super::tuning::Tuning;
 
 /// The validated limits and the rooms, shared by every session.
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub(crate) limits: Limits,
     pub(crate) rooms: Rooms,
+    /// The broker the rooms use, kept here too so that readiness can ask
+    /// it whether it is connected.
+    pub(crate) broker: Arc<dyn Broker>,
+    /// The settings a reload can change; sessions read them from here
+    /// rather than from `limits`.
+    pub(crate) tuning: Tuning,
+    /// What the sessions did, for `/metrics`.
+    pub(crate) metrics: Counters,
+    /// Set while the engine accepts connections.
+    pub(crate) listening: AtomicBool,
 }

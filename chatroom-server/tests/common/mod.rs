@@ -19,6 +19,8 @@
 //!   `chatroom_core::testing::Peer`. TLS is tested through
 //!   `chatroom_core::client`, and WebSocket through a real browser
 //!   ([`browser`]).
+//! - [`admin`]: the admin endpoint (`admin_listen`): plain HTTP `GET`s
+//!   and reading samples out of `/metrics`.
 //! - What one test file's cases share: [`abuse`] and [`probe`] for the
 //!   abuse suite, [`nats`], [`cluster`], [`cluster_auth`] and [`operator`]
 //!   for cluster mode.
@@ -27,6 +29,7 @@
 #![allow(dead_code)]
 
 pub(crate) mod abuse;
+pub(crate) mod admin;
 pub(crate) mod browser;
 pub(crate) mod cluster;
 pub(crate) mod cluster_auth;

@@ -180,6 +180,10 @@ impl Broker for NatsBroker {
         let _ = self.link.registry.set(registry.clone());
     }
 
+    fn is_connected(&self) -> Option<bool> {
+        Some(self.link.connected().is_ok())
+    }
+
     fn open(&self, room: &RoomName) -> Pending<Result<(), BrokerError>> {
         self.open_feed(room, true)
     }

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::broker::Secret;
 use crate::history::SyncMode;
 
-use super::{HistoryKind, ServerConfig};
+use super::{HistoryKind, LogFormat, ServerConfig};
 
 /// Declares `FlatConfig` with one field per `key: Type => path.in.config`
 /// line, and the conversions both ways.
@@ -79,6 +79,8 @@ operator_keys! {
     max_connections_per_ip: usize => limits.max_connections_per_ip;
     connect_rate_per_ip: f64 => limits.connect_rate_per_ip;
     connect_burst_per_ip: u32 => limits.connect_burst_per_ip;
+    admin_listen: String => ops.admin_listen;
+    log_format: LogFormat => ops.log_format;
     cluster: Vec<String> => cluster.servers;
     node_name: String => cluster.node_name;
     nick_lease_secs: u64 => cluster.nick_lease_secs;
@@ -113,7 +115,7 @@ mod tests {
             panic!("a config serializes as a table");
         };
         let keys: Vec<&str> = fields.keys().map(String::as_str).collect();
-        assert_eq!(keys.len(), 48, "{keys:?}");
+        assert_eq!(keys.len(), 50, "{keys:?}");
         for key in [
             "max_line_len",
             "history",

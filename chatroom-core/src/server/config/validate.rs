@@ -214,6 +214,7 @@ impl ServerConfig {
             u64::from(limits.connect_burst_per_ip),
         )?;
         positive_rate("connect_rate_per_ip", limits.connect_rate_per_ip)?;
+        self.ops.admin_addr()?;
         Ok(Limits {
             server_name: self.server_name.clone(),
             default_room,

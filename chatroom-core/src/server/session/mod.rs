@@ -199,6 +199,7 @@ async fn chat(
         return;
     };
     tracing::info!(%peer, nick = %session.nick, ?dialect, "connected");
+    shared.metrics.connected(dialect);
 
     let first = match first_text {
         Some(frame) => Some(Box::pin(session.on_frame(frame)).await),
@@ -209,6 +210,7 @@ async fn chat(
         _ => session.run(&mut reader, &mut writer_task, &shutdown).await,
     };
     tracing::info!(%peer, nick = %session.nick, reason = %end, "disconnected");
+    shared.metrics.disconnected(dialect, end.label());
     session.finish(&end);
     if !writer_task.0.is_finished() {
         // The writer drains what is queued (a `bye`, say) and closes. On
@@ -260,7 +262,10 @@ impl Session {
                     Some(Ok(frame)) => Box::pin(self.on_frame(frame)).await,
                 },
                 done = self.says.next(), if !self.says.is_empty() => self.on_said(done),
-                () = self.outbox.behind() => Box::pin(self.on_behind()).await,
+                () = self.outbox.behind() => {
+                    self.shared.metrics.lagged();
+                    Box::pin(self.on_behind()).await
+                }
                 _ = tokio::time::sleep_until(deadline) => self.on_silence(),
             };
             if let Flow::Close(end) = flow {
@@ -312,6 +317,7 @@ impl Session {
         // The other nodes are told even at shutdown: for them this node's
         // members leave one by one, as they would from a node that stays.
         let silently = matches!(end, End::Shutdown);
+        self.shared.metrics.left(self.rooms.len() as u64);
         self.shared
             .rooms
             .depart(self.id, &self.nick, self.rooms.values(), reason, silently);

@@ -249,7 +249,9 @@ impl Session {
     /// lock.
     pub(super) async fn join(&mut self, room: &RoomName, since: Since) -> Result<(), Failure> {
         let handle = self.shared.rooms.join(self.member(), room, since).await?;
-        self.rooms.insert(room.key(), handle);
+        if self.rooms.insert(room.key(), handle).is_none() {
+            self.shared.metrics.joined(1);
+        }
         Ok(())
     }
 
@@ -259,6 +261,7 @@ impl Session {
         };
         self.shared.rooms.leave(self.member(), handle)?;
         self.rooms.remove(&room.key());
+        self.shared.metrics.left(1);
         if self.current.as_ref().is_some_and(|c| c.key() == room.key()) {
             self.current = None;
         }
@@ -287,10 +290,12 @@ impl Session {
     }
 
     pub(super) fn take_rate_token(&mut self) -> bool {
+        self.retune();
         self.rate.try_take(Instant::now())
     }
 
     pub(super) fn rate_limited(&mut self, reference: Option<String>) -> Flow {
+        self.shared.metrics.rate_limited();
         self.reject(
             Failure::new(
                 ErrorCode::RateLimited,
@@ -335,6 +340,7 @@ impl Session {
     /// has used up its allowance of errors.
     pub(super) fn reject(&mut self, failure: Failure, reference: Option<String>) -> Flow {
         self.fail(failure, reference);
+        self.retune();
         if self.errors.try_take(Instant::now()) {
             return Flow::Continue;
         }
@@ -380,6 +386,9 @@ impl Session {
     pub(super) fn on_said(&mut self, (outcome, room, reference): SayDone) -> Flow {
         match outcome {
             Ok(published) => {
+                self.shared
+                    .metrics
+                    .published(published.delivered, published.slow);
                 self.reply(
                     ServerMessage::Ok {
                         room: Some(room),
@@ -389,7 +398,10 @@ impl Session {
                 );
                 Flow::Continue
             }
-            Err(e) => self.reject(e.into(), reference),
+            Err(e) => {
+                self.shared.metrics.publish_failed();
+                self.reject(e.into(), reference)
+            }
         }
     }
 

@@ -56,6 +56,26 @@ impl fmt::Display for End {
     }
 }
 
+impl End {
+    /// The reason as `/metrics` labels it (one of `metrics::END_REASONS`).
+    pub(super) fn label(&self) -> &'static str {
+        match self {
+            Self::PeerClosed => "peer_closed",
+            Self::Quit(_) => "quit",
+            Self::ReadFailed(_) => "read_failed",
+            Self::WriteFailed(_) => "write_failed",
+            Self::SlowConsumer => "slow_consumer",
+            Self::NickLost => "nick_lost",
+            Self::TooManyErrors => "too_many_errors",
+            Self::IdleTimeout => "idle_timeout",
+            Self::HandshakeTimeout => "handshake_timeout",
+            Self::UnsupportedVersion => "unsupported_version",
+            Self::LateHello => "late_hello",
+            Self::Shutdown => "shutdown",
+        }
+    }
+}
+
 /// What handling one frame asks of the loop.
 pub(super) enum Flow {
     Continue,
@@ -77,6 +97,8 @@ pub(super) struct Session {
     pub(super) current: Option<RoomName>,
     pub(super) rate: TokenBucket,
     pub(super) errors: TokenBucket,
+    /// The reload generation `rate` and `errors` were last tuned to.
+    pub(super) tuned: u64,
     pub(super) last_heard: Instant,
     pub(super) pinged: bool,
     pub(super) says: Says,
@@ -90,7 +112,8 @@ impl Session {
         dialect: Dialect,
         outbox: Outbox,
     ) -> Self {
-        let limits = &shared.limits;
+        let tuned = shared.tuning.generation();
+        let rates = shared.tuning.rates();
         let now = Instant::now();
         Self {
             shared: shared.clone(),
@@ -100,8 +123,9 @@ impl Session {
             outbox,
             rooms: HashMap::new(),
             current: None,
-            rate: TokenBucket::new(limits.rate_per_sec, limits.rate_burst, now),
-            errors: TokenBucket::refilling_every(limits.error_refill, limits.max_errors, now),
+            rate: TokenBucket::new(rates.rate_per_sec, rates.rate_burst, now),
+            errors: TokenBucket::refilling_every(rates.error_refill, rates.max_errors, now),
+            tuned,
             last_heard: now,
             pinged: false,
             says: Says::default(),
@@ -115,6 +139,20 @@ impl Session {
             nick: &self.nick,
             outbox: &self.outbox,
         }
+    }
+
+    /// Takes up the rates of the last reload, if one happened since this
+    /// session last looked: one relaxed load when none did.
+    pub(super) fn retune(&mut self) {
+        let generation = self.shared.tuning.generation();
+        if generation == self.tuned {
+            return;
+        }
+        self.tuned = generation;
+        let rates = self.shared.tuning.rates();
+        self.rate.retune(rates.rate_per_sec, rates.rate_burst);
+        self.errors
+            .retune(1.0 / rates.error_refill.as_secs_f64(), rates.max_errors);
     }
 
     pub(super) fn welcome(&self, reference: Option<String>) {

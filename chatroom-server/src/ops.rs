@@ -1,0 +1,86 @@
+//! What the binary does for its operator besides chat: the log format,
+//! the admin endpoint (`admin_listen`) and reloading the settings on
+//! SIGHUP.
+
+use std::error::Error;
+use std::io::IsTerminal;
+
+use chatroom_core::server::{Admin, LogFormat};
+
+use crate::settings::{self, CommandLine, Settings};
+
+/// Logs to stderr, filtered by `RUST_LOG` (default `info`): readable lines,
+/// in colour only on a terminal, or one JSON object per line.
+pub(crate) fn init_logging(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    use tracing_subscriber::filter::LevelFilter;
+    let filter = EnvFilter::builder()
+        .with_default_directive(LevelFilter::INFO.into())
+        .from_env_lossy();
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        // A collector wants the event's fields at the top level, next to
+        // `message`, not nested under `fields`.
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+        _ => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+    }
+}
+
+/// The error and each of its causes, on one line.
+pub(crate) fn chain(e: &dyn Error) -> String {
+    let mut line = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        line.push_str(&format!(": {c}"));
+        cause = c.source();
+    }
+    line.replace('\n', " ")
+}
+
+/// Reads the settings again, from the same file, environment and command
+/// line as at start, and applies what can change while running. A file
+/// that cannot be read or holds a bad value changes nothing.
+pub(crate) fn reload(command_line: &CommandLine, admin: &Admin, running: &Settings) {
+    let fresh = match settings::load(command_line, std::env::vars_os()) {
+        Ok(fresh) => fresh,
+        Err(e) => {
+            tracing::warn!(error = %chain(&e), "reload failed; keeping the current settings");
+            return;
+        }
+    };
+    let reloaded = match admin.reload(&fresh.server) {
+        Ok(reloaded) => reloaded,
+        Err(e) => {
+            tracing::warn!(error = %chain(&e), "reload failed; keeping the current settings");
+            return;
+        }
+    };
+    let mut needs_restart = reloaded.needs_restart;
+    if fresh.listen != running.listen {
+        needs_restart.insert(0, settings::LISTEN.to_owned());
+    }
+    tracing::info!(applied = %reloaded.applied.join(","), "settings reloaded");
+    if !needs_restart.is_empty() {
+        tracing::warn!(
+            settings = %needs_restart.join(","),
+            "changed settings take effect only after a restart; keeping their current values"
+        );
+    }
+}
+
+/// Reloads the settings at every SIGHUP, for as long as the server runs.
+#[cfg(unix)]
+pub(crate) async fn reload_on_hangup(
+    mut hangup: tokio::signal::unix::Signal,
+    command_line: CommandLine,
+    admin: Admin,
+    running: Settings,
+) {
+    while hangup.recv().await.is_some() {
+        tracing::info!(signal = "SIGHUP", "reloading settings");
+        // Reading a small file: too short to matter to the runtime.
+        reload(&command_line, &admin, &running);
+    }
+}
