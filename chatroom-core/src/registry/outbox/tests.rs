@@ -1,0 +1,228 @@
+//! The queue's own tests: bounds, wake-ups, order under any interleaving.
+
+use super::*;
+use crate::protocol::ServerMessage;
+
+#[test]
+fn overflow_by_frames_cuts_off() {
+    let (tx, rx) = outbox(2, 1 << 20);
+    let f = Outbound::message(ServerMessage::Pong);
+    tx.push(&f).unwrap();
+    tx.push(&f).unwrap();
+    assert_eq!(tx.push(&f), Err(PushError::Full));
+    assert_eq!(tx.push(&f), Err(PushError::Closed));
+    assert_eq!(rx.cut_reason(), Some(CutReason::SlowConsumer));
+}
+
+#[test]
+fn overflow_by_bytes_cuts_off() {
+    let f = Outbound::message(ServerMessage::Pong);
+    let len = f.json().len();
+    let (tx, rx) = outbox(100, len * 3);
+    for _ in 0..3 {
+        tx.push(&f).unwrap();
+    }
+    assert_eq!(tx.push(&f), Err(PushError::Full));
+    rx.release(len);
+    assert!(tx.is_closed());
+}
+
+#[tokio::test]
+async fn a_parked_writer_is_woken_by_a_push_and_takes_everything_queued() {
+    let (tx, mut rx) = outbox(16, 1 << 20);
+    let f = Outbound::message(ServerMessage::Pong);
+    let writer = tokio::spawn(async move {
+        let mut buf = Vec::new();
+        let mut got = 0;
+        while got < 5 {
+            got += rx.next_batch(&mut buf, 16).await.unwrap();
+        }
+        (got, rx)
+    });
+    tokio::task::yield_now().await;
+    for _ in 0..5 {
+        tx.push(&f).unwrap();
+    }
+    let (got, _rx) = tokio::time::timeout(std::time::Duration::from_secs(5), writer)
+        .await
+        .expect("the writer was woken")
+        .unwrap();
+    assert_eq!(got, 5);
+}
+
+#[tokio::test]
+async fn the_writer_drains_what_is_left_after_the_last_sender_goes() {
+    let (tx, mut rx) = outbox(16, 1 << 20);
+    let f = Outbound::message(ServerMessage::Pong);
+    tx.push(&f).unwrap();
+    tx.push(&f).unwrap();
+    drop(tx);
+    let mut buf = Vec::new();
+    assert_eq!(rx.next_batch(&mut buf, 1).await, Ok(1));
+    assert_eq!(rx.next_batch(&mut buf, 16).await, Ok(1));
+    assert_eq!(rx.next_batch(&mut buf, 16).await, Ok(0));
+}
+
+#[test]
+fn a_gone_writer_closes_the_queue_and_frees_its_frames() {
+    let (tx, rx) = outbox(16, 1 << 20);
+    let f = Outbound::message(ServerMessage::Pong);
+    tx.push(&f).unwrap();
+    drop(rx);
+    assert!(tx.is_closed());
+    assert_eq!(tx.offer(&f), Err(PushError::Closed));
+    assert_eq!(Arc::strong_count(&f), 1);
+}
+
+#[test]
+fn a_drained_queue_gives_back_a_large_buffer() {
+    let (tx, rx) = outbox(1024, 1 << 20);
+    let f = Outbound::message(ServerMessage::Pong);
+    for _ in 0..500 {
+        tx.push(&f).unwrap();
+    }
+    let mut buf = Vec::new();
+    assert_eq!(rx.queue.take(&mut buf, 1024), 500);
+    assert_eq!(rx.queue.frames().capacity(), 0);
+}
+
+/// A producer on another thread and the writer on the runtime, racing
+/// on a small queue: no wake-up is lost (the writer would hang) and
+/// nothing is reordered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_racing_producer_and_writer_lose_no_wake_up() {
+    const FRAMES: usize = 20_000;
+    let (tx, mut rx) = outbox(8, 1 << 20);
+    let producer = std::thread::spawn(move || {
+        for n in 0..FRAMES {
+            let frame = Outbound::message(ServerMessage::Notice {
+                text: n.to_string(),
+            });
+            while tx.offer(&frame) == Err(PushError::Full) {
+                std::thread::yield_now();
+            }
+        }
+    });
+    let writer = async {
+        let mut buf = Vec::new();
+        let mut next = 0;
+        loop {
+            let n = rx.next_batch(&mut buf, 3).await.unwrap();
+            if n == 0 {
+                return next;
+            }
+            for frame in buf.drain(..) {
+                let ServerMessage::Notice { text } = &frame.frame().message else {
+                    unreachable!()
+                };
+                assert_eq!(text.parse::<usize>().unwrap(), next);
+                next += 1;
+                rx.release(frame.json().len());
+            }
+        }
+    };
+    let got = tokio::time::timeout(std::time::Duration::from_secs(30), writer)
+        .await
+        .expect("the writer was left parked with frames queued");
+    producer.join().unwrap();
+    assert_eq!(got, FRAMES);
+}
+
+/// One step of a producer and the writer working on one queue.
+#[derive(Debug, Clone)]
+enum Step {
+    /// A room offers a frame of this many extra bytes.
+    Offer(usize),
+    /// The writer takes up to this many frames and writes them.
+    Take(usize),
+}
+
+fn step() -> impl proptest::strategy::Strategy<Value = Step> {
+    use proptest::prelude::*;
+    prop_oneof![
+        3 => (0usize..200).prop_map(Step::Offer),
+        1 => (1usize..8).prop_map(Step::Take),
+    ]
+}
+
+proptest::proptest! {
+    /// Whatever the interleaving of offers and takes, the writer gets
+    /// every accepted frame once, in the order offered; an offer is
+    /// refused only when the queue is at its frame or byte bound; and
+    /// the byte count returns to zero once everything is written.
+    #[test]
+    fn every_accepted_frame_is_taken_once_in_order(
+        steps in proptest::collection::vec(step(), 1..300),
+        max_frames in 1usize..16,
+        max_bytes in 64usize..2048,
+    ) {
+        let (tx, rx) = outbox(max_frames, max_bytes);
+        let mut accepted = Vec::new();
+        let mut taken = Vec::new();
+        let mut queued_frames = 0usize;
+        let mut queued_bytes = 0usize;
+        for (n, step) in steps.into_iter().enumerate() {
+            match step {
+                Step::Offer(extra) => {
+                    let frame = Outbound::message(ServerMessage::Notice {
+                        text: format!("{n}:{}", "x".repeat(extra)),
+                    });
+                    let len = frame.json().len();
+                    let fits = queued_frames < max_frames
+                        && (queued_bytes == 0 || queued_bytes + len <= max_bytes);
+                    match tx.offer(&frame) {
+                        Ok(()) => {
+                            proptest::prop_assert!(fits);
+                            accepted.push(n);
+                            queued_frames += 1;
+                            queued_bytes += len;
+                        }
+                        Err(e) => {
+                            proptest::prop_assert_eq!(e, PushError::Full);
+                            proptest::prop_assert!(!fits);
+                        }
+                    }
+                }
+                Step::Take(limit) => {
+                    let mut buf = Vec::new();
+                    let got = rx.queue.take(&mut buf, limit);
+                    proptest::prop_assert_eq!(got, buf.len());
+                    let bytes: usize = buf.iter().map(|f| f.json().len()).sum();
+                    rx.release(bytes);
+                    queued_frames -= got;
+                    queued_bytes -= bytes;
+                    for frame in buf {
+                        let ServerMessage::Notice { text } = &frame.frame().message else {
+                            unreachable!()
+                        };
+                        taken.push(text.split(':').next().unwrap().parse::<usize>().unwrap());
+                    }
+                }
+            }
+        }
+        let mut rest = Vec::new();
+        let got = rx.queue.take(&mut rest, usize::MAX);
+        let bytes: usize = rest.iter().map(|f| f.json().len()).sum();
+        rx.release(bytes);
+        proptest::prop_assert_eq!(got, queued_frames);
+        for frame in rest {
+            let ServerMessage::Notice { text } = &frame.frame().message else {
+                unreachable!()
+            };
+            taken.push(text.split(':').next().unwrap().parse::<usize>().unwrap());
+        }
+        proptest::prop_assert_eq!(taken, accepted);
+        proptest::prop_assert_eq!(tx.queue().queued_bytes.load(Ordering::Relaxed), 0);
+        proptest::prop_assert!(!tx.is_closed());
+    }
+}
+
+#[test]
+fn text_rendering_is_lazy_and_shared() {
+    let f = Outbound::message(ServerMessage::Pong);
+    assert!(f.text().is_none());
+    let f = Outbound::message(ServerMessage::Bye { reason: "x".into() });
+    let a = f.text().unwrap().as_ptr();
+    let b = f.text().unwrap().as_ptr();
+    assert_eq!(a, b);
+}
