@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use common::admin::{admin_addr, get, raw, sample, scrape_until};
+use common::irc_client::{IrcClient, irc_addr};
 use common::json_client::JsonClient;
 use common::server::{BIN, Server};
 use common::temp::TempDir;
@@ -380,5 +381,33 @@ fn the_example_config_names_every_setting_and_loads() {
     assert_eq!(
         loaded.stdout, defaults.stdout,
         "a default in packaging/chatroom.toml is not the real one"
+    );
+}
+
+/// IRC clients are counted as a dialect of their own, from registration
+/// to their quit, which is counted by its reason like the others'.
+#[test]
+fn irc_sessions_are_counted_as_their_own_dialect() {
+    let mut server = start_with_admin(&[("irc_listen", "127.0.0.1:0")]);
+    let irc = irc_addr(&mut server);
+    let admin = admin_addr(&server);
+    let mut alice = IrcClient::registered(irc, "alice", DEADLINE);
+    let during = scrape_until(admin, "chatroom_connections{dialect=\"irc\"}", 1, DEADLINE);
+    assert_eq!(
+        sample(&during, "chatroom_connections_total{dialect=\"irc\"}"),
+        1
+    );
+    alice.send("QUIT :done");
+    let after = scrape_until(
+        admin,
+        "chatroom_disconnects_total{reason=\"quit\"}",
+        1,
+        DEADLINE,
+    );
+    promtool_check(&after);
+    assert_eq!(sample(&after, "chatroom_connections{dialect=\"irc\"}"), 0);
+    assert_eq!(
+        sample(&after, "chatroom_connections{dialect=\"native\"}"),
+        0
     );
 }

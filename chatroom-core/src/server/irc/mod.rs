@@ -78,9 +78,11 @@ pub(crate) async fn serve(shared: Arc<Shared>, conn: Connection, shutdown: Cance
     )));
     drop(registered.outbox);
     tracing::info!(%peer, nick = %session.nick, dialect = "irc", "connected");
+    shared.metrics.irc_connected();
     session.greet();
     let end = session.run(&mut reader, &mut writer_task, &shutdown).await;
     tracing::info!(%peer, nick = %session.nick, reason = %end, "disconnected");
+    shared.metrics.irc_disconnected(end.label());
     session.finish(&end);
     if !writer_task.0.is_finished() {
         if matches!(end, End::Shutdown) {

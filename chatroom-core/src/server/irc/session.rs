@@ -36,6 +36,23 @@ pub(super) enum End {
     Shutdown,
 }
 
+impl End {
+    /// The reason as `/metrics` labels it (one of `metrics::END_REASONS`);
+    /// a ping timeout is the IRC form of an idle timeout.
+    pub(super) fn label(&self) -> &'static str {
+        match self {
+            Self::PeerClosed => "peer_closed",
+            Self::Quit(_) => "quit",
+            Self::ReadFailed(_) => "read_failed",
+            Self::WriteFailed(_) => "write_failed",
+            Self::SlowConsumer => "slow_consumer",
+            Self::NickLost => "nick_lost",
+            Self::PingTimeout => "idle_timeout",
+            Self::Shutdown => "shutdown",
+        }
+    }
+}
+
 impl fmt::Display for End {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

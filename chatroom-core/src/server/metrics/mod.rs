@@ -20,7 +20,7 @@ use super::writer::Dialect;
 pub(crate) use render::{CONTENT_TYPE, render};
 
 /// The dialects as they appear in the `dialect` label, in slot order.
-const DIALECTS: [&str; 2] = ["native", "text"];
+const DIALECTS: [&str; 3] = ["native", "text", "irc"];
 
 /// Why sessions end, as they appear in the `reason` label.
 pub(crate) const END_REASONS: [&str; 12] = [
@@ -60,6 +60,10 @@ fn slot(dialect: Dialect) -> usize {
     }
 }
 
+/// The IRC listener's sessions, which have a writer of their own and no
+/// [`Dialect`].
+const IRC_SLOT: usize = 2;
+
 /// The counters of one engine, shared by all its sessions.
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
@@ -90,15 +94,33 @@ pub(crate) struct Counters {
 impl Counters {
     /// A session finished its handshake.
     pub(crate) fn connected(&self, dialect: Dialect) {
-        let i = slot(dialect);
-        self.open[i].fetch_add(1, Relaxed);
-        self.opened[i].fetch_add(1, Relaxed);
+        self.opened_in(slot(dialect));
     }
 
     /// A session that [`connected`](Self::connected) ended, for `reason`
     /// (one of [`END_REASONS`]).
     pub(crate) fn disconnected(&self, dialect: Dialect, reason: &str) {
-        self.open[slot(dialect)].fetch_sub(1, Relaxed);
+        self.closed_in(slot(dialect), reason);
+    }
+
+    /// An IRC client registered.
+    pub(crate) fn irc_connected(&self) {
+        self.opened_in(IRC_SLOT);
+    }
+
+    /// A registered IRC client's session ended, for `reason` (one of
+    /// [`END_REASONS`]).
+    pub(crate) fn irc_disconnected(&self, reason: &str) {
+        self.closed_in(IRC_SLOT, reason);
+    }
+
+    fn opened_in(&self, slot: usize) {
+        self.open[slot].fetch_add(1, Relaxed);
+        self.opened[slot].fetch_add(1, Relaxed);
+    }
+
+    fn closed_in(&self, slot: usize, reason: &str) {
+        self.open[slot].fetch_sub(1, Relaxed);
         if let Some(i) = END_REASONS.iter().position(|r| *r == reason) {
             self.ended[i].fetch_add(1, Relaxed);
         }
@@ -155,6 +177,9 @@ mod tests {
         c.connected(Dialect::Text);
         c.connected(Dialect::Native);
         c.disconnected(Dialect::Text, "idle_timeout");
+        c.irc_connected();
+        c.irc_connected();
+        c.irc_disconnected("quit");
         c.refused(Refused::TooFast);
         c.published(3, 1);
         c.joined(2);
@@ -164,6 +189,9 @@ mod tests {
             "chatroom_connections{dialect=\"native\"} 1",
             "chatroom_connections{dialect=\"text\"} 0",
             "chatroom_connections_total{dialect=\"text\"} 1",
+            "chatroom_connections{dialect=\"irc\"} 1",
+            "chatroom_connections_total{dialect=\"irc\"} 2",
+            "chatroom_disconnects_total{reason=\"quit\"} 1",
             "chatroom_disconnects_total{reason=\"idle_timeout\"} 1",
             "chatroom_connections_refused_total{reason=\"connecting_too_fast\"} 1",
             "chatroom_messages_in_total 1",
