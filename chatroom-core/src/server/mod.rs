@@ -24,6 +24,7 @@
 mod admin;
 mod builder;
 mod config;
+mod end;
 mod error;
 mod irc;
 mod metrics;

@@ -1,7 +1,6 @@
 //! A registered IRC connection: its state, its loop, and how it ends.
 
 use std::collections::HashMap;
-use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,75 +10,17 @@ use tokio_util::sync::CancellationToken;
 
 use crate::protocol::irc::{IrcError, Line, parse};
 use crate::protocol::{MessageId, Nickname, ServerMessage};
-use crate::registry::{CutReason, Outbound, Outbox, Room, SessionId};
+use crate::registry::{Outbound, Outbox, Room, SessionId};
 use crate::transport::Frame;
 
+pub(super) use super::super::end::End;
 use super::super::rate::TokenBucket;
 use super::super::rooms::Member;
 use super::super::shared::Shared;
-use super::super::writer::WriterEnd;
 use super::conn::{Reader, WriterTask};
 use super::names::{Caps, Names};
 use super::register::Registered;
 use super::reply::{self, Numerics};
-
-/// Why an IRC session ended; logged, and shown to its rooms.
-#[derive(Debug)]
-pub(super) enum End {
-    PeerClosed,
-    Quit(Option<String>),
-    ReadFailed(std::io::Error),
-    WriteFailed(std::io::Error),
-    SlowConsumer,
-    NickLost,
-    PingTimeout,
-    Shutdown,
-}
-
-impl End {
-    /// The reason as `/metrics` labels it (one of `metrics::END_REASONS`);
-    /// a ping timeout is the IRC form of an idle timeout.
-    pub(super) fn label(&self) -> &'static str {
-        match self {
-            Self::PeerClosed => "peer_closed",
-            Self::Quit(_) => "quit",
-            Self::ReadFailed(_) => "read_failed",
-            Self::WriteFailed(_) => "write_failed",
-            Self::SlowConsumer => "slow_consumer",
-            Self::NickLost => "nick_lost",
-            Self::PingTimeout => "idle_timeout",
-            Self::Shutdown => "shutdown",
-        }
-    }
-}
-
-impl fmt::Display for End {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::PeerClosed => f.write_str("connection closed"),
-            Self::Quit(Some(reason)) => write!(f, "quit: {reason}"),
-            Self::Quit(None) => f.write_str("quit"),
-            Self::ReadFailed(e) => write!(f, "read failed: {e}"),
-            Self::WriteFailed(e) => write!(f, "write failed: {e}"),
-            Self::SlowConsumer => f.write_str("disconnected: too slow"),
-            Self::NickLost => f.write_str("disconnected: nickname taken elsewhere"),
-            Self::PingTimeout => f.write_str("disconnected: ping timeout"),
-            Self::Shutdown => f.write_str("server shutting down"),
-        }
-    }
-}
-
-/// Why the session ends, from how its writer ended.
-fn end_of(ended: Result<WriterEnd, tokio::task::JoinError>) -> End {
-    match ended {
-        Ok(WriterEnd::Cut(CutReason::NickLost)) => End::NickLost,
-        Ok(WriterEnd::Cut(_)) => End::SlowConsumer,
-        Ok(WriterEnd::Failed(e)) => End::WriteFailed(e),
-        // The session holds a sender, so the queue cannot have drained; a
-        // panicked writer is reported as a failed write.
-        Ok(WriterEnd::Drained) | Err(_) => End::WriteFailed(std::io::ErrorKind::BrokenPipe.into()),
-    }
-}
 
 /// A registered IRC session.
 pub(super) struct IrcSession {
@@ -197,7 +138,7 @@ impl IrcSession {
                     self.push(ServerMessage::Bye { reason: "server shutting down".to_owned() });
                     return End::Shutdown;
                 }
-                ended = &mut writer.0 => return end_of(ended),
+                ended = &mut writer.0 => return End::from_writer(ended),
                 item = reader.next() => match item {
                     None => Some(End::PeerClosed),
                     Some(Err(e)) => Some(End::ReadFailed(e)),
@@ -212,7 +153,7 @@ impl IrcSession {
                         // has ended; until then this task must not spin on
                         // those wake-ups (it would hold a worker thread the
                         // writer needs).
-                        return end_of((&mut writer.0).await);
+                        return End::from_writer((&mut writer.0).await);
                     }
                     // A catch-up can finish without waiting; let the other
                     // tasks on this worker run before the next wake-up.

@@ -37,7 +37,7 @@ use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 
 use crate::protocol::{ErrorCode, ServerMessage};
-use crate::registry::{CutReason, outbox};
+use crate::registry::outbox;
 use crate::transport::{BoxReader, BoxWriter, Connection, Frame, LineFramer, PeerAddr};
 
 use super::shared::Shared;
@@ -245,14 +245,7 @@ impl Session {
                     bye(&self.outbox, "server shutting down");
                     return End::Shutdown;
                 }
-                ended = &mut writer.0 => return match ended {
-                    Ok(WriterEnd::Cut(CutReason::NickLost)) => End::NickLost,
-                    Ok(WriterEnd::Cut(_)) => End::SlowConsumer,
-                    Ok(WriterEnd::Failed(e)) => End::WriteFailed(e),
-                    // The session holds a sender, so the queue cannot have
-                    // drained; a panicked writer is reported as a failed write.
-                    Ok(WriterEnd::Drained) | Err(_) => End::WriteFailed(std::io::ErrorKind::BrokenPipe.into()),
-                },
+                ended = &mut writer.0 => return End::from_writer(ended),
                 item = reader.next() => match item {
                     None => return End::PeerClosed,
                     Some(Err(e)) => return End::ReadFailed(e),

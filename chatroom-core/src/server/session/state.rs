@@ -3,7 +3,6 @@
 //! [`Session`]; this one only holds it.
 
 use std::collections::HashMap;
-use std::fmt;
 use std::sync::Arc;
 
 use tokio::time::Instant;
@@ -11,70 +10,13 @@ use tokio::time::Instant;
 use crate::protocol::{MAX_TEXT_LEN, Nickname, PROTOCOL_VERSION, RoomName, ServerMessage};
 use crate::registry::{Outbox, Room, SessionId};
 
+pub(super) use super::super::end::End;
 use super::super::rate::TokenBucket;
 use super::super::rooms::Member;
 use super::super::shared::Shared;
 use super::super::writer::Dialect;
 use super::reply::push;
 use super::says::Says;
-
-/// Why a session ended; logged, and shown to the rooms it leaves.
-#[derive(Debug)]
-pub(super) enum End {
-    PeerClosed,
-    Quit(Option<String>),
-    ReadFailed(std::io::Error),
-    WriteFailed(std::io::Error),
-    SlowConsumer,
-    NickLost,
-    TooManyErrors,
-    IdleTimeout,
-    HandshakeTimeout,
-    UnsupportedVersion,
-    /// A native `hello` on a connection taken for a text one.
-    LateHello,
-    Shutdown,
-}
-
-impl fmt::Display for End {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::PeerClosed => f.write_str("connection closed"),
-            Self::Quit(Some(reason)) => write!(f, "quit: {reason}"),
-            Self::Quit(None) => f.write_str("quit"),
-            Self::ReadFailed(e) => write!(f, "read failed: {e}"),
-            Self::WriteFailed(e) => write!(f, "write failed: {e}"),
-            Self::SlowConsumer => f.write_str("disconnected: too slow"),
-            Self::NickLost => f.write_str("disconnected: nickname taken elsewhere"),
-            Self::TooManyErrors => f.write_str("disconnected: too many errors"),
-            Self::IdleTimeout => f.write_str("disconnected: idle"),
-            Self::HandshakeTimeout => f.write_str("no hello in time"),
-            Self::UnsupportedVersion => f.write_str("unsupported protocol version"),
-            Self::LateHello => f.write_str("native hello on a text connection"),
-            Self::Shutdown => f.write_str("server shutting down"),
-        }
-    }
-}
-
-impl End {
-    /// The reason as `/metrics` labels it (one of `metrics::END_REASONS`).
-    pub(super) fn label(&self) -> &'static str {
-        match self {
-            Self::PeerClosed => "peer_closed",
-            Self::Quit(_) => "quit",
-            Self::ReadFailed(_) => "read_failed",
-            Self::WriteFailed(_) => "write_failed",
-            Self::SlowConsumer => "slow_consumer",
-            Self::NickLost => "nick_lost",
-            Self::TooManyErrors => "too_many_errors",
-            Self::IdleTimeout => "idle_timeout",
-            Self::HandshakeTimeout => "handshake_timeout",
-            Self::UnsupportedVersion => "unsupported_version",
-            Self::LateHello => "late_hello",
-            Self::Shutdown => "shutdown",
-        }
-    }
-}
 
 /// What handling one frame asks of the loop.
 pub(super) enum Flow {
