@@ -200,9 +200,10 @@ pub(crate) struct OutboxReceiver {
     queue: Arc<Queue>,
 }
 
-/// A queue that holds at most `max_frames` frames and about `max_bytes`
-/// bytes (a single frame larger than `max_bytes` is still accepted into an
-/// empty queue, so a large reply cannot wedge a session).
+/// A queue that takes room traffic up to `max_frames` frames and about
+/// `max_bytes` bytes, and the session's own frames up to twice that (a
+/// single frame larger than the byte bound is still accepted into an empty
+/// queue, so a large reply cannot wedge a session).
 ///
 /// # Panics
 /// When `max_frames` is zero.
@@ -235,16 +236,21 @@ impl Outbox {
         &self.senders.queue
     }
 
-    /// Queues `frame` without waiting. When the queue is full the session is
-    /// cut off as a slow consumer (its writer then drops the backlog and
-    /// closes the connection). Room traffic, which can be caught up later,
-    /// goes through [`Outbox::offer`] instead.
+    /// Queues a frame of the session's own (a reply, a private message, a
+    /// presence notice) without waiting. It may use the queue's bounds
+    /// twice over: room traffic stops at the bounds ([`Outbox::offer`]) and
+    /// is caught up later, so a queue full of it must still take the
+    /// session's own frames, or a member that fell behind would be cut off
+    /// for saying something. Past twice the bounds the session is cut off
+    /// as a slow consumer (its writer then drops the backlog and closes the
+    /// connection).
     ///
     /// # Errors
     /// [`PushError::Full`] on overflow, [`PushError::Closed`] when the
     /// session is gone or was cut off before.
     pub(crate) fn push(&self, frame: &Arc<Outbound>) -> Result<(), PushError> {
-        let pushed = self.offer(frame);
+        let queue = self.queue();
+        let pushed = self.enqueue(frame, 2 * queue.max_frames, 2 * queue.max_bytes);
         if pushed == Err(PushError::Full) {
             self.cut_off(CutReason::SlowConsumer);
         }
@@ -260,6 +266,18 @@ impl Outbox {
     /// [`PushError::Closed`] when the session is gone or was cut off.
     pub(crate) fn offer(&self, frame: &Arc<Outbound>) -> Result<(), PushError> {
         let queue = self.queue();
+        self.enqueue(frame, queue.max_frames, queue.max_bytes)
+    }
+
+    /// Queues `frame` if the queue then holds at most `max_frames` frames
+    /// and about `max_bytes` bytes.
+    fn enqueue(
+        &self,
+        frame: &Arc<Outbound>,
+        max_frames: usize,
+        max_bytes: usize,
+    ) -> Result<(), PushError> {
+        let queue = self.queue();
         // The reason is set before the token is cancelled, and reading it
         // is one atomic load; the token's own check takes a lock, which
         // showed up on the fanout path (docs/benchmarks.md).
@@ -268,13 +286,13 @@ impl Outbox {
         }
         let len = frame.json().len();
         let before = queue.queued_bytes.fetch_add(len, Ordering::Relaxed);
-        if before > 0 && before + len > queue.max_bytes {
+        if before > 0 && before + len > max_bytes {
             queue.queued_bytes.fetch_sub(len, Ordering::Relaxed);
             return Err(PushError::Full);
         }
         let was_empty = {
             let mut frames = queue.frames();
-            if frames.len() >= queue.max_frames {
+            if frames.len() >= max_frames {
                 drop(frames);
                 queue.queued_bytes.fetch_sub(len, Ordering::Relaxed);
                 return Err(PushError::Full);

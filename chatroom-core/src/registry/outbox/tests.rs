@@ -4,27 +4,42 @@ use super::*;
 use crate::protocol::ServerMessage;
 
 #[test]
-fn overflow_by_frames_cuts_off() {
+fn own_frames_past_twice_the_frame_bound_cut_off() {
     let (tx, rx) = outbox(2, 1 << 20);
     let f = Outbound::message(ServerMessage::Pong);
-    tx.push(&f).unwrap();
-    tx.push(&f).unwrap();
+    for _ in 0..4 {
+        tx.push(&f).unwrap();
+    }
     assert_eq!(tx.push(&f), Err(PushError::Full));
     assert_eq!(tx.push(&f), Err(PushError::Closed));
     assert_eq!(rx.cut_reason(), Some(CutReason::SlowConsumer));
 }
 
 #[test]
-fn overflow_by_bytes_cuts_off() {
+fn own_frames_past_twice_the_byte_bound_cut_off() {
     let f = Outbound::message(ServerMessage::Pong);
     let len = f.json().len();
     let (tx, rx) = outbox(100, len * 3);
-    for _ in 0..3 {
+    for _ in 0..6 {
         tx.push(&f).unwrap();
     }
     assert_eq!(tx.push(&f), Err(PushError::Full));
     rx.release(len);
     assert!(tx.is_closed());
+}
+
+#[test]
+fn a_queue_full_of_room_traffic_still_takes_the_sessions_own_frames() {
+    let (tx, rx) = outbox(2, 1 << 20);
+    let room = Outbound::message(ServerMessage::Pong);
+    tx.offer(&room).unwrap();
+    tx.offer(&room).unwrap();
+    // Room traffic stops at the bound, and the session stays.
+    assert_eq!(tx.offer(&room), Err(PushError::Full));
+    assert_eq!(rx.cut_reason(), None);
+    // A reply still fits.
+    tx.push(&Outbound::message(ServerMessage::Pong)).unwrap();
+    assert_eq!(rx.cut_reason(), None);
 }
 
 #[tokio::test]
