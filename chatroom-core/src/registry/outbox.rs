@@ -28,7 +28,7 @@ pub struct Outbound {
 impl Outbound {
     /// Encodes `frame` and wraps it for sharing.
     pub fn new(frame: ServerFrame) -> Arc<Self> {
-        let json = protocol::encode(&frame);
+        let json = protocol::encode_server(&frame);
         Arc::new(Self {
             frame,
             json,
