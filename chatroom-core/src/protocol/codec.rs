@@ -24,6 +24,23 @@ pub fn encode<T: Serialize>(frame: &T) -> Bytes {
     buf.freeze()
 }
 
+/// Decodes a client frame as [`decode`] does, a well-formed `say` without
+/// serde's `flatten` (see `hot.rs`).
+///
+/// # Errors
+/// As [`decode`].
+pub(crate) fn decode_client(line: &[u8]) -> Result<super::ClientFrame, ProtocolError> {
+    let trimmed = line.strip_suffix(b"\n").unwrap_or(line);
+    let trimmed = trimmed.strip_suffix(b"\r").unwrap_or(trimmed);
+    if let Some(frame) = std::str::from_utf8(trimmed)
+        .ok()
+        .and_then(super::hot::decode_say)
+    {
+        return Ok(frame);
+    }
+    decode(line)
+}
+
 /// Encodes a server frame as one line, as [`encode`] does, the frames of a
 /// `say` by hand (see `hot.rs`).
 pub(crate) fn encode_server(frame: &super::ServerFrame) -> Bytes {

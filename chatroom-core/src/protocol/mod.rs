@@ -17,8 +17,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-pub(crate) use codec::encode_server;
 pub use codec::{decode, encode, encode_into};
+pub(crate) use codec::{decode_client, encode_server};
 pub use error::{CommandError, ErrorCode, ProtocolError};
 pub use names::{MAX_NICK_LEN, MAX_ROOM_LEN, Nickname, RoomName};
 

@@ -43,7 +43,7 @@ impl Session {
     }
 
     async fn on_native_line(&mut self, line: &Bytes) -> Flow {
-        let frame: ClientFrame = match protocol::decode(line) {
+        let frame: ClientFrame = match protocol::decode_client(line) {
             Ok(frame) => frame,
             Err(e) => return self.reject_in_order(e.into(), ref_of_bad_frame(line)).await,
         };
