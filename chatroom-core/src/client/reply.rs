@@ -35,6 +35,7 @@ fn kind_of(message: &ServerMessage) -> &'static str {
         ServerMessage::Error { .. } => "error",
         ServerMessage::Lagged { .. } => "lagged",
         ServerMessage::Notice { .. } => "notice",
+        ServerMessage::LoggedIn { .. } => "logged_in",
         ServerMessage::Ping => "ping",
         ServerMessage::Pong => "pong",
         ServerMessage::Bye { .. } => "bye",

@@ -66,6 +66,18 @@ pub enum ErrorCode {
     /// The client's address opens connections faster than the server allows
     /// one address.
     ConnectingTooFast,
+    /// The nickname is a registered account's and the client is not logged in as it.
+    NickRegistered,
+    /// No account has that name, or the password is wrong.
+    BadCredentials,
+    /// Too many failed logins from this address or for this account; wait and retry.
+    LoginThrottled,
+    /// The nickname is registered already.
+    AccountExists,
+    /// The request needs the client to be logged in to an account.
+    NotLoggedIn,
+    /// A new password is too short, too long or holds a control character.
+    BadPassword,
 }
 
 impl ErrorCode {
@@ -99,6 +111,12 @@ impl ErrorCode {
         Self::Internal,
         Self::TooManyConnections,
         Self::ConnectingTooFast,
+        Self::NickRegistered,
+        Self::BadCredentials,
+        Self::LoginThrottled,
+        Self::AccountExists,
+        Self::NotLoggedIn,
+        Self::BadPassword,
     ];
 
     /// The code as it appears on the wire.
@@ -129,6 +147,12 @@ impl ErrorCode {
             Self::Internal => "internal",
             Self::TooManyConnections => "too_many_connections",
             Self::ConnectingTooFast => "connecting_too_fast",
+            Self::NickRegistered => "nick_registered",
+            Self::BadCredentials => "bad_credentials",
+            Self::LoginThrottled => "login_throttled",
+            Self::AccountExists => "account_exists",
+            Self::NotLoggedIn => "not_logged_in",
+            Self::BadPassword => "bad_password",
         }
     }
 }
@@ -254,8 +278,14 @@ mod tests {
             ErrorCode::Internal => 22,
             ErrorCode::TooManyConnections => 23,
             ErrorCode::ConnectingTooFast => 24,
+            ErrorCode::NickRegistered => 25,
+            ErrorCode::BadCredentials => 26,
+            ErrorCode::LoginThrottled => 27,
+            ErrorCode::AccountExists => 28,
+            ErrorCode::NotLoggedIn => 29,
+            ErrorCode::BadPassword => 30,
         };
-        assert_eq!(ErrorCode::ALL.len(), 25);
+        assert_eq!(ErrorCode::ALL.len(), 31);
         for (i, code) in ErrorCode::ALL.iter().enumerate() {
             assert_eq!(index(*code), i, "{code} is out of place in ALL");
         }

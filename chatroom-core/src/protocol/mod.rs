@@ -10,6 +10,7 @@ mod codec;
 mod error;
 pub(crate) mod irc;
 mod names;
+mod password;
 pub mod text;
 
 use std::collections::BTreeMap;
@@ -19,6 +20,7 @@ use serde::{Deserialize, Serialize};
 pub use codec::{decode, encode, encode_into};
 pub use error::{CommandError, ErrorCode, ProtocolError};
 pub use names::{MAX_NICK_LEN, MAX_ROOM_LEN, Nickname, RoomName};
+pub use password::Password;
 
 /// The protocol version this crate speaks; `hello` and `welcome` carry it.
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -111,6 +113,35 @@ pub enum ClientMessage {
         /// Resume cursors: for each room, the last message id the client saw.
         #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
         resume: BTreeMap<RoomName, MessageId>,
+        /// The password of the account `nick` names: log in as it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        password: Option<Password>,
+    },
+    /// Register the current nickname as an account with this password, and
+    /// log in as it.
+    Register {
+        /// The password (8 to 256 bytes).
+        password: Password,
+    },
+    /// Log in as an account; the nickname becomes the account's.
+    Login {
+        /// The account.
+        nick: Nickname,
+        /// Its password.
+        password: Password,
+    },
+    /// Change the password of the account one is logged in as.
+    SetPassword {
+        /// The password now.
+        old: Password,
+        /// The new one (8 to 256 bytes).
+        new: Password,
+    },
+    /// Delete the account one is logged in as; the nickname stays, as a
+    /// guest's.
+    DropAccount {
+        /// Its password.
+        password: Password,
     },
     /// Join a room, creating it if it does not exist.
     Join {
@@ -342,6 +373,12 @@ pub enum ServerMessage {
     Notice {
         /// The text.
         text: String,
+    },
+    /// The client is now logged in as an account (after `register`,
+    /// `login`, or a `hello` with a password).
+    LoggedIn {
+        /// The account, as registered.
+        account: Nickname,
     },
     /// The server checks that the client is alive; answer with `pong`.
     Ping,

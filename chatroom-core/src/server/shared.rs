@@ -5,6 +5,7 @@ use std::sync::atomic::AtomicBool;
 
 use crate::broker::Broker;
 
+use super::accounts::Accounts;
 use super::config::Limits;
 use super::metrics::Counters;
 use super::rooms::Rooms;
@@ -25,4 +26,6 @@ pub(crate) struct Shared {
     pub(crate) metrics: Counters,
     /// Set while the engine accepts connections.
     pub(crate) listening: AtomicBool,
+    /// Registered nicknames.
+    pub(crate) accounts: Accounts,
 }

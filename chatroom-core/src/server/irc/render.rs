@@ -126,6 +126,9 @@ impl Render {
                 self.by_user(old, "NICK").trailing(new.as_str())
             }
             ServerMessage::Error { message, .. } => self.notice(message),
+            ServerMessage::LoggedIn { account } => {
+                self.notice(&format!("you are logged in as {account}"))
+            }
             ServerMessage::Notice { text } => {
                 for line in text.lines() {
                     out.extend_from_slice(self.notice(line).as_bytes());

@@ -164,15 +164,22 @@ impl Rooms {
     }
 
     /// Registers a session under `base`, or `base-2`, `base-3`, … when that
-    /// is taken here or on another node.
+    /// is taken here or on another node, or `reserved` (a registered
+    /// account's nick).
     pub(crate) async fn register_unique(
         &self,
         base: &Nickname,
         outbox: &Outbox,
+        reserved: impl Fn(&Nickname) -> bool,
     ) -> Result<(SessionId, Nickname), RoomsError> {
         let mut candidate = base.clone();
         let mut n = 2u64;
         loop {
+            if reserved(&candidate) {
+                candidate = Nickname::numbered(base, n);
+                n += 1;
+                continue;
+            }
             match self.register(&candidate, outbox).await {
                 Ok(id) => return Ok((id, candidate)),
                 Err(e) if e.is_nick_taken() => {

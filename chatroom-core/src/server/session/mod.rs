@@ -16,6 +16,7 @@
 //! - `says`: the `say` pipeline that keeps answers in request order;
 //! - `reply`: the answers and errors themselves.
 
+mod account;
 mod catch_up;
 mod handshake;
 mod opening;

@@ -152,6 +152,16 @@ impl Session {
             }
             ClientMessage::Pong => Ok(Flow::Continue),
             ClientMessage::Quit { reason } => Ok(self.on_quit(reason, reference)),
+            ClientMessage::Register { password } => self.on_register(password, reference).await,
+            ClientMessage::Login { nick, password } => {
+                self.on_login(nick, password, reference).await
+            }
+            ClientMessage::SetPassword { old, new } => {
+                self.on_set_password(old, new, reference).await
+            }
+            ClientMessage::DropAccount { password } => {
+                self.on_drop_account(password, reference).await
+            }
         }
     }
 
@@ -226,6 +236,7 @@ impl Session {
         nick: Nickname,
         reference: Option<String>,
     ) -> Result<Flow, Failure> {
+        self.shared.accounts.may_use(&nick, self.account.as_ref())?;
         self.shared.rooms.rename(self.id, &self.nick, &nick).await?;
         self.nick = nick;
         self.ok(reference);
@@ -322,7 +333,7 @@ impl Session {
         push(&self.outbox, message, reference);
     }
 
-    fn ok(&self, reference: Option<String>) {
+    pub(super) fn ok(&self, reference: Option<String>) {
         self.reply(
             ServerMessage::Ok {
                 room: None,

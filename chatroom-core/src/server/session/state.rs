@@ -3,6 +3,7 @@
 //! [`Session`]; this one only holds it.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use tokio::time::Instant;
@@ -44,6 +45,10 @@ pub(super) struct Session {
     pub(super) last_heard: Instant,
     pub(super) pinged: bool,
     pub(super) says: Says,
+    /// The account the session is logged in as, if any.
+    pub(super) account: Option<Nickname>,
+    /// The peer's address, for login throttling and bans.
+    pub(super) peer_ip: Option<IpAddr>,
 }
 
 impl Session {
@@ -53,6 +58,7 @@ impl Session {
         nick: Nickname,
         dialect: Dialect,
         outbox: Outbox,
+        peer_ip: Option<IpAddr>,
     ) -> Self {
         let tuned = shared.tuning.generation();
         let rates = shared.tuning.rates();
@@ -71,6 +77,8 @@ impl Session {
             last_heard: now,
             pinged: false,
             says: Says::default(),
+            account: None,
+            peer_ip,
         }
     }
 
