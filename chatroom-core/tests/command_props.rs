@@ -89,3 +89,73 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn moderation_commands_keep_their_arguments(
+        nick in NAME_RE,
+        reason in "[a-z][a-z !?.]{0,30}[a-z]",
+        secs in 1u64..100_000,
+        key in "[!-~]{1,20}",
+        limit in 0u32..1000,
+    ) {
+        let nickname = Nickname::new(nick.as_str()).unwrap();
+        prop_assert_eq!(
+            request(&format!("/kick {nick} {reason}")),
+            ClientMessage::Kick { room: lobby(), nick: nickname.clone(), reason: Some(reason.clone()) }
+        );
+        prop_assert_eq!(
+            request(&format!("/ban {nick} {secs}s {reason}")),
+            ClientMessage::Ban {
+                room: Some(lobby()),
+                mask: nick.clone(),
+                duration_secs: Some(secs),
+                reason: Some(reason.clone()),
+            }
+        );
+        prop_assert_eq!(
+            request(&format!("/gban account:{nick}")),
+            ClientMessage::Ban { room: None, mask: format!("account:{nick}"), duration_secs: None, reason: None }
+        );
+        prop_assert_eq!(
+            request(&format!("/topic {reason}")),
+            ClientMessage::Topic { room: lobby(), topic: Some(reason.clone()) }
+        );
+        let expected_key = if key == "-" { String::new() } else { key.clone() };
+        prop_assert_eq!(
+            request(&format!("/key {key}")),
+            ClientMessage::Mode { room: lobby(), key: Some(expected_key), moderated: None, invite_only: None, limit: None }
+        );
+        prop_assert_eq!(
+            request(&format!("/limit {limit}")),
+            ClientMessage::Mode { room: lobby(), key: None, moderated: None, invite_only: None, limit: Some(limit) }
+        );
+        prop_assert_eq!(
+            request(&format!("/kill {nick} {reason}")),
+            ClientMessage::Kill { nick: nickname, reason: Some(reason) }
+        );
+    }
+
+    #[test]
+    fn moderation_lines_never_panic_and_fail_only_with_typed_errors(
+        command in prop::sample::select(&[
+            "kick", "ban", "gban", "unban", "ungban", "topic", "op", "deop", "voice", "devoice",
+            "key", "moderated", "inviteonly", "limit", "invite", "kill", "modlog",
+        ][..]),
+        rest in "[ -~\t\u{1b}é]{0,60}",
+        in_room in any::<bool>(),
+    ) {
+        let room = lobby();
+        let line = format!("/{command} {rest}");
+        match parse_line(&line, in_room.then_some(&room)) {
+            Ok(TextInput::Request(_)) => {}
+            Ok(other) => prop_assert!(false, "{line:?} gave {other:?}"),
+            Err(e) => prop_assert!(
+                matches!(e.code(), ErrorCode::UnknownCommand | ErrorCode::InvalidName),
+                "{line:?}: {e}"
+            ),
+        }
+    }
+}

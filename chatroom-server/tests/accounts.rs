@@ -186,3 +186,223 @@ fn a_password_is_changed_and_an_account_dropped() {
     let (_guest, welcome) = JsonClient::hello(server.addr(), "carol", WAIT);
     assert_eq!(welcome["nick"], "carol");
 }
+
+/// A text client that registers `nick` and is logged in.
+fn registered_text(addr: std::net::SocketAddr, nick: &str, password: &str) -> TextClient {
+    let (mut c, _) = TextClient::greeted(addr, WAIT);
+    c.send(&format!("/nick {nick}"));
+    c.line_with(&format!("is now known as {nick}"));
+    c.send(&format!("/register {password}"));
+    c.line_with("* you are logged in as");
+    c
+}
+
+#[test]
+fn kick_and_ban_are_seen_by_the_room_and_bans_hold_after_a_restart() {
+    let mut server = start();
+    let addr = server.addr();
+    // The teacher registers and creates #class: its owner.
+    let mut teacher = registered_text(addr, "teacher", "blackboard");
+    teacher.send("/join class");
+    teacher.line_with("* you own #class");
+    let mut watcher = JsonClient::hello_in(addr, "watcher", "class", WAIT);
+    let (mut bob, _) = JsonClient::hello(addr, "bob", WAIT);
+    bob.send(&json!({"type": "register", "password": "bobs-password"}));
+    bob.next_of("logged_in");
+    bob.join("class");
+
+    // A kick: the room sees the action, then bob leaving with the reason.
+    teacher.send("/kick bob spamming");
+    let kick = watcher.next_of("moderated");
+    assert_eq!(
+        (
+            &kick["action"],
+            &kick["target"],
+            &kick["by"],
+            &kick["reason"]
+        ),
+        (
+            &json!("kick"),
+            &json!("bob"),
+            &json!("teacher"),
+            &json!("spamming")
+        ),
+        "{kick}"
+    );
+    let left = watcher.next_of("left");
+    assert_eq!(left["reason"], "kicked by teacher: spamming", "{left}");
+    assert_eq!(bob.next_of("moderated")["action"], "kick");
+    bob.next_of("left");
+    bob.send(&json!({"type": "say", "room": "class", "text": "still here?"}));
+    assert_eq!(bob.next_of("error")["code"], "not_in_room");
+
+    // Kicked is not banned: bob comes back; then a ban by nick bans his
+    // account, and removes him.
+    bob.join("class");
+    teacher.send("/ban bob 1h flooding");
+    let ban = watcher.next_of("moderated");
+    assert_eq!(
+        (&ban["action"], &ban["target"]),
+        (&json!("ban"), &json!("account:bob for 1h")),
+        "{ban}"
+    );
+    teacher.line_with("* teacher banned account:bob for 1h from #class (flooding)");
+    bob.next_of("left");
+    bob.send(&json!({"type": "join", "room": "class", "ref": "b"}));
+    let refused = bob.next_of("error");
+    assert_eq!(
+        (&refused["code"], &refused["ref"]),
+        (&json!("banned"), &json!("b")),
+        "{refused}"
+    );
+
+    // An address ban keeps out every guest from that address.
+    let (mut guest, guest_nick) = TextClient::greeted(addr, WAIT);
+    guest.send("/join class");
+    watcher.next_of("joined");
+    teacher.send(&format!("/ban {guest_nick}"));
+    teacher.line_with("banned address:127.0.0.1 from #class");
+    guest.line_with("left #class (banned by teacher)");
+    guest.send("/join class");
+    let line = guest.line_where(|l| l.starts_with("! "));
+    assert!(line.contains("banned from #class"), "{line}");
+
+    // After a restart: the owner, the account ban and the address ban hold.
+    drop((teacher, watcher, bob, guest));
+    server.restart();
+    let addr = server.addr();
+    let (mut bob, _) = hello_with(addr, login_hello("bob", "bobs-password"));
+    bob.send(&json!({"type": "join", "room": "class"}));
+    assert_eq!(bob.next_of("error")["code"], "banned");
+    let (mut other, _) = JsonClient::hello(addr, "newcomer", WAIT);
+    other.send(&json!({"type": "join", "room": "class"}));
+    assert_eq!(other.next_of("error")["code"], "banned");
+    let (mut teacher, _) = TextClient::greeted(addr, WAIT);
+    teacher.send("/login teacher blackboard");
+    teacher.line_with("* you are logged in as teacher");
+    teacher.send("/join class");
+    teacher.line_with("* in #class: teacher");
+    teacher.send("/unban address:127.0.0.1");
+    teacher.line_with("lifted the ban on address:127.0.0.1");
+    other.join("class");
+}
+
+#[test]
+fn a_room_key_a_moderated_room_a_topic_and_a_limit() {
+    let server = start();
+    let addr = server.addr();
+    let mut owner = registered_text(addr, "host", "hosting-pw");
+    owner.send("/join den");
+    owner.line_with("* you own #den");
+    owner.send("/topic welcome to the den");
+    owner.line_with("* topic of #den: welcome to the den (set by host)");
+    owner.send("/key s3cret");
+    owner.line_with("* host set #den +k");
+
+    let (mut guest, _) = JsonClient::hello(addr, "visitor", WAIT);
+    guest.send(&json!({"type": "join", "room": "den"}));
+    assert_eq!(guest.next_of("error")["code"], "bad_key");
+    guest.send(&json!({"type": "join", "room": "den", "key": "wrong"}));
+    assert_eq!(guest.next_of("error")["code"], "bad_key");
+    guest.send(&json!({"type": "join", "room": "den", "key": "s3cret", "history": 0}));
+    let topic = guest.next_of("topic");
+    assert_eq!(
+        (&topic["topic"], &topic["by"]),
+        (&json!("welcome to the den"), &json!("host"))
+    );
+    guest.next_of("members");
+
+    owner.send("/moderated on");
+    let mode = guest.next_of("moderated");
+    assert_eq!(
+        (&mode["action"], &mode["target"]),
+        (&json!("mode"), &json!("+m")),
+        "{mode}"
+    );
+    let refused = guest.try_say("den", "may I speak?");
+    assert_eq!(refused["code"], "moderated", "{refused}");
+    owner.send("/voice visitor");
+    guest.next_of("moderated");
+    guest.say("den", "thank you");
+    owner.line_with("<visitor> thank you");
+
+    // The text dialect joins with a key too; a limit keeps the next one out.
+    owner.send("/limit 3");
+    let (mut third, _) = TextClient::greeted(addr, WAIT);
+    third.send("/join den s3cret");
+    third.line_with("* in #den:");
+    let (mut fourth, _) = JsonClient::hello(addr, "fourth", WAIT);
+    fourth.send(&json!({"type": "join", "room": "den", "key": "s3cret"}));
+    assert_eq!(fourth.next_of("error")["code"], "room_full");
+}
+
+#[test]
+fn a_non_operator_is_refused_with_the_typed_error() {
+    let server = start();
+    let addr = server.addr();
+    let mut owner = registered_text(addr, "keeper", "keeper-pw");
+    owner.send("/join vault");
+    owner.line_with("* you own #vault");
+    let (mut guest, _) = JsonClient::hello(addr, "nobody", WAIT);
+    guest.join("vault");
+    for request in [
+        json!({"type": "kick", "room": "vault", "nick": "keeper"}),
+        json!({"type": "ban", "room": "vault", "mask": "nick:keeper"}),
+        json!({"type": "topic", "room": "vault", "topic": "mine now"}),
+        json!({"type": "mode", "room": "vault", "moderated": true}),
+        json!({"type": "op", "room": "vault", "nick": "nobody"}),
+        json!({"type": "kill", "nick": "keeper"}),
+        json!({"type": "ban", "mask": "nick:keeper"}),
+        json!({"type": "mod_log"}),
+    ] {
+        guest.send(&request);
+        let error = guest.next_of("error");
+        assert_eq!(error["code"], "not_permitted", "{request}: {error}");
+    }
+    let (mut text, _) = TextClient::greeted(addr, WAIT);
+    text.send("/kick keeper");
+    let line = text.line_where(|l| l.starts_with("! "));
+    assert!(line.contains("only operators of #lobby"), "{line}");
+    // Reading the topic is for everyone.
+    guest.send(&json!({"type": "topic", "room": "vault", "ref": "t"}));
+    assert_eq!(guest.next_of("topic")["topic"], "");
+}
+
+#[test]
+fn a_server_operator_kills_bans_server_wide_and_reads_the_log() {
+    let server = cheap_hashing(
+        Server::builder()
+            .listen("127.0.0.1:0")
+            .set("operators", "root"),
+    )
+    .start();
+    let addr = server.addr();
+    let mut root = registered_text(addr, "root", "root-password");
+    let (mut victim, _) = JsonClient::hello(addr, "victim", WAIT);
+    victim.join("lobby");
+    root.send("/kill victim trolling");
+    let error = victim.next_of("error");
+    assert_eq!(error["code"], "killed", "{error}");
+    root.line_with("* victim left #lobby (disconnected by a server operator)");
+
+    // A server-wide ban by nick keeps that nick off the server.
+    root.send("/gban nick:eve 10m");
+    root.line_with("* root banned nick:eve for 10m from the server");
+    let (_eve, first) = JsonClient::open(
+        addr,
+        &json!({"type": "hello", "version": 1, "nick": "eve"}),
+        WAIT,
+    );
+    assert_eq!(first["code"], "banned", "{first}");
+    // Operators moderate every room without owning it.
+    let mut owner = JsonClient::hello_in(addr, "someone", "elsewhere", WAIT);
+    root.send("/join elsewhere");
+    root.send("/topic set by the operator");
+    assert_eq!(owner.next_of("topic")["by"], "root");
+
+    root.send("/modlog 10");
+    let log = root.line_with("* moderation log:");
+    assert!(log.contains("line(s)"), "{log}");
+    root.line_with("root in server: kill victim trolling");
+    root.line_with("root in server: ban nick:eve for 10m");
+}

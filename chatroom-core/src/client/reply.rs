@@ -36,6 +36,8 @@ fn kind_of(message: &ServerMessage) -> &'static str {
         ServerMessage::Lagged { .. } => "lagged",
         ServerMessage::Notice { .. } => "notice",
         ServerMessage::LoggedIn { .. } => "logged_in",
+        ServerMessage::Moderated(_) => "moderated",
+        ServerMessage::Topic { .. } => "topic",
         ServerMessage::Ping => "ping",
         ServerMessage::Pong => "pong",
         ServerMessage::Bye { .. } => "bye",

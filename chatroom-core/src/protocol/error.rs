@@ -78,6 +78,20 @@ pub enum ErrorCode {
     NotLoggedIn,
     /// A new password is too short, too long or holds a control character.
     BadPassword,
+    /// The client may not do this: it is not an operator of the room (or of the server).
+    NotPermitted,
+    /// The client is banned from the room or the server.
+    Banned,
+    /// The room has a key and the join gave another, or none.
+    BadKey,
+    /// The room is invite-only and the client was not invited.
+    InviteOnly,
+    /// The room has as many members as its limit allows.
+    RoomFull,
+    /// The room is moderated and the client has no voice.
+    Moderated,
+    /// A server operator disconnected the client.
+    Killed,
 }
 
 impl ErrorCode {
@@ -117,6 +131,13 @@ impl ErrorCode {
         Self::AccountExists,
         Self::NotLoggedIn,
         Self::BadPassword,
+        Self::NotPermitted,
+        Self::Banned,
+        Self::BadKey,
+        Self::InviteOnly,
+        Self::RoomFull,
+        Self::Moderated,
+        Self::Killed,
     ];
 
     /// The code as it appears on the wire.
@@ -153,6 +174,13 @@ impl ErrorCode {
             Self::AccountExists => "account_exists",
             Self::NotLoggedIn => "not_logged_in",
             Self::BadPassword => "bad_password",
+            Self::NotPermitted => "not_permitted",
+            Self::Banned => "banned",
+            Self::BadKey => "bad_key",
+            Self::InviteOnly => "invite_only",
+            Self::RoomFull => "room_full",
+            Self::Moderated => "moderated",
+            Self::Killed => "killed",
         }
     }
 }
@@ -284,8 +312,15 @@ mod tests {
             ErrorCode::AccountExists => 28,
             ErrorCode::NotLoggedIn => 29,
             ErrorCode::BadPassword => 30,
+            ErrorCode::NotPermitted => 31,
+            ErrorCode::Banned => 32,
+            ErrorCode::BadKey => 33,
+            ErrorCode::InviteOnly => 34,
+            ErrorCode::RoomFull => 35,
+            ErrorCode::Moderated => 36,
+            ErrorCode::Killed => 37,
         };
-        assert_eq!(ErrorCode::ALL.len(), 31);
+        assert_eq!(ErrorCode::ALL.len(), 38);
         for (i, code) in ErrorCode::ALL.iter().enumerate() {
             assert_eq!(index(*code), i, "{code} is out of place in ALL");
         }

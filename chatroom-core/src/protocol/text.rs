@@ -19,6 +19,8 @@ pub enum TextInput {
     /// `/join ROOM`: the text dialect keeps one current room, so joining
     /// also leaves the previous one.
     Switch(RoomName),
+    /// `/join ROOM KEY`: as [`TextInput::Switch`], into a room with a key.
+    SwitchKeyed(RoomName, String),
     /// `/help`: the session answers with [`HELP`].
     Help,
     /// `/history [N]`: the last N messages of the current room.
@@ -34,7 +36,7 @@ pub enum TextInput {
 pub const HELP: &[&str] = &[
     "commands:",
     "  /nick NAME        change your nickname",
-    "  /join ROOM        switch to ROOM (created if needed)",
+    "  /join ROOM [KEY]  switch to ROOM (created if needed)",
     "  /leave            leave the current room",
     "  /rooms            list rooms",
     "  /who [ROOM]       list who is in a room",
@@ -46,6 +48,11 @@ pub const HELP: &[&str] = &[
     "  /login NICK PASSWORD        log in to a registered nickname",
     "  /password OLD NEW           change your account's password",
     "  /dropaccount PASSWORD       delete your account (the nick becomes free)",
+    "  /topic [TEXT]               show or set the room's topic",
+    "  moderators: /kick NICK [REASON], /ban NICK|MASK [DURATION] [REASON], /unban MASK,",
+    "    /op /deop /voice /devoice ACCOUNT, /key SECRET|-, /moderated on|off,",
+    "    /inviteonly on|off, /invite NICK, /limit N; server operators: /kill NICK,",
+    "    /gban /ungban MASK, /modlog [N]",
     "  /quit [REASON]    disconnect",
     "  /help             this list",
     "  anything else is said to your current room",
@@ -96,8 +103,12 @@ pub fn parse_line(line: &str, room: Option<&RoomName>) -> Result<TextInput, Prot
             })
         }
         "join" => {
-            let name = args.next().ok_or_else(|| usage("/join ROOM"))?;
-            TextInput::Switch(RoomName::parse_typed(name)?)
+            let name = args.next().ok_or_else(|| usage("/join ROOM [KEY]"))?;
+            let room = RoomName::parse_typed(name)?;
+            match args.next() {
+                Some(key) => TextInput::SwitchKeyed(room, key.to_owned()),
+                None => TextInput::Switch(room),
+            }
         }
         "leave" | "part" => {
             let room = match args.next() {
@@ -179,6 +190,9 @@ pub fn parse_line(line: &str, room: Option<&RoomName>) -> Result<TextInput, Prot
         }
         "help" => TextInput::Help,
         other => {
+            if let Some(parsed) = super::moderation::parse(other, rest, room) {
+                return parsed.map(TextInput::Request);
+            }
             return Err(CommandError::Unknown(sanitize(other)).into());
         }
     };
@@ -266,6 +280,12 @@ pub fn render(message: &ServerMessage) -> Option<String> {
         }
         ServerMessage::Error { message, .. } => format!("! {}", sanitize(message)),
         ServerMessage::LoggedIn { account } => format!("* you are logged in as {account}"),
+        ServerMessage::Moderated(event) => sanitize(&event.render()),
+        ServerMessage::Topic { room, topic, by } => match (topic.is_empty(), by) {
+            (true, _) => format!("* #{room} has no topic"),
+            (false, Some(by)) => format!("* topic of #{room}: {} (set by {by})", sanitize(topic)),
+            (false, None) => format!("* topic of #{room}: {}", sanitize(topic)),
+        },
         ServerMessage::Lagged { room, first, last } => {
             let count = last.saturating_sub(*first) + 1;
             let plural = if count == 1 { "" } else { "s" };

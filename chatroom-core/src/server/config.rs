@@ -452,4 +452,5 @@ setters!(AccountsConfig {
     with_login_attempts => login_attempts: u32;
     with_login_lockout_secs => login_lockout_secs: u64;
     with_operators => operators: Vec<String>;
+    with_room_owners => room_owners: Vec<String>;
 });

@@ -29,6 +29,7 @@ mod end;
 mod error;
 mod irc;
 mod metrics;
+mod moderation;
 mod peers;
 mod rate;
 mod rooms;
@@ -143,6 +144,12 @@ impl Server {
         broker: Arc<dyn Broker>,
         account_store: Arc<dyn AccountStore>,
     ) -> Result<Self, ServerError> {
+        let moderation = moderation::Moderation::load(
+            account_store.as_ref(),
+            limits.operators.clone(),
+            &limits.room_owners,
+        )
+        .map_err(ServerError::Accounts)?;
         let accounts =
             accounts::Accounts::load(account_store, &limits).map_err(ServerError::Accounts)?;
         let registry = RoomRegistry::with_history(Some(store), limits.recent_per_room);
@@ -162,6 +169,7 @@ impl Server {
                 metrics: Counters::default(),
                 listening: AtomicBool::new(false),
                 accounts,
+                moderation,
             }),
         })
     }

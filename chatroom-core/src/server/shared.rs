@@ -8,6 +8,7 @@ use crate::broker::Broker;
 use super::accounts::Accounts;
 use super::config::Limits;
 use super::metrics::Counters;
+use super::moderation::Moderation;
 use super::rooms::Rooms;
 use super::tuning::Tuning;
 
@@ -28,4 +29,6 @@ pub(crate) struct Shared {
     pub(crate) listening: AtomicBool,
     /// Registered nicknames.
     pub(crate) accounts: Accounts,
+    /// Room rules, bans and who may moderate.
+    pub(crate) moderation: Moderation,
 }

@@ -92,9 +92,6 @@ impl Accounts {
             .into_iter()
             .map(|a| (a.name.key(), a))
             .collect();
-        if !limits.operators.is_empty() {
-            tracing::info!(operators = ?limits.operators, "server operators configured");
-        }
         Ok(Self {
             store,
             known: Mutex::new(known),
@@ -102,6 +99,11 @@ impl Accounts {
             hashing: Semaphore::new(CONCURRENT_HASHES),
             throttle: Mutex::new(Throttle::new(limits.login_attempts, limits.login_lockout)),
         })
+    }
+
+    /// The store behind the accounts, for the moderation rules and log.
+    pub(crate) fn store(&self) -> &Arc<dyn AccountStore> {
+        &self.store
     }
 
     /// Whether `nick` is a registered account's.

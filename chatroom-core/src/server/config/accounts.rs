@@ -1,9 +1,9 @@
 //! Settings for registered nicknames and moderation (keys `hash_memory_kib`,
 //! `hash_iterations`, `hash_parallelism`, `login_attempts`,
-//! `login_lockout_secs`, `operators`).
+//! `login_lockout_secs`, `operators`, `room_owners`).
 
 use crate::accounts::HashParams;
-use crate::protocol::Nickname;
+use crate::protocol::{Nickname, RoomName};
 use crate::server::error::ConfigError;
 
 /// How passwords are hashed, how failed logins are throttled, and who the
@@ -24,6 +24,8 @@ pub struct AccountsConfig {
     pub login_lockout_secs: u64,
     /// Accounts that are server operators: they moderate every room.
     pub operators: Vec<String>,
+    /// Rooms' owners, declared: `ROOM:ACCOUNT` each (`class:teacher`).
+    pub room_owners: Vec<String>,
 }
 
 impl Default for AccountsConfig {
@@ -36,6 +38,7 @@ impl Default for AccountsConfig {
             login_attempts: 5,
             login_lockout_secs: 60,
             operators: Vec::new(),
+            room_owners: Vec::new(),
         }
     }
 }
@@ -48,6 +51,25 @@ impl AccountsConfig {
             iterations: self.hash_iterations,
             parallelism: self.hash_parallelism,
         }
+    }
+
+    /// The declared owners as (folded room, folded account).
+    pub(super) fn owners(&self) -> Result<Vec<(String, String)>, ConfigError> {
+        self.room_owners
+            .iter()
+            .map(|entry| {
+                let bad = |reason: String| ConfigError::Invalid {
+                    field: "room_owners",
+                    reason: format!("`{entry}`: {reason}"),
+                };
+                let (room, account) = entry
+                    .split_once(':')
+                    .ok_or_else(|| bad("expected ROOM:ACCOUNT".to_owned()))?;
+                let room = RoomName::parse_typed(room).map_err(|e| bad(e.to_string()))?;
+                let account = Nickname::new(account).map_err(|e| bad(e.to_string()))?;
+                Ok((room.key(), account.key()))
+            })
+            .collect()
     }
 
     /// Checks the values; returns the operators' folded names.

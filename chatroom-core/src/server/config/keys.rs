@@ -101,6 +101,7 @@ operator_keys! {
     login_attempts: u32 => accounts.login_attempts;
     login_lockout_secs: u64 => accounts.login_lockout_secs;
     operators: Vec<String> => accounts.operators;
+    room_owners: Vec<String> => accounts.room_owners;
 }
 
 impl Default for FlatConfig {
@@ -121,7 +122,7 @@ mod tests {
             panic!("a config serializes as a table");
         };
         let keys: Vec<&str> = fields.keys().map(String::as_str).collect();
-        assert_eq!(keys.len(), 56, "{keys:?}");
+        assert_eq!(keys.len(), 57, "{keys:?}");
         for key in [
             "max_line_len",
             "history",

@@ -52,6 +52,8 @@ pub(crate) struct Limits {
     pub(crate) login_lockout: Duration,
     /// The server operators' folded account names.
     pub(crate) operators: Vec<String>,
+    /// Declared owners: folded room name, folded account name.
+    pub(crate) room_owners: Vec<(String, String)>,
 }
 
 fn invalid(field: &'static str, reason: impl Into<String>) -> ConfigError {
@@ -221,6 +223,7 @@ impl ServerConfig {
         positive_rate("connect_rate_per_ip", limits.connect_rate_per_ip)?;
         self.ops.admin_addr()?;
         let operators = self.accounts.check()?;
+        let room_owners = self.accounts.owners()?;
         Ok(Limits {
             server_name: self.server_name.clone(),
             default_room,
@@ -260,6 +263,7 @@ impl ServerConfig {
             login_attempts: self.accounts.login_attempts,
             login_lockout: Duration::from_secs(self.accounts.login_lockout_secs),
             operators,
+            room_owners,
         })
     }
 }

@@ -126,6 +126,10 @@ impl Render {
                 self.by_user(old, "NICK").trailing(new.as_str())
             }
             ServerMessage::Error { message, .. } => self.notice(message),
+            ServerMessage::Moderated(event) => self.notice(&event.render()),
+            ServerMessage::Topic { room, topic, .. } => {
+                self.notice(&format!("topic of #{room}: {topic}"))
+            }
             ServerMessage::LoggedIn { account } => {
                 self.notice(&format!("you are logged in as {account}"))
             }

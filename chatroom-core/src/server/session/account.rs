@@ -69,6 +69,7 @@ impl Session {
             .drop_account(&account, &password, self.peer_ip)
             .await?;
         self.account = None;
+        self.note_seen();
         self.done(
             &format!("* account {account} dropped; the nick is a guest's now"),
             reference,
@@ -79,6 +80,7 @@ impl Session {
     pub(super) fn logged_in(&mut self, account: Nickname, reference: Option<String>) {
         tracing::info!(nick = %self.nick, %account, "logged in");
         self.account = Some(account.clone());
+        self.note_seen();
         self.reply(ServerMessage::LoggedIn { account }, reference);
     }
 

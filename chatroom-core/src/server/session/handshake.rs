@@ -15,6 +15,7 @@ use crate::protocol::{
 use crate::registry::Outbox;
 use crate::transport::{Frame, PeerAddr};
 
+use super::super::moderation::Actor;
 use super::super::rate::TokenBucket;
 use super::super::rooms::Since;
 use super::super::shared::Shared;
@@ -22,6 +23,7 @@ use super::super::writer::Dialect;
 use super::opening::Reader;
 use super::reply::{Failure, bye, error, ref_of_bad_frame};
 use super::state::{End, Session};
+use crate::registry::now_ms;
 
 /// Waits for a valid `hello` and registers the client. Returns `None` when
 /// the connection must close (it was told why).
@@ -124,6 +126,9 @@ async fn admit(
         }
         (nick, _) => nick,
     };
+    if let Some(ban) = banned(shared, nick.as_ref(), account.as_ref(), peer) {
+        return Err(fail(ban));
+    }
     let registered = match nick {
         Some(nick) => rooms.register(&nick, outbox).await.map(|id| (id, nick)),
         None => {
@@ -135,6 +140,7 @@ async fn admit(
     };
     let (id, nick) = registered.map_err(|e| fail(e.into()))?;
     let mut session = Session::new(shared, id, nick, Dialect::Native, outbox.clone(), peer.ip());
+    session.note_seen();
     session.welcome(reference.clone());
     if let Some(account) = account {
         session.logged_in(account, reference.clone());
@@ -182,10 +188,37 @@ fn hello_of(frame: &Frame) -> Result<Hello, (Failure, Option<String>)> {
     }
 }
 
+/// The server-wide ban on a client about to register, as the failure
+/// that refuses it.
+fn banned(
+    shared: &Shared,
+    nick: Option<&Nickname>,
+    account: Option<&Nickname>,
+    peer: &PeerAddr,
+) -> Option<Failure> {
+    let fallback = nick_for(peer);
+    let actor = Actor {
+        nick: nick.unwrap_or(&fallback),
+        account,
+        ip: peer.ip(),
+    };
+    let ban = shared.moderation.server_ban(&actor, now_ms())?;
+    let mut message = "you are banned from this server".to_owned();
+    if let Some(reason) = ban.reason {
+        message.push_str(&format!(": {reason}"));
+    }
+    Some(Failure::new(ErrorCode::Banned, message))
+}
+
 /// Registers a text-dialect client under a nick from its address, greets
 /// it and puts it in the default room. Returns `None` when the connection
 /// must close (it was told why).
 pub(super) async fn text(shared: &Arc<Shared>, peer: PeerAddr, outbox: Outbox) -> Option<Session> {
+    if let Some(ban) = banned(shared, None, None, &peer) {
+        error(&outbox, ban, None);
+        bye(&outbox, "banned");
+        return None;
+    }
     let accounts = &shared.accounts;
     let (id, nick) = match shared
         .rooms
@@ -202,6 +235,7 @@ pub(super) async fn text(shared: &Arc<Shared>, peer: PeerAddr, outbox: Outbox) -
         }
     };
     let mut session = Session::new(shared, id, nick, Dialect::Text, outbox, peer.ip());
+    session.note_seen();
     session.welcome(None);
     let room = shared.limits.default_room.clone();
     match session.join(&room, Since::Recent(None)).await {

@@ -12,6 +12,7 @@ use crate::protocol::{MAX_TEXT_LEN, Nickname, PROTOCOL_VERSION, RoomName, Server
 use crate::registry::{Outbox, Room, SessionId};
 
 pub(super) use super::super::end::End;
+use super::super::moderation::Seen;
 use super::super::rate::TokenBucket;
 use super::super::rooms::Member;
 use super::super::shared::Shared;
@@ -49,6 +50,8 @@ pub(super) struct Session {
     pub(super) account: Option<Nickname>,
     /// The peer's address, for login throttling and bans.
     pub(super) peer_ip: Option<IpAddr>,
+    /// The moderation evictions count this session last looked at.
+    pub(super) evictions_seen: u64,
 }
 
 impl Session {
@@ -79,7 +82,20 @@ impl Session {
             says: Says::default(),
             account: None,
             peer_ip,
+            evictions_seen: shared.moderation.evictions(),
         }
+    }
+
+    /// Tells moderation this session's account and address, for bans by
+    /// nick.
+    pub(super) fn note_seen(&self) {
+        self.shared.moderation.saw(
+            self.id,
+            Seen {
+                account: self.account.clone(),
+                ip: self.peer_ip,
+            },
+        );
     }
 
     /// This session as the rooms know it.
