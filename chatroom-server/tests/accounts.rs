@@ -7,6 +7,7 @@ mod common;
 
 use std::time::Duration;
 
+use common::irc_client::{IrcClient, irc_addr};
 use common::json_client::JsonClient;
 use common::server::{Server, ServerBuilder};
 use common::text_client::TextClient;
@@ -36,6 +37,12 @@ fn hello_with(addr: std::net::SocketAddr, hello: Value) -> (JsonClient, Value) {
     (client, frame)
 }
 
+/// Quits and waits for the server's `bye`, so that the nick is free.
+fn quit(mut client: JsonClient) {
+    client.send(&json!({"type": "quit"}));
+    client.next_of("bye");
+}
+
 fn login_hello(nick: &str, password: &str) -> Value {
     json!({"type": "hello", "version": 1, "nick": nick, "password": password})
 }
@@ -50,7 +57,8 @@ fn register_log_in_again_and_after_a_restart_with_the_real_hash_costs() {
     ann.line_with("is now known as ann");
     ann.send("/register correct-horse");
     ann.line_with("* you are logged in as ann");
-    drop(ann);
+    ann.send("/quit");
+    ann.expect_closed();
 
     // Later, from another connection: the nick is refused until /login.
     let (mut again, _) = TextClient::greeted(server.addr(), WAIT);
@@ -60,7 +68,8 @@ fn register_log_in_again_and_after_a_restart_with_the_real_hash_costs() {
     again.send("/login ann correct-horse");
     again.line_with("is now known as ann");
     again.line_with("* you are logged in as ann");
-    drop(again);
+    again.send("/quit");
+    again.expect_closed();
 
     // After a restart the account is still there, for a native client.
     server.restart();
@@ -171,7 +180,7 @@ fn a_password_is_changed_and_an_account_dropped() {
     assert_eq!(c.next_of("error")["code"], "bad_credentials");
     c.send(&json!({"type": "set_password", "old": "first-password", "new": "second-password", "ref": "p"}));
     assert_eq!(c.next_of("ok")["ref"], "p");
-    drop(c);
+    quit(c);
 
     let (_old, first) =
         JsonClient::open(server.addr(), &login_hello("carol", "first-password"), WAIT);
@@ -181,7 +190,7 @@ fn a_password_is_changed_and_an_account_dropped() {
     c.next_of("logged_in");
     c.send(&json!({"type": "drop_account", "password": "second-password", "ref": "d"}));
     assert_eq!(c.next_of("ok")["ref"], "d");
-    drop(c);
+    quit(c);
     // The nick is free for anyone now.
     let (_guest, welcome) = JsonClient::hello(server.addr(), "carol", WAIT);
     assert_eq!(welcome["nick"], "carol");
@@ -405,4 +414,54 @@ fn a_server_operator_kills_bans_server_wide_and_reads_the_log() {
     assert!(log.contains("line(s)"), "{log}");
     root.line_with("root in server: kill victim trolling");
     root.line_with("root in server: ban nick:eve for 10m");
+}
+
+#[test]
+fn irc_clients_obey_the_same_bans_keys_kicks_and_registered_nicks() {
+    let mut server = cheap_hashing(
+        Server::builder()
+            .listen("127.0.0.1:0")
+            .set("irc_listen", "127.0.0.1:0"),
+    )
+    .start();
+    let addr = server.addr();
+    let irc = irc_addr(&mut server);
+    let mut owner = registered_text(addr, "chair", "chair-password");
+    owner.send("/join hall");
+    owner.line_with("* you own #hall");
+
+    // A registered nick is refused to IRC, which cannot log in yet.
+    let mut squatter = IrcClient::connect(irc, WAIT);
+    squatter.send("NICK chair");
+    squatter.send("USER chair 0 * :x");
+    squatter.expect(" 433 ");
+
+    // A kicked IRC member can no longer speak in the channel.
+    let mut dave = IrcClient::joined(irc, "dave", "#hall", WAIT);
+    owner.send("/kick dave off topic");
+    dave.expect("kicked dave from #hall (off topic)");
+    dave.send("PRIVMSG #hall :still here");
+    dave.expect(" 404 ");
+
+    // A key: JOIN without it is refused with 475, with it let in.
+    owner.send("/key sesame");
+    owner.line_with("set #hall +k");
+    dave.send("JOIN #hall");
+    dave.expect(" 475 ");
+    dave.send("JOIN #hall sesame");
+    dave.expect(" 366 ");
+
+    // TOPIC reads the room's topic, and a change is shown as TOPIC.
+    owner.send("/topic agenda: budget");
+    dave.expect("TOPIC #hall :agenda: budget");
+    dave.send("TOPIC #hall");
+    dave.expect(" 332 ");
+    dave.send("TOPIC #hall :mine");
+    dave.expect(" 482 ");
+
+    // A ban by nick: out, and 474 on the way back.
+    owner.send("/ban nick:dave");
+    dave.expect("banned nick:dave from #hall");
+    dave.send("JOIN #hall sesame");
+    dave.expect(" 474 ");
 }

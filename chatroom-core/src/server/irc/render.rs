@@ -127,6 +127,16 @@ impl Render {
             }
             ServerMessage::Error { message, .. } => self.notice(message),
             ServerMessage::Moderated(event) => self.notice(&event.render()),
+            // A change of topic, as IRC shows one; the topic shown on
+            // joining (no setter known) as a notice.
+            ServerMessage::Topic {
+                room,
+                topic,
+                by: Some(by),
+            } => self
+                .by_user(by, "TOPIC")
+                .param(&format!("#{room}"))
+                .trailing(topic),
             ServerMessage::Topic { room, topic, .. } => {
                 self.notice(&format!("topic of #{room}: {topic}"))
             }

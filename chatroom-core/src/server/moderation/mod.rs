@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::accounts::{AccountError, AccountStore};
-use crate::protocol::{Nickname, RoomName, Timestamp};
+use crate::protocol::{ErrorCode, Nickname, RoomName, Timestamp};
 use crate::registry::SessionId;
 
 pub(crate) use rules::{Actor, Ban, RoomRules, canonical_mask, mask_of};
@@ -26,11 +26,42 @@ pub(crate) use rules::{Actor, Ban, RoomRules, canonical_mask, mask_of};
 /// The key of the server's own rules (its bans).
 pub(crate) const SERVER: &str = "*";
 
+/// Why a join is refused.
+#[derive(Debug)]
+pub(crate) struct Refusal {
+    pub(crate) code: ErrorCode,
+    pub(crate) message: String,
+}
+
+impl Refusal {
+    pub(crate) fn banned(place: &str, ban: &Ban) -> Self {
+        let mut message = format!("you are banned from {place}");
+        if let Some(reason) = &ban.reason {
+            message.push_str(&format!(": {reason}"));
+        }
+        Self {
+            code: ErrorCode::Banned,
+            message,
+        }
+    }
+}
+
 /// A connected session as moderators find it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub(crate) struct Seen {
     pub(crate) account: Option<Nickname>,
     pub(crate) ip: Option<IpAddr>,
+}
+
+impl Seen {
+    /// The session holding `nick`, as bans see it.
+    pub(crate) fn actor<'a>(&'a self, nick: &'a Nickname) -> Actor<'a> {
+        Actor {
+            nick,
+            account: self.account.as_ref(),
+            ip: self.ip,
+        }
+    }
 }
 
 /// Every room's rules and the sessions' mailboxes.
@@ -159,6 +190,56 @@ impl Moderation {
             || rules.is_voiced(actor)
             || rules.is_operator(actor.account)
             || self.is_server_operator(actor.account)
+    }
+
+    /// Whether `actor` may join `room`, which has `members` now, giving
+    /// `key`: the server's and the room's bans, then (for all but the
+    /// room's operators) its key, invitations and limit.
+    pub(crate) fn admit(
+        &self,
+        room: &RoomName,
+        actor: &Actor<'_>,
+        key: Option<&str>,
+        members: usize,
+    ) -> Result<(), Refusal> {
+        let now = crate::registry::now_ms();
+        if let Some(ban) = self.server_ban(actor, now) {
+            return Err(Refusal::banned("this server", &ban));
+        }
+        if self.is_server_operator(actor.account) {
+            return Ok(());
+        }
+        let rules = self.rules(&room.key());
+        // A room's operators are never locked out of it by its own rules.
+        if rules.is_operator(actor.account) {
+            return Ok(());
+        }
+        if let Some(ban) = rules.ban_on(actor, now) {
+            return Err(Refusal::banned(&format!("#{room}"), ban));
+        }
+        if let Some(wanted) = &rules.key
+            && key != Some(wanted.as_str())
+        {
+            return Err(Refusal {
+                code: ErrorCode::BadKey,
+                message: format!("#{room} needs its key: /join {room} KEY"),
+            });
+        }
+        if rules.invite_only && !rules.is_invited(actor) {
+            return Err(Refusal {
+                code: ErrorCode::InviteOnly,
+                message: format!("#{room} is invite-only"),
+            });
+        }
+        if let Some(limit) = rules.limit
+            && members >= limit as usize
+        {
+            return Err(Refusal {
+                code: ErrorCode::RoomFull,
+                message: format!("#{room} is full ({limit} members)"),
+            });
+        }
+        Ok(())
     }
 
     /// Notes a session's account and address.

@@ -15,7 +15,7 @@ use crate::protocol::{
 use crate::registry::Outbox;
 use crate::transport::{Frame, PeerAddr};
 
-use super::super::moderation::Actor;
+use super::super::moderation::{Actor, Refusal};
 use super::super::rate::TokenBucket;
 use super::super::rooms::Since;
 use super::super::shared::Shared;
@@ -203,11 +203,8 @@ fn banned(
         ip: peer.ip(),
     };
     let ban = shared.moderation.server_ban(&actor, now_ms())?;
-    let mut message = "you are banned from this server".to_owned();
-    if let Some(reason) = ban.reason {
-        message.push_str(&format!(": {reason}"));
-    }
-    Some(Failure::new(ErrorCode::Banned, message))
+    let refusal = Refusal::banned("this server", &ban);
+    Some(Failure::new(refusal.code, refusal.message))
 }
 
 /// Registers a text-dialect client under a nick from its address, greets

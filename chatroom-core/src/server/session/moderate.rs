@@ -144,6 +144,28 @@ impl Session {
         self.record(&room.key(), Some(encoded), room.as_str(), line)
     }
 
+    /// Removes every member of `room` its bans now name, except its
+    /// operators, telling the room why.
+    fn remove_banned(&self, room: &RoomName) {
+        let moderation = &self.shared.moderation;
+        let rules = moderation.rules(&room.key());
+        let now = now_ms();
+        let why = format!("banned by {}", self.nick);
+        for nick in self.shared.rooms.members(room).unwrap_or_default() {
+            let Some(id) = self.shared.rooms.session_of(&nick) else {
+                continue;
+            };
+            let seen = moderation.seen(id).unwrap_or_default();
+            let actor = seen.actor(&nick);
+            if rules.ban_on(&actor, now).is_some()
+                && !rules.is_operator(actor.account)
+                && !moderation.is_server_operator(actor.account)
+            {
+                self.remove_member(room, &nick, &why);
+            }
+        }
+    }
+
     /// Removes `nick` from `room` if it is there, telling the room `why`.
     fn remove_member(&self, room: &RoomName, nick: &Nickname, why: &str) -> bool {
         let Some(id) = self.shared.rooms.session_of(nick) else {
@@ -297,14 +319,8 @@ impl Session {
                 let nick = Nickname::new(mask.as_str())?;
                 match self.shared.rooms.session_of(&nick) {
                     Some(id) => {
-                        let seen = moderation.seen(id);
-                        let account = seen.as_ref().and_then(|s| s.account.clone());
-                        let actor = Actor {
-                            nick: &nick,
-                            account: account.as_ref(),
-                            ip: seen.and_then(|s| s.ip),
-                        };
-                        (mask_of(&actor), Some(nick))
+                        let seen = moderation.seen(id).unwrap_or_default();
+                        (mask_of(&seen.actor(&nick)), Some(nick))
                     }
                     None => (format!("nick:{}", nick.key()), None),
                 }
@@ -329,14 +345,11 @@ impl Session {
         let mut event = self.event(room.as_ref(), ModAction::Ban, shown.clone());
         event.reason.clone_from(&reason);
         match (&room, &target) {
-            (Some(room), target) => {
+            (Some(room), _) => {
                 self.shared
                     .rooms
                     .tell(room, ServerMessage::Moderated(event));
-                if let Some(nick) = target {
-                    let why = format!("banned by {}", self.nick);
-                    self.remove_member(room, nick, &why);
-                }
+                self.remove_banned(room);
             }
             (None, target) => {
                 // No room sees a server-wide ban; its maker is told.
