@@ -343,6 +343,17 @@ fn a_room_key_a_moderated_room_a_topic_and_a_limit() {
     let (mut fourth, _) = JsonClient::hello(addr, "fourth", WAIT);
     fourth.send(&json!({"type": "join", "room": "den", "key": "s3cret"}));
     assert_eq!(fourth.next_of("error")["code"], "room_full");
+
+    // Invite-only: refused until invited.
+    owner.send("/limit 0");
+    owner.send("/inviteonly on");
+    owner.line_with("* host set #den +i");
+    fourth.send(&json!({"type": "join", "room": "den", "key": "s3cret"}));
+    assert_eq!(fourth.next_of("error")["code"], "invite_only");
+    owner.send("/invite fourth");
+    owner.line_with("* host invited fourth to #den");
+    fourth.send(&json!({"type": "join", "room": "den", "key": "s3cret", "history": 0}));
+    fourth.next_of("members");
 }
 
 #[test]
