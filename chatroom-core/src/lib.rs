@@ -245,6 +245,7 @@
 //!
 //! Dependencies point one way, as drawn; CI checks it.
 
+pub mod accounts;
 pub mod broker;
 pub mod client;
 pub mod history;

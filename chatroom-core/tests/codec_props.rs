@@ -4,8 +4,8 @@
 
 use bytes::BytesMut;
 use chatroom_core::protocol::{
-    ClientFrame, ClientMessage, ErrorCode, HistoryEntry, MAX_REF_LEN, Nickname, RoomInfo, RoomName,
-    ServerFrame, ServerMessage, decode, encode, text,
+    ClientFrame, ClientMessage, ErrorCode, HistoryEntry, MAX_REF_LEN, Nickname, Password, RoomInfo,
+    RoomName, ServerFrame, ServerMessage, decode, encode, text,
 };
 use chatroom_core::transport::{Frame, LineFramer};
 use proptest::collection::vec;
@@ -40,6 +40,10 @@ fn text_string() -> impl Strategy<Value = String> {
     ]
 }
 
+fn password() -> impl Strategy<Value = Password> {
+    text_string().prop_map(Password::new)
+}
+
 /// A `ref` of at most MAX_REF_LEN bytes, any characters.
 fn reference() -> impl Strategy<Value = Option<String>> {
     option::of(text_string().prop_map(|s| truncate_to_char_boundary(s, MAX_REF_LEN)))
@@ -61,13 +65,19 @@ fn client_message() -> impl Strategy<Value = ClientMessage> {
         (
             any::<u32>(),
             option::of(nick()),
-            prop::collection::btree_map(room(), any::<u64>(), 0..4)
+            prop::collection::btree_map(room(), any::<u64>(), 0..4),
+            option::of(password())
         )
-            .prop_map(|(version, nick, resume)| ClientMessage::Hello {
+            .prop_map(|(version, nick, resume, password)| ClientMessage::Hello {
                 version,
                 nick,
                 resume,
+                password,
             }),
+        password().prop_map(|password| ClientMessage::Register { password }),
+        (nick(), password()).prop_map(|(nick, password)| ClientMessage::Login { nick, password }),
+        (password(), password()).prop_map(|(old, new)| ClientMessage::SetPassword { old, new }),
+        password().prop_map(|password| ClientMessage::DropAccount { password }),
         (room(), option::of(text_string()), option::of(any::<u32>())).prop_map(
             |(room, key, history)| ClientMessage::Join {
                 room,
@@ -185,6 +195,7 @@ fn server_message() -> impl Strategy<Value = ServerMessage> {
             .prop_map(|(room, id)| ServerMessage::Ok { room, id }),
         (error_code(), text_string())
             .prop_map(|(code, message)| ServerMessage::Error { code, message }),
+        nick().prop_map(|account| ServerMessage::LoggedIn { account }),
         Just(ServerMessage::Ping),
         Just(ServerMessage::Pong),
         text_string().prop_map(|reason| ServerMessage::Bye { reason }),

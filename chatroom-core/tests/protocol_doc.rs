@@ -233,6 +233,12 @@ fn as_request(input: TextInput, room: &RoomName) -> Option<ClientMessage> {
             history: None,
             after: None,
         }),
+        TextInput::SwitchKeyed(room, key) => Some(ClientMessage::Join {
+            room,
+            key: Some(key),
+            history: None,
+            after: None,
+        }),
         TextInput::History(limit) => Some(ClientMessage::History {
             room: room.clone(),
             before: None,

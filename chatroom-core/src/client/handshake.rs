@@ -48,6 +48,7 @@ async fn handshake_inner<C: Connector>(
             version: PROTOCOL_VERSION,
             nick: nick.cloned(),
             resume: BTreeMap::new(),
+            password: None,
         },
         HELLO_REF,
     );

@@ -103,6 +103,7 @@ mod tests {
                     version: 1,
                     nick: Some(nick("alice")),
                     resume: Default::default(),
+                    password: None,
                 }),
             ),
             (

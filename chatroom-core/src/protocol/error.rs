@@ -66,6 +66,32 @@ pub enum ErrorCode {
     /// The client's address opens connections faster than the server allows
     /// one address.
     ConnectingTooFast,
+    /// The nickname is a registered account's and the client is not logged in as it.
+    NickRegistered,
+    /// No account has that name, or the password is wrong.
+    BadCredentials,
+    /// Too many failed logins from this address or for this account; wait and retry.
+    LoginThrottled,
+    /// The nickname is registered already.
+    AccountExists,
+    /// The request needs the client to be logged in to an account.
+    NotLoggedIn,
+    /// A new password is too short, too long or holds a control character.
+    BadPassword,
+    /// The client may not do this: it is not an operator of the room (or of the server).
+    NotPermitted,
+    /// The client is banned from the room or the server.
+    Banned,
+    /// The room has a key and the join gave another, or none.
+    BadKey,
+    /// The room is invite-only and the client was not invited.
+    InviteOnly,
+    /// The room has as many members as its limit allows.
+    RoomFull,
+    /// The room is moderated and the client has no voice.
+    Moderated,
+    /// A server operator disconnected the client.
+    Killed,
 }
 
 impl ErrorCode {
@@ -99,6 +125,19 @@ impl ErrorCode {
         Self::Internal,
         Self::TooManyConnections,
         Self::ConnectingTooFast,
+        Self::NickRegistered,
+        Self::BadCredentials,
+        Self::LoginThrottled,
+        Self::AccountExists,
+        Self::NotLoggedIn,
+        Self::BadPassword,
+        Self::NotPermitted,
+        Self::Banned,
+        Self::BadKey,
+        Self::InviteOnly,
+        Self::RoomFull,
+        Self::Moderated,
+        Self::Killed,
     ];
 
     /// The code as it appears on the wire.
@@ -129,6 +168,19 @@ impl ErrorCode {
             Self::Internal => "internal",
             Self::TooManyConnections => "too_many_connections",
             Self::ConnectingTooFast => "connecting_too_fast",
+            Self::NickRegistered => "nick_registered",
+            Self::BadCredentials => "bad_credentials",
+            Self::LoginThrottled => "login_throttled",
+            Self::AccountExists => "account_exists",
+            Self::NotLoggedIn => "not_logged_in",
+            Self::BadPassword => "bad_password",
+            Self::NotPermitted => "not_permitted",
+            Self::Banned => "banned",
+            Self::BadKey => "bad_key",
+            Self::InviteOnly => "invite_only",
+            Self::RoomFull => "room_full",
+            Self::Moderated => "moderated",
+            Self::Killed => "killed",
         }
     }
 }
@@ -254,8 +306,21 @@ mod tests {
             ErrorCode::Internal => 22,
             ErrorCode::TooManyConnections => 23,
             ErrorCode::ConnectingTooFast => 24,
+            ErrorCode::NickRegistered => 25,
+            ErrorCode::BadCredentials => 26,
+            ErrorCode::LoginThrottled => 27,
+            ErrorCode::AccountExists => 28,
+            ErrorCode::NotLoggedIn => 29,
+            ErrorCode::BadPassword => 30,
+            ErrorCode::NotPermitted => 31,
+            ErrorCode::Banned => 32,
+            ErrorCode::BadKey => 33,
+            ErrorCode::InviteOnly => 34,
+            ErrorCode::RoomFull => 35,
+            ErrorCode::Moderated => 36,
+            ErrorCode::Killed => 37,
         };
-        assert_eq!(ErrorCode::ALL.len(), 25);
+        assert_eq!(ErrorCode::ALL.len(), 38);
         for (i, code) in ErrorCode::ALL.iter().enumerate() {
             assert_eq!(index(*code), i, "{code} is out of place in ALL");
         }

@@ -10,7 +10,9 @@ mod codec;
 mod error;
 mod hot;
 pub(crate) mod irc;
+mod moderation;
 mod names;
+mod password;
 pub mod text;
 
 use std::collections::BTreeMap;
@@ -20,7 +22,9 @@ use serde::{Deserialize, Serialize};
 pub use codec::{decode, encode, encode_into};
 pub(crate) use codec::{decode_client, encode_server};
 pub use error::{CommandError, ErrorCode, ProtocolError};
+pub use moderation::{ModAction, ModEvent, parse_duration};
 pub use names::{MAX_NICK_LEN, MAX_ROOM_LEN, Nickname, RoomName};
+pub use password::Password;
 
 /// The protocol version this crate speaks; `hello` and `welcome` carry it.
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -113,6 +117,143 @@ pub enum ClientMessage {
         /// Resume cursors: for each room, the last message id the client saw.
         #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
         resume: BTreeMap<RoomName, MessageId>,
+        /// The password of the account `nick` names: log in as it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        password: Option<Password>,
+    },
+    /// Register the current nickname as an account with this password, and
+    /// log in as it.
+    Register {
+        /// The password (8 to 256 bytes).
+        password: Password,
+    },
+    /// Log in as an account; the nickname becomes the account's.
+    Login {
+        /// The account.
+        nick: Nickname,
+        /// Its password.
+        password: Password,
+    },
+    /// Change the password of the account one is logged in as.
+    SetPassword {
+        /// The password now.
+        old: Password,
+        /// The new one (8 to 256 bytes).
+        new: Password,
+    },
+    /// Delete the account one is logged in as; the nickname stays, as a
+    /// guest's.
+    DropAccount {
+        /// Its password.
+        password: Password,
+    },
+    /// Remove someone from a room (room operators).
+    Kick {
+        /// The room.
+        room: RoomName,
+        /// Who.
+        nick: Nickname,
+        /// Shown to the room.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+    /// Keep a mask out of a room, or (server operators, no `room`) off the
+    /// server. A mask is `account:NAME`, `nick:NAME`, `address:IP`, or the
+    /// nick of someone connected (their account, else their address).
+    Ban {
+        /// The room; absent for a server-wide ban.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        room: Option<RoomName>,
+        /// Whom.
+        mask: String,
+        /// How long; absent for good.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        duration_secs: Option<u64>,
+        /// Shown to the room.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+    /// Lift a ban.
+    Unban {
+        /// The room; absent for a server-wide ban.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        room: Option<RoomName>,
+        /// The mask, as `ban` took it.
+        mask: String,
+    },
+    /// Read a room's topic, or (room operators) set it.
+    Topic {
+        /// The room.
+        room: RoomName,
+        /// The new topic; absent to read it, empty to clear it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        topic: Option<String>,
+    },
+    /// Make an account a room operator (the room's owner).
+    Op {
+        /// The room.
+        room: RoomName,
+        /// The account.
+        nick: Nickname,
+    },
+    /// Take room operator away from an account (the room's owner).
+    Deop {
+        /// The room.
+        room: RoomName,
+        /// The account.
+        nick: Nickname,
+    },
+    /// Let an account or guest nick speak in a moderated room.
+    Voice {
+        /// The room.
+        room: RoomName,
+        /// The account or nick.
+        nick: Nickname,
+    },
+    /// Take that away.
+    Devoice {
+        /// The room.
+        room: RoomName,
+        /// The account or nick.
+        nick: Nickname,
+    },
+    /// Change a room's modes (room operators); only the fields given change.
+    Mode {
+        /// The room.
+        room: RoomName,
+        /// The key joining needs; empty to remove it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        key: Option<String>,
+        /// Only operators and voiced users speak.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        moderated: Option<bool>,
+        /// Only invited users, and operators, join.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        invite_only: Option<bool>,
+        /// Most members; 0 for no limit.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limit: Option<u32>,
+    },
+    /// Let someone into an invite-only room (room operators).
+    Invite {
+        /// The room.
+        room: RoomName,
+        /// Whom.
+        nick: Nickname,
+    },
+    /// Disconnect someone (server operators).
+    Kill {
+        /// Whom.
+        nick: Nickname,
+        /// Shown to them.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+    /// Read the moderation log (server operators).
+    ModLog {
+        /// At most this many of the newest lines (default 20).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limit: Option<u32>,
     },
     /// Join a room, creating it if it does not exist.
     Join {
@@ -344,6 +485,25 @@ pub enum ServerMessage {
     Notice {
         /// The text.
         text: String,
+    },
+    /// A moderator acted; sent to the room.
+    Moderated(ModEvent),
+    /// A room's topic: sent on join when it has one, to the room when it
+    /// changes, and in reply to `topic`.
+    Topic {
+        /// The room.
+        room: RoomName,
+        /// The topic; empty when there is none.
+        topic: String,
+        /// Who set it, when known.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<Nickname>,
+    },
+    /// The client is now logged in as an account (after `register`,
+    /// `login`, or a `hello` with a password).
+    LoggedIn {
+        /// The account, as registered.
+        account: Nickname,
     },
     /// The server checks that the client is alive; answer with `pong`.
     Ping,

@@ -8,7 +8,7 @@
 //! `* bob joined #lobby`, `! nick bob is taken`).
 
 use super::error::{CommandError, ProtocolError};
-use super::{ClientMessage, MessageId, Nickname, RoomName, ServerMessage};
+use super::{ClientMessage, MessageId, Nickname, Password, RoomName, ServerMessage};
 
 /// What one typed line asks for.
 #[derive(Debug, Clone, PartialEq)]
@@ -19,6 +19,8 @@ pub enum TextInput {
     /// `/join ROOM`: the text dialect keeps one current room, so joining
     /// also leaves the previous one.
     Switch(RoomName),
+    /// `/join ROOM KEY`: as [`TextInput::Switch`], into a room with a key.
+    SwitchKeyed(RoomName, String),
     /// `/help`: the session answers with [`HELP`].
     Help,
     /// `/history [N]`: the last N messages of the current room.
@@ -34,7 +36,7 @@ pub enum TextInput {
 pub const HELP: &[&str] = &[
     "commands:",
     "  /nick NAME        change your nickname",
-    "  /join ROOM        switch to ROOM (created if needed)",
+    "  /join ROOM [KEY]  switch to ROOM (created if needed)",
     "  /leave            leave the current room",
     "  /rooms            list rooms",
     "  /who [ROOM]       list who is in a room",
@@ -42,6 +44,15 @@ pub const HELP: &[&str] = &[
     "  /me ACTION        say an action (* you waves)",
     "  /history [N]      show the last N messages of the room",
     "  /resume ID        show every message of the room after id ID, then go on",
+    "  /register PASSWORD          register your nickname (8+ bytes password)",
+    "  /login NICK PASSWORD        log in to a registered nickname",
+    "  /password OLD NEW           change your account's password",
+    "  /dropaccount PASSWORD       delete your account (the nick becomes free)",
+    "  /topic [TEXT]               show or set the room's topic",
+    "  moderators: /kick NICK [REASON], /ban NICK|MASK [DURATION] [REASON], /unban MASK,",
+    "    /op /deop /voice /devoice ACCOUNT, /key SECRET|-, /moderated on|off,",
+    "    /inviteonly on|off, /invite NICK, /limit N; server operators: /kill NICK,",
+    "    /gban /ungban MASK, /modlog [N]",
     "  /quit [REASON]    disconnect",
     "  /help             this list",
     "  anything else is said to your current room",
@@ -92,8 +103,12 @@ pub fn parse_line(line: &str, room: Option<&RoomName>) -> Result<TextInput, Prot
             })
         }
         "join" => {
-            let name = args.next().ok_or_else(|| usage("/join ROOM"))?;
-            TextInput::Switch(RoomName::parse_typed(name)?)
+            let name = args.next().ok_or_else(|| usage("/join ROOM [KEY]"))?;
+            let room = RoomName::parse_typed(name)?;
+            match args.next() {
+                Some(key) => TextInput::SwitchKeyed(room, key.to_owned()),
+                None => TextInput::Switch(room),
+            }
         }
         "leave" | "part" => {
             let room = match args.next() {
@@ -148,12 +163,50 @@ pub fn parse_line(line: &str, room: Option<&RoomName>) -> Result<TextInput, Prot
         "quit" | "exit" => TextInput::Request(ClientMessage::Quit {
             reason: (!rest.is_empty()).then(|| rest.to_owned()),
         }),
+        "register" => {
+            let password = only_arg(rest).ok_or_else(|| usage("/register PASSWORD"))?;
+            TextInput::Request(ClientMessage::Register { password })
+        }
+        "login" | "identify" => {
+            let (nick, password) = rest
+                .split_once(' ')
+                .and_then(|(n, p)| Some((n, only_arg(p)?)))
+                .ok_or_else(|| usage("/login NICK PASSWORD"))?;
+            TextInput::Request(ClientMessage::Login {
+                nick: Nickname::new(nick)?,
+                password,
+            })
+        }
+        "password" => {
+            let (old, new) = match (args.next(), args.next(), args.next()) {
+                (Some(old), Some(new), None) => (Password::new(old), Password::new(new)),
+                _ => return Err(usage("/password OLD NEW")),
+            };
+            TextInput::Request(ClientMessage::SetPassword { old, new })
+        }
+        "dropaccount" => {
+            let password = only_arg(rest).ok_or_else(|| usage("/dropaccount PASSWORD"))?;
+            TextInput::Request(ClientMessage::DropAccount { password })
+        }
         "help" => TextInput::Help,
         other => {
+            if let Some(parsed) = super::moderation::parse(other, rest, room) {
+                return parsed.map(TextInput::Request);
+            }
             return Err(CommandError::Unknown(sanitize(other)).into());
         }
     };
     Ok(input)
+}
+
+/// The one word of `rest` as a password: passwords hold no spaces in the
+/// text dialect, so that a second word is a mistake the user is told of.
+fn only_arg(rest: &str) -> Option<Password> {
+    let mut words = rest.split_whitespace();
+    match (words.next(), words.next()) {
+        (Some(word), None) => Some(Password::new(word)),
+        _ => None,
+    }
 }
 
 /// Replaces control characters so that echoing user input back can never
@@ -226,6 +279,13 @@ pub fn render(message: &ServerMessage) -> Option<String> {
             out
         }
         ServerMessage::Error { message, .. } => format!("! {}", sanitize(message)),
+        ServerMessage::LoggedIn { account } => format!("* you are logged in as {account}"),
+        ServerMessage::Moderated(event) => sanitize(&event.render()),
+        ServerMessage::Topic { room, topic, by } => match (topic.is_empty(), by) {
+            (true, _) => format!("* #{room} has no topic"),
+            (false, Some(by)) => format!("* topic of #{room}: {} (set by {by})", sanitize(topic)),
+            (false, None) => format!("* topic of #{room}: {}", sanitize(topic)),
+        },
         ServerMessage::Lagged { room, first, last } => {
             let count = last.saturating_sub(*first) + 1;
             let plural = if count == 1 { "" } else { "s" };

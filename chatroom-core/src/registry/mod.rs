@@ -154,6 +154,11 @@ impl RoomRegistry {
         }
     }
 
+    /// The session holding `nick`, if any.
+    pub(crate) fn session_of(&self, nick: &Nickname) -> Option<SessionId> {
+        self.lock().nicks.get(&nick.key()).copied()
+    }
+
     /// Whether a session of this registry holds `nick`.
     pub fn holds(&self, nick: &Nickname) -> bool {
         self.lock().nicks.contains_key(&nick.key())

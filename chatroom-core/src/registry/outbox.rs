@@ -100,6 +100,8 @@ pub enum CutReason {
     /// Its nickname is held by a session of another node now (this node
     /// was cut off from the cluster longer than the nick's lease).
     NickLost,
+    /// A server operator disconnected it (`kill`).
+    Killed,
 }
 
 /// Why a push failed.

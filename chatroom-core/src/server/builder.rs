@@ -7,6 +7,7 @@ mod cluster;
 
 use std::sync::Arc;
 
+use crate::accounts::{AccountStore, MemoryAccounts};
 use crate::broker::LocalBroker;
 use crate::history::{HistoryStore, MemoryStore};
 
@@ -77,19 +78,17 @@ impl ServerBuilder {
             #[cfg(feature = "cluster")]
             {
                 // In a cluster, history is the rooms' JetStream streams.
+                // Accounts stay on each node for now (docs/security.md).
                 let (broker, store) = cluster::join(&config).await?;
-                return Ok(Server::assemble(config, limits, store, broker));
+                let accounts = Arc::new(MemoryAccounts::new());
+                return Server::assemble(config, limits, store, broker, accounts);
             }
             #[cfg(not(feature = "cluster"))]
             return Err(missing_feature("cluster", "cluster").into());
         }
         let store = open_store(&config.history)?;
-        Ok(Server::assemble(
-            config,
-            limits,
-            store,
-            Arc::new(LocalBroker),
-        ))
+        let accounts = open_accounts(&config.history)?;
+        Server::assemble(config, limits, store, Arc::new(LocalBroker), accounts)
     }
 }
 
@@ -109,6 +108,21 @@ fn open_store(history: &HistoryConfig) -> Result<Arc<dyn HistoryStore>, ServerEr
         }
         #[cfg(not(feature = "sqlite"))]
         HistoryKind::Sqlite => Err(missing_feature("history", "sqlite").into()),
+    }
+}
+
+/// Where accounts and room rules are kept: next to the history in its
+/// SQLite file, or in memory with the memory store.
+fn open_accounts(history: &HistoryConfig) -> Result<Arc<dyn AccountStore>, ServerError> {
+    match history.store {
+        #[cfg(feature = "sqlite")]
+        HistoryKind::Sqlite => {
+            let dir = std::path::Path::new(&history.data_dir);
+            let store =
+                crate::accounts::SqliteAccounts::open(dir).map_err(ServerError::Accounts)?;
+            Ok(Arc::new(store))
+        }
+        _ => Ok(Arc::new(MemoryAccounts::new())),
     }
 }
 

@@ -20,6 +20,7 @@
 //! (`max_connections`, `history_sync`, `cluster_user`), and [`ServerConfig`]
 //! serializes to and from exactly those keys (see `keys.rs`).
 
+mod accounts;
 mod keys;
 mod ops;
 mod validate;
@@ -28,6 +29,7 @@ use crate::broker::Secret;
 use crate::history::{Retention, SyncMode};
 use crate::protocol::DEFAULT_MAX_LINE_LEN;
 
+pub use accounts::AccountsConfig;
 pub use ops::{LogFormat, OpsConfig};
 pub(crate) use validate::Limits;
 
@@ -88,6 +90,8 @@ pub struct ServerConfig {
     pub cluster: ClusterConfig,
     /// The admin endpoint and the log format (read by the server binary).
     pub ops: OpsConfig,
+    /// Registered nicknames, login throttling and server operators.
+    pub accounts: AccountsConfig,
 }
 
 /// Limits on connections: sizes, timeouts and rates (keys as the field
@@ -277,6 +281,7 @@ impl Default for ServerConfig {
             tls: TlsConfig::default(),
             cluster: ClusterConfig::default(),
             ops: OpsConfig::default(),
+            accounts: AccountsConfig::default(),
         }
     }
 }
@@ -372,6 +377,7 @@ setters!(ServerConfig {
     with_tls => tls: TlsConfig;
     with_cluster => cluster: ClusterConfig;
     with_ops => ops: OpsConfig;
+    with_accounts => accounts: AccountsConfig;
 });
 
 setters!(LimitsConfig {
@@ -437,4 +443,14 @@ setters!(ClusterConfig {
     with_tls_cert => tls_cert: String [into];
     with_tls_key => tls_key: String [into];
     with_tls_required => tls_required: bool;
+});
+
+setters!(AccountsConfig {
+    with_hash_memory_kib => hash_memory_kib: u32;
+    with_hash_iterations => hash_iterations: u32;
+    with_hash_parallelism => hash_parallelism: u32;
+    with_login_attempts => login_attempts: u32;
+    with_login_lockout_secs => login_lockout_secs: u64;
+    with_operators => operators: Vec<String>;
+    with_room_owners => room_owners: Vec<String>;
 });

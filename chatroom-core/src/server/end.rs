@@ -18,6 +18,8 @@ pub(super) enum End {
     WriteFailed(std::io::Error),
     SlowConsumer,
     NickLost,
+    /// A server operator's `kill`.
+    Killed,
     TooManyErrors,
     IdleTimeout,
     /// IRC's form of an idle timeout: a `PING` went unanswered.
@@ -34,6 +36,7 @@ impl End {
     pub(super) fn from_writer(ended: Result<WriterEnd, JoinError>) -> Self {
         match ended {
             Ok(WriterEnd::Cut(CutReason::NickLost)) => Self::NickLost,
+            Ok(WriterEnd::Cut(CutReason::Killed)) => Self::Killed,
             Ok(WriterEnd::Cut(_)) => Self::SlowConsumer,
             Ok(WriterEnd::Failed(e)) => Self::WriteFailed(e),
             // The session holds a sender, so the queue cannot have
@@ -53,6 +56,7 @@ impl End {
             Self::WriteFailed(_) => "write_failed",
             Self::SlowConsumer => "slow_consumer",
             Self::NickLost => "nick_lost",
+            Self::Killed => "killed",
             Self::TooManyErrors => "too_many_errors",
             Self::IdleTimeout | Self::PingTimeout => "idle_timeout",
             Self::HandshakeTimeout => "handshake_timeout",
@@ -73,6 +77,7 @@ impl fmt::Display for End {
             Self::WriteFailed(e) => write!(f, "write failed: {e}"),
             Self::SlowConsumer => f.write_str("disconnected: too slow"),
             Self::NickLost => f.write_str("disconnected: nickname taken elsewhere"),
+            Self::Killed => f.write_str("disconnected by a server operator"),
             Self::TooManyErrors => f.write_str("disconnected: too many errors"),
             Self::IdleTimeout => f.write_str("disconnected: idle"),
             Self::PingTimeout => f.write_str("disconnected: ping timeout"),

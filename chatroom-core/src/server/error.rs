@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use crate::accounts::AccountError;
 use crate::broker::BrokerError;
 use crate::history::HistoryError;
 use crate::transport::TransportError;
@@ -32,6 +33,9 @@ pub enum ServerError {
     /// The history store the settings name could not be opened.
     #[error("cannot open the history store")]
     History(#[source] HistoryError),
+    /// The account store could not be opened or read.
+    #[error("cannot open the account store")]
+    Accounts(#[source] AccountError),
     /// A password or token file the settings name could not be read.
     #[error("cannot read the file of setting {key}: {}", path.display())]
     SecretFile {

@@ -21,6 +21,7 @@
 //! # Ok(()) }
 //! ```
 
+mod accounts;
 mod admin;
 mod builder;
 mod config;
@@ -28,6 +29,7 @@ mod end;
 mod error;
 mod irc;
 mod metrics;
+mod moderation;
 mod peers;
 mod rate;
 mod rooms;
@@ -46,6 +48,7 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::accounts::{AccountStore, MemoryAccounts};
 use crate::broker::{Broker, LocalBroker};
 use crate::history::HistoryStore;
 use crate::protocol::{ErrorCode, ServerFrame, ServerMessage};
@@ -55,8 +58,8 @@ use crate::transport::{Connection, Listener, TransportError};
 pub use admin::{Admin, Readiness};
 pub use builder::ServerBuilder;
 pub use config::{
-    ClusterConfig, HistoryConfig, HistoryKind, LimitsConfig, LogFormat, OpsConfig, ServerConfig,
-    TlsConfig, WebConfig,
+    AccountsConfig, ClusterConfig, HistoryConfig, HistoryKind, LimitsConfig, LogFormat, OpsConfig,
+    ServerConfig, TlsConfig, WebConfig,
 };
 pub use error::{ConfigError, ServerError};
 pub use tuning::Reloaded;
@@ -124,7 +127,13 @@ impl Server {
         broker: Arc<dyn Broker>,
     ) -> Result<Self, ServerError> {
         let limits = config.validate()?;
-        Ok(Self::assemble(config, limits, store, broker))
+        Self::assemble(
+            config,
+            limits,
+            store,
+            broker,
+            Arc::new(MemoryAccounts::new()),
+        )
     }
 
     /// The engine for settings that passed validation.
@@ -133,7 +142,16 @@ impl Server {
         limits: Limits,
         store: Arc<dyn HistoryStore>,
         broker: Arc<dyn Broker>,
-    ) -> Self {
+        account_store: Arc<dyn AccountStore>,
+    ) -> Result<Self, ServerError> {
+        let moderation = moderation::Moderation::load(
+            account_store.as_ref(),
+            limits.operators.clone(),
+            &limits.room_owners,
+        )
+        .map_err(ServerError::Accounts)?;
+        let accounts =
+            accounts::Accounts::load(account_store, &limits).map_err(ServerError::Accounts)?;
         let registry = RoomRegistry::with_history(Some(store), limits.recent_per_room);
         let room_limits = RoomLimits {
             max_rooms: limits.max_rooms,
@@ -142,7 +160,7 @@ impl Server {
         };
         let rooms = Rooms::new(registry, broker.clone(), room_limits);
         let tuning = Tuning::new(config, &limits);
-        Self {
+        Ok(Self {
             shared: Arc::new(Shared {
                 limits,
                 rooms,
@@ -150,8 +168,10 @@ impl Server {
                 tuning,
                 metrics: Counters::default(),
                 listening: AtomicBool::new(false),
+                accounts,
+                moderation,
             }),
-        }
+        })
     }
 
     /// A handle for the operator: metrics, health and reloads (see

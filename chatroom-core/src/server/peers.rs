@@ -83,7 +83,7 @@ pub(crate) struct PeerSlot {
 
 /// The address limits apply to: IPv4 addresses as they are (IPv4-mapped
 /// IPv6 included), IPv6 addresses by their /64 prefix.
-fn key(ip: IpAddr) -> IpAddr {
+pub(crate) fn key(ip: IpAddr) -> IpAddr {
     match ip.to_canonical() {
         IpAddr::V6(v6) => {
             let prefix = u128::from(v6) & !((1u128 << 64) - 1);

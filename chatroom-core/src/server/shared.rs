@@ -5,8 +5,10 @@ use std::sync::atomic::AtomicBool;
 
 use crate::broker::Broker;
 
+use super::accounts::Accounts;
 use super::config::Limits;
 use super::metrics::Counters;
+use super::moderation::Moderation;
 use super::rooms::Rooms;
 use super::tuning::Tuning;
 
@@ -25,4 +27,8 @@ pub(crate) struct Shared {
     pub(crate) metrics: Counters,
     /// Set while the engine accepts connections.
     pub(crate) listening: AtomicBool,
+    /// Registered nicknames.
+    pub(crate) accounts: Accounts,
+    /// Room rules, bans and who may moderate.
+    pub(crate) moderation: Moderation,
 }

@@ -234,6 +234,11 @@ async fn cut_off(
             "you read too slowly to keep up; disconnecting",
             "slow consumer",
         ),
+        CutReason::Killed => (
+            ErrorCode::Killed,
+            "a server operator disconnected you",
+            "killed",
+        ),
         CutReason::NickLost => (
             ErrorCode::NickTaken,
             "your nickname was taken on another server while this one was cut off \

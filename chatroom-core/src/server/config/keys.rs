@@ -95,6 +95,13 @@ operator_keys! {
     cluster_tls_cert: String => cluster.tls_cert;
     cluster_tls_key: String => cluster.tls_key;
     cluster_tls_required: bool => cluster.tls_required;
+    hash_memory_kib: u32 => accounts.hash_memory_kib;
+    hash_iterations: u32 => accounts.hash_iterations;
+    hash_parallelism: u32 => accounts.hash_parallelism;
+    login_attempts: u32 => accounts.login_attempts;
+    login_lockout_secs: u64 => accounts.login_lockout_secs;
+    operators: Vec<String> => accounts.operators;
+    room_owners: Vec<String> => accounts.room_owners;
 }
 
 impl Default for FlatConfig {
@@ -115,7 +122,7 @@ mod tests {
             panic!("a config serializes as a table");
         };
         let keys: Vec<&str> = fields.keys().map(String::as_str).collect();
-        assert_eq!(keys.len(), 50, "{keys:?}");
+        assert_eq!(keys.len(), 57, "{keys:?}");
         for key in [
             "max_line_len",
             "history",

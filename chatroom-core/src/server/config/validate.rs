@@ -47,6 +47,13 @@ pub(crate) struct Limits {
     pub(crate) max_connections_per_ip: usize,
     pub(crate) connect_rate_per_ip: f64,
     pub(crate) connect_burst_per_ip: u32,
+    pub(crate) hash: crate::accounts::HashParams,
+    pub(crate) login_attempts: u32,
+    pub(crate) login_lockout: Duration,
+    /// The server operators' folded account names.
+    pub(crate) operators: Vec<String>,
+    /// Declared owners: folded room name, folded account name.
+    pub(crate) room_owners: Vec<(String, String)>,
 }
 
 fn invalid(field: &'static str, reason: impl Into<String>) -> ConfigError {
@@ -215,6 +222,8 @@ impl ServerConfig {
         )?;
         positive_rate("connect_rate_per_ip", limits.connect_rate_per_ip)?;
         self.ops.admin_addr()?;
+        let operators = self.accounts.check()?;
+        let room_owners = self.accounts.owners()?;
         Ok(Limits {
             server_name: self.server_name.clone(),
             default_room,
@@ -250,6 +259,11 @@ impl ServerConfig {
             max_connections_per_ip: limits.max_connections_per_ip,
             connect_rate_per_ip: limits.connect_rate_per_ip,
             connect_burst_per_ip: limits.connect_burst_per_ip,
+            hash: self.accounts.hash_params(),
+            login_attempts: self.accounts.login_attempts,
+            login_lockout: Duration::from_secs(self.accounts.login_lockout_secs),
+            operators,
+            room_owners,
         })
     }
 }

@@ -26,12 +26,30 @@ impl IrcSession {
             }
             return;
         }
+        self.collect_evictions();
+        let mut keys = params.get(1).map(|k| k.split(',')).into_iter().flatten();
         for channel in list.split(',').filter(|c| !c.is_empty()) {
+            let key = keys.next();
             let Some(room) = room_of(channel) else {
                 self.send(self.numerics().about("403", channel, "No such channel"));
                 continue;
             };
             if self.rooms.contains_key(&room.key()) {
+                continue;
+            }
+            let members = self.shared.rooms.members(&room).map_or(0, |m| m.len());
+            if let Err(refused) = self
+                .shared
+                .moderation
+                .admit(&room, &self.actor(), key, members)
+            {
+                let numeric = match refused.code {
+                    ErrorCode::Banned => "474",
+                    ErrorCode::BadKey => "475",
+                    ErrorCode::InviteOnly => "473",
+                    _ => "471",
+                };
+                self.send(self.numerics().about(numeric, channel, &refused.message));
                 continue;
             }
             if self.rooms.len() >= self.shared.limits.max_rooms {
@@ -142,9 +160,17 @@ impl IrcSession {
             Some(room) if !self.rooms.contains_key(&room.key()) => {
                 n.about("442", channel, "You're not on that channel")
             }
-            // Rooms have no topic, so none can be set.
-            Some(_) if params.len() > 1 => n.about("482", channel, "Topics are not supported here"),
-            Some(_) => n.about("331", channel, "No topic is set"),
+            // Setting needs a room operator, which needs an account, which
+            // IRC cannot log in to yet.
+            Some(_) if params.len() > 1 => n.about(
+                "482",
+                channel,
+                "You're not channel operator (operators log in, which IRC cannot yet)",
+            ),
+            Some(room) => match self.shared.moderation.rules(&room.key()).topic {
+                Some(topic) => n.about("332", channel, &topic),
+                None => n.about("331", channel, "No topic is set"),
+            },
         };
         self.send(line);
     }

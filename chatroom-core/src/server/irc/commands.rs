@@ -62,6 +62,10 @@ impl IrcSession {
         if new.as_str() == self.nick.as_str() {
             return;
         }
+        if self.shared.accounts.is_registered(&new) {
+            let line = n.about("433", new.as_str(), "Nickname is registered to an account");
+            return self.send(line);
+        }
         // The registry tells this client and everyone in its rooms with a
         // `nick_changed` frame, which the writer shows as `NICK`.
         match self.shared.rooms.rename(self.id, &self.nick, &new).await {

@@ -48,7 +48,10 @@ impl IrcSession {
     }
 
     async fn say_in(&mut self, channel: &str, text: &str, action: bool, notice: bool) {
-        let handle = room_of(channel).and_then(|room| self.rooms.get(&room.key()).cloned());
+        self.collect_evictions();
+        let handle = room_of(channel)
+            .and_then(|room| self.rooms.get(&room.key()).cloned())
+            .filter(|h| self.shared.moderation.may_speak(h.name(), &self.actor()));
         let Some(handle) = handle else {
             if !notice {
                 let line = self

@@ -69,6 +69,12 @@ pub(crate) async fn serve(shared: Arc<Shared>, conn: Connection, shutdown: Cance
         return;
     };
     let mut session = IrcSession::new(&shared, names.clone(), &registered);
+    session.peer_ip = peer.ip();
+    let seen = super::moderation::Seen {
+        account: None,
+        ip: peer.ip(),
+    };
+    shared.moderation.saw(session.id, seen);
     let render = Render::new(registered.nick.clone(), names, registered.caps);
     let mut writer_task = WriterTask(tokio::spawn(writer::run(
         writer,

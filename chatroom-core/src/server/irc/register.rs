@@ -121,6 +121,20 @@ pub(super) async fn register(
         let Some(nick) = got.nick.clone() else {
             continue;
         };
+        if shared.accounts.is_registered(&nick) {
+            // IRC cannot log in to an account yet: a registered nick is
+            // taken for it.
+            got.nick = None;
+            let registered = Numerics { names, me: "*" }.about(
+                "433",
+                nick.as_str(),
+                "Nickname is registered to an account",
+            );
+            if write(writer, &registered, limits).await.is_err() {
+                return None;
+            }
+            continue;
+        }
         let (tx, rx) = outbox(limits.outbox_frames, limits.outbox_bytes);
         match shared.rooms.register(&nick, &tx).await {
             Ok(id) => {

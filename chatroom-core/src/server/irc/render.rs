@@ -126,6 +126,23 @@ impl Render {
                 self.by_user(old, "NICK").trailing(new.as_str())
             }
             ServerMessage::Error { message, .. } => self.notice(message),
+            ServerMessage::Moderated(event) => self.notice(&event.render()),
+            // A change of topic, as IRC shows one; the topic shown on
+            // joining (no setter known) as a notice.
+            ServerMessage::Topic {
+                room,
+                topic,
+                by: Some(by),
+            } => self
+                .by_user(by, "TOPIC")
+                .param(&format!("#{room}"))
+                .trailing(topic),
+            ServerMessage::Topic { room, topic, .. } => {
+                self.notice(&format!("topic of #{room}: {topic}"))
+            }
+            ServerMessage::LoggedIn { account } => {
+                self.notice(&format!("you are logged in as {account}"))
+            }
             ServerMessage::Notice { text } => {
                 for line in text.lines() {
                     out.extend_from_slice(self.notice(line).as_bytes());

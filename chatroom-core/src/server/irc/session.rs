@@ -14,6 +14,7 @@ use crate::registry::{Outbound, Outbox, Room, SessionId};
 use crate::transport::Frame;
 
 pub(super) use super::super::end::End;
+use super::super::moderation::Actor;
 use super::super::rate::TokenBucket;
 use super::super::rooms::Member;
 use super::super::shared::Shared;
@@ -39,6 +40,10 @@ pub(super) struct IrcSession {
     pub(super) away: Option<String>,
     last_heard: Instant,
     pinged: bool,
+    /// The peer's address, for address bans.
+    pub(super) peer_ip: Option<std::net::IpAddr>,
+    /// The moderation evictions count this session last looked at.
+    pub(super) evictions_seen: u64,
 }
 
 impl IrcSession {
@@ -57,6 +62,29 @@ impl IrcSession {
             away: None,
             last_heard: now,
             pinged: false,
+            peer_ip: None,
+            evictions_seen: shared.moderation.evictions(),
+        }
+    }
+
+    /// This session as bans see it: IRC cannot log in to accounts yet.
+    pub(super) fn actor(&self) -> Actor<'_> {
+        Actor {
+            nick: &self.nick,
+            account: None,
+            ip: self.peer_ip,
+        }
+    }
+
+    /// Forgets the rooms a moderator removed this session from.
+    pub(super) fn collect_evictions(&mut self) {
+        let moderation = &self.shared.moderation;
+        let seen = moderation.evictions();
+        if seen != self.evictions_seen {
+            self.evictions_seen = seen;
+            for key in moderation.take_evictions(self.id) {
+                self.rooms.remove(&key);
+            }
         }
     }
 
@@ -292,6 +320,7 @@ impl IrcSession {
             other => other.to_string(),
         };
         let silently = matches!(end, End::Shutdown);
+        self.shared.moderation.gone(self.id);
         self.shared.rooms.depart(
             self.id,
             &self.nick,

@@ -111,6 +111,7 @@ async fn cut_off(mut writer: BoxWriter, reason: CutReason, mut pending: Pending)
     let why = match reason {
         CutReason::SlowConsumer => "you read too slowly to keep up",
         CutReason::NickLost => "your nickname was taken on another server",
+        CutReason::Killed => "a server operator disconnected you",
     };
     let keep = if pending.written > 0 {
         let rest = &pending.buf[pending.written..];

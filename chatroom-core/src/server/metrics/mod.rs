@@ -23,13 +23,14 @@ pub(crate) use render::{CONTENT_TYPE, render};
 const DIALECTS: [&str; 3] = ["native", "text", "irc"];
 
 /// Why sessions end, as they appear in the `reason` label.
-pub(crate) const END_REASONS: [&str; 12] = [
+pub(crate) const END_REASONS: [&str; 13] = [
     "peer_closed",
     "quit",
     "read_failed",
     "write_failed",
     "slow_consumer",
     "nick_lost",
+    "killed",
     "too_many_errors",
     "idle_timeout",
     "handshake_timeout",

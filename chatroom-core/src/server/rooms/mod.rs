@@ -20,7 +20,8 @@ use crate::protocol::{
     ErrorCode, MessageId, Nickname, RoomInfo, RoomName, ServerFrame, ServerMessage,
 };
 use crate::registry::{
-    Backlog, Outbound, Outbox, Published, RegistryError, Room, RoomRegistry, SessionId, now_ms,
+    Backlog, CutReason, Outbound, Outbox, Published, RegistryError, Room, RoomRegistry, SessionId,
+    now_ms,
 };
 
 use backlog::BacklogError;
@@ -164,15 +165,22 @@ impl Rooms {
     }
 
     /// Registers a session under `base`, or `base-2`, `base-3`, … when that
-    /// is taken here or on another node.
+    /// is taken here or on another node, or `reserved` (a registered
+    /// account's nick).
     pub(crate) async fn register_unique(
         &self,
         base: &Nickname,
         outbox: &Outbox,
+        reserved: impl Fn(&Nickname) -> bool,
     ) -> Result<(SessionId, Nickname), RoomsError> {
         let mut candidate = base.clone();
         let mut n = 2u64;
         loop {
+            if reserved(&candidate) {
+                candidate = Nickname::numbered(base, n);
+                n += 1;
+                continue;
+            }
             match self.register(&candidate, outbox).await {
                 Ok(id) => return Ok((id, candidate)),
                 Err(e) if e.is_nick_taken() => {
@@ -267,6 +275,40 @@ impl Rooms {
         self.registry.leave(member.id, room.name(), None)?;
         self.broker.left(room.name(), member.nick, None);
         Ok(())
+    }
+
+    /// The session of this node holding `nick`, if any.
+    pub(crate) fn session_of(&self, nick: &Nickname) -> Option<SessionId> {
+        self.registry.session_of(nick)
+    }
+
+    /// Takes session `id` (holding `nick`) out of `room` on a moderator's
+    /// word; the room and the session are told why.
+    pub(crate) fn remove(
+        &self,
+        id: SessionId,
+        nick: &Nickname,
+        room: &RoomName,
+        reason: &str,
+    ) -> Result<(), RoomsError> {
+        self.registry.leave(id, room, Some(reason.to_owned()))?;
+        self.broker.left(room, nick, Some(reason));
+        Ok(())
+    }
+
+    /// Sends `message` to every member of `room` on this node.
+    pub(crate) fn tell(&self, room: &RoomName, message: ServerMessage) {
+        self.registry
+            .tell_members(std::slice::from_ref(room), &Outbound::message(message));
+    }
+
+    /// Disconnects the session of this node holding `nick`, if any.
+    pub(crate) fn kill(&self, nick: &Nickname) -> bool {
+        if !self.registry.holds(nick) {
+            return false;
+        }
+        self.registry.cut_off_holder(nick, CutReason::Killed);
+        true
     }
 
     /// Publishes a line in `room`: on one node answered at once, in a

@@ -30,21 +30,39 @@ async fn register_unique_appends_the_first_free_number() {
     for _ in 0..4 {
         let (tx, rx) = outbox(16, 1 << 20);
         queues.push(rx);
-        got.push(rooms.register_unique(&base, &tx).await.unwrap().1);
+        got.push(
+            rooms
+                .register_unique(&base, &tx, |_| false)
+                .await
+                .unwrap()
+                .1,
+        );
     }
     assert_eq!(got, ["bob", "bob-2", "bob-3", "bob-4"].map(nick));
 
     // Taken ignoring case, so BOB gets a suffix too, and skips bob-2.
     let (tx, _rx) = outbox(16, 1 << 20);
-    let bob5 = rooms.register_unique(&nick("BOB"), &tx).await.unwrap().1;
+    let bob5 = rooms
+        .register_unique(&nick("BOB"), &tx, |_| false)
+        .await
+        .unwrap()
+        .1;
     assert_eq!(bob5, nick("BOB-5"));
 
     // A base at the length limit is shortened to make room for the suffix.
     let long = "n".repeat(32);
     let (tx, _rx1) = outbox(16, 1 << 20);
-    let first = rooms.register_unique(&nick(&long), &tx).await.unwrap().1;
+    let first = rooms
+        .register_unique(&nick(&long), &tx, |_| false)
+        .await
+        .unwrap()
+        .1;
     assert_eq!(first, nick(&long));
     let (tx, _rx2) = outbox(16, 1 << 20);
-    let second = rooms.register_unique(&nick(&long), &tx).await.unwrap().1;
+    let second = rooms
+        .register_unique(&nick(&long), &tx, |_| false)
+        .await
+        .unwrap()
+        .1;
     assert_eq!(second, nick(&format!("{}-2", &long[..30])));
 }

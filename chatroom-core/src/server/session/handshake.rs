@@ -9,11 +9,13 @@ use futures::StreamExt;
 use tokio::time::Instant;
 
 use crate::protocol::{
-    self, ClientFrame, ClientMessage, ErrorCode, MessageId, Nickname, PROTOCOL_VERSION, RoomName,
+    self, ClientFrame, ClientMessage, ErrorCode, MessageId, Nickname, PROTOCOL_VERSION, Password,
+    RoomName,
 };
 use crate::registry::Outbox;
 use crate::transport::{Frame, PeerAddr};
 
+use super::super::moderation::{Actor, Refusal};
 use super::super::rate::TokenBucket;
 use super::super::rooms::Since;
 use super::super::shared::Shared;
@@ -21,6 +23,7 @@ use super::super::writer::Dialect;
 use super::opening::Reader;
 use super::reply::{Failure, bye, error, ref_of_bad_frame};
 use super::state::{End, Session};
+use crate::registry::now_ms;
 
 /// Waits for a valid `hello` and registers the client. Returns `None` when
 /// the connection must close (it was told why).
@@ -70,25 +73,10 @@ pub(super) async fn native(
                 tracing::debug!(%peer, reason = %End::UnsupportedVersion, "closed");
                 return None;
             }
-            Ok(hello) => {
-                let rooms = &shared.rooms;
-                let registered = match hello.nick {
-                    Some(nick) => rooms.register(&nick, &outbox).await.map(|id| (id, nick)),
-                    None => {
-                        let base = Nickname::new("guest").expect("valid literal");
-                        rooms.register_unique(&base, &outbox).await
-                    }
-                };
-                match registered {
-                    Ok((id, nick)) => {
-                        let mut session = Session::new(shared, id, nick, Dialect::Native, outbox);
-                        session.welcome(hello.reference.clone());
-                        session.resume(hello.resume, hello.reference).await;
-                        return Some(session);
-                    }
-                    Err(e) => (Failure::from(e), hello.reference),
-                }
-            }
+            Ok(hello) => match Box::pin(admit(shared, &peer, &outbox, hello)).await {
+                Ok(session) => return Some(session),
+                Err(failed) => failed,
+            },
             Err(failed) => failed,
         };
         error(&outbox, failure, reference);
@@ -104,7 +92,64 @@ struct Hello {
     version: u32,
     nick: Option<Nickname>,
     resume: BTreeMap<RoomName, MessageId>,
+    password: Option<Password>,
     reference: Option<String>,
+}
+
+/// Registers the client a valid `hello` describes: logged in when it gave
+/// a password, as a guest otherwise. A guest that asked for a registered
+/// nick is given a free guest nick and told why after its `welcome`.
+async fn admit(
+    shared: &Arc<Shared>,
+    peer: &PeerAddr,
+    outbox: &Outbox,
+    hello: Hello,
+) -> Result<Session, (Failure, Option<String>)> {
+    let rooms = &shared.rooms;
+    let accounts = &shared.accounts;
+    let reference = hello.reference;
+    let fail = |f: Failure| (f, reference.clone());
+    let mut account = None;
+    let mut refused = None;
+    let nick = match (hello.nick, hello.password) {
+        (Some(nick), Some(password)) => {
+            let name = accounts
+                .login(&nick, &password, peer.ip())
+                .await
+                .map_err(|e| fail(e.into()))?;
+            account = Some(name.clone());
+            Some(name)
+        }
+        (Some(nick), None) if accounts.is_registered(&nick) => {
+            refused = accounts.may_use(&nick, None).err();
+            None
+        }
+        (nick, _) => nick,
+    };
+    if let Some(ban) = banned(shared, nick.as_ref(), account.as_ref(), peer) {
+        return Err(fail(ban));
+    }
+    let registered = match nick {
+        Some(nick) => rooms.register(&nick, outbox).await.map(|id| (id, nick)),
+        None => {
+            let base = Nickname::new("guest").expect("valid literal");
+            rooms
+                .register_unique(&base, outbox, |n| accounts.is_registered(n))
+                .await
+        }
+    };
+    let (id, nick) = registered.map_err(|e| fail(e.into()))?;
+    let mut session = Session::new(shared, id, nick, Dialect::Native, outbox.clone(), peer.ip());
+    session.note_seen();
+    session.welcome(reference.clone());
+    if let Some(account) = account {
+        session.logged_in(account, reference.clone());
+    }
+    if let Some(refused) = refused {
+        session.fail(refused.into(), reference.clone());
+    }
+    session.resume(hello.resume, reference).await;
+    Ok(session)
 }
 
 /// Reads a `hello` out of a frame, or says what is wrong with it.
@@ -128,10 +173,12 @@ fn hello_of(frame: &Frame) -> Result<Hello, (Failure, Option<String>)> {
             version,
             nick,
             resume,
+            password,
         } => Ok(Hello {
             version,
             nick,
             resume,
+            password,
             reference: parsed.reference,
         }),
         _ => Err((
@@ -141,13 +188,38 @@ fn hello_of(frame: &Frame) -> Result<Hello, (Failure, Option<String>)> {
     }
 }
 
+/// The server-wide ban on a client about to register, as the failure
+/// that refuses it.
+fn banned(
+    shared: &Shared,
+    nick: Option<&Nickname>,
+    account: Option<&Nickname>,
+    peer: &PeerAddr,
+) -> Option<Failure> {
+    let fallback = nick_for(peer);
+    let actor = Actor {
+        nick: nick.unwrap_or(&fallback),
+        account,
+        ip: peer.ip(),
+    };
+    let ban = shared.moderation.server_ban(&actor, now_ms())?;
+    let refusal = Refusal::banned("this server", &ban);
+    Some(Failure::new(refusal.code, refusal.message))
+}
+
 /// Registers a text-dialect client under a nick from its address, greets
 /// it and puts it in the default room. Returns `None` when the connection
 /// must close (it was told why).
 pub(super) async fn text(shared: &Arc<Shared>, peer: PeerAddr, outbox: Outbox) -> Option<Session> {
+    if let Some(ban) = banned(shared, None, None, &peer) {
+        error(&outbox, ban, None);
+        bye(&outbox, "banned");
+        return None;
+    }
+    let accounts = &shared.accounts;
     let (id, nick) = match shared
         .rooms
-        .register_unique(&nick_for(&peer), &outbox)
+        .register_unique(&nick_for(&peer), &outbox, |n| accounts.is_registered(n))
         .await
     {
         Ok(registered) => registered,
@@ -159,7 +231,8 @@ pub(super) async fn text(shared: &Arc<Shared>, peer: PeerAddr, outbox: Outbox) -
             return None;
         }
     };
-    let mut session = Session::new(shared, id, nick, Dialect::Text, outbox);
+    let mut session = Session::new(shared, id, nick, Dialect::Text, outbox, peer.ip());
+    session.note_seen();
     session.welcome(None);
     let room = shared.limits.default_room.clone();
     match session.join(&room, Since::Recent(None)).await {

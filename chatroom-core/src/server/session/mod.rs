@@ -16,11 +16,15 @@
 //! - `says`: the `say` pipeline that keeps answers in request order;
 //! - `reply`: the answers and errors themselves.
 
+mod account;
+mod admission;
 mod catch_up;
 mod handshake;
+mod moderate;
 mod opening;
 mod reply;
 mod requests;
+mod roles;
 mod says;
 mod state;
 #[cfg(test)]
@@ -328,6 +332,7 @@ impl Session {
         // members leave one by one, as they would from a node that stays.
         let silently = matches!(end, End::Shutdown);
         self.shared.metrics.left(self.rooms.len() as u64);
+        self.shared.moderation.gone(self.id);
         self.shared
             .rooms
             .depart(self.id, &self.nick, self.rooms.values(), reason, silently);

@@ -4,6 +4,7 @@
 use crate::protocol::{ErrorCode, ProtocolError, ServerFrame, ServerMessage};
 use crate::registry::{Outbound, Outbox, RegistryError};
 
+use super::super::accounts::AccountsError;
 use super::super::rooms::RoomsError;
 
 /// A request that failed, answered with an `error` frame.
@@ -36,6 +37,12 @@ impl From<RegistryError> for Failure {
 
 impl From<RoomsError> for Failure {
     fn from(e: RoomsError) -> Self {
+        Self::new(e.code(), e.to_string())
+    }
+}
+
+impl From<AccountsError> for Failure {
+    fn from(e: AccountsError) -> Self {
         Self::new(e.code(), e.to_string())
     }
 }

@@ -62,6 +62,7 @@ impl Session {
         message: ClientMessage,
         reference: Option<String>,
     ) -> Flow {
+        self.collect_evictions();
         // A pong only proves liveness; it costs no rate.
         if !matches!(message, ClientMessage::Pong) && !self.take_rate_token() {
             return match self.drain_says().await {
@@ -96,10 +97,10 @@ impl Session {
                 room,
                 history,
                 after,
-                ..
+                key,
             } => {
                 let since = after.map_or(Since::Recent(history), Since::After);
-                self.on_join(room, since, reference).await
+                self.on_join(room, since, key, reference).await
             }
             ClientMessage::Leave { room } => self.on_leave(room, reference),
             ClientMessage::Say { room, text, action } => {
@@ -152,6 +153,17 @@ impl Session {
             }
             ClientMessage::Pong => Ok(Flow::Continue),
             ClientMessage::Quit { reason } => Ok(self.on_quit(reason, reference)),
+            ClientMessage::Register { password } => self.on_register(password, reference).await,
+            ClientMessage::Login { nick, password } => {
+                self.on_login(nick, password, reference).await
+            }
+            ClientMessage::SetPassword { old, new } => {
+                self.on_set_password(old, new, reference).await
+            }
+            ClientMessage::DropAccount { password } => {
+                self.on_drop_account(password, reference).await
+            }
+            other => self.moderate(other, reference).await,
         }
     }
 
@@ -159,9 +171,10 @@ impl Session {
         &mut self,
         room: RoomName,
         since: Since,
+        key: Option<String>,
         reference: Option<String>,
     ) -> Result<Flow, Failure> {
-        self.join(&room, since).await?;
+        self.join_keyed(&room, since, key.as_deref()).await?;
         let members = self.shared.rooms.members(&room)?;
         // Read after the join: every message up to this id is already
         // queued ahead of this reply.
@@ -201,6 +214,19 @@ impl Session {
             .rooms
             .get(&room.key())
             .ok_or(RegistryError::NotInRoom(room))?;
+        if !self
+            .shared
+            .moderation
+            .may_speak(handle.name(), &self.actor())
+        {
+            return Err(Failure::new(
+                ErrorCode::Moderated,
+                format!(
+                    "#{} is moderated: only operators and voiced users speak",
+                    handle.name()
+                ),
+            ));
+        }
         // Nobody gets their own line back, as in the seed: a native client
         // learns the id from the `ok`, which the broker returns once the
         // message is committed.
@@ -226,6 +252,7 @@ impl Session {
         nick: Nickname,
         reference: Option<String>,
     ) -> Result<Flow, Failure> {
+        self.shared.accounts.may_use(&nick, self.account.as_ref())?;
         self.shared.rooms.rename(self.id, &self.nick, &nick).await?;
         self.nick = nick;
         self.ok(reference);
@@ -248,9 +275,32 @@ impl Session {
     /// Joins `room` and keeps its handle, so `say` takes only the room's
     /// lock.
     pub(super) async fn join(&mut self, room: &RoomName, since: Since) -> Result<(), Failure> {
+        self.join_keyed(room, since, None).await
+    }
+
+    /// [`Session::join`] with the key the client gave, past the room's
+    /// bans and modes; the first logged-in user of an ownerless empty
+    /// room becomes its owner, and a room's topic is shown on joining.
+    pub(super) async fn join_keyed(
+        &mut self,
+        room: &RoomName,
+        since: Since,
+        key: Option<&str>,
+    ) -> Result<(), Failure> {
+        self.collect_evictions();
+        let already = self.rooms.contains_key(&room.key());
+        let before = if already {
+            0
+        } else {
+            self.shared.rooms.members(room).map_or(0, |m| m.len())
+        };
+        if !already {
+            self.may_join(room, key, before)?;
+        }
         let handle = self.shared.rooms.join(self.member(), room, since).await?;
         if self.rooms.insert(room.key(), handle).is_none() {
             self.shared.metrics.joined(1);
+            self.after_join(room, before).await;
         }
         Ok(())
     }
@@ -322,7 +372,7 @@ impl Session {
         push(&self.outbox, message, reference);
     }
 
-    fn ok(&self, reference: Option<String>) {
+    pub(super) fn ok(&self, reference: Option<String>) {
         self.reply(
             ServerMessage::Ok {
                 room: None,

@@ -3,6 +3,7 @@
 //! [`Session`]; this one only holds it.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use tokio::time::Instant;
@@ -11,6 +12,7 @@ use crate::protocol::{MAX_TEXT_LEN, Nickname, PROTOCOL_VERSION, RoomName, Server
 use crate::registry::{Outbox, Room, SessionId};
 
 pub(super) use super::super::end::End;
+use super::super::moderation::Seen;
 use super::super::rate::TokenBucket;
 use super::super::rooms::Member;
 use super::super::shared::Shared;
@@ -44,6 +46,12 @@ pub(super) struct Session {
     pub(super) last_heard: Instant,
     pub(super) pinged: bool,
     pub(super) says: Says,
+    /// The account the session is logged in as, if any.
+    pub(super) account: Option<Nickname>,
+    /// The peer's address, for login throttling and bans.
+    pub(super) peer_ip: Option<IpAddr>,
+    /// The moderation evictions count this session last looked at.
+    pub(super) evictions_seen: u64,
 }
 
 impl Session {
@@ -53,6 +61,7 @@ impl Session {
         nick: Nickname,
         dialect: Dialect,
         outbox: Outbox,
+        peer_ip: Option<IpAddr>,
     ) -> Self {
         let tuned = shared.tuning.generation();
         let rates = shared.tuning.rates();
@@ -71,7 +80,22 @@ impl Session {
             last_heard: now,
             pinged: false,
             says: Says::default(),
+            account: None,
+            peer_ip,
+            evictions_seen: shared.moderation.evictions(),
         }
+    }
+
+    /// Tells moderation this session's account and address, for bans by
+    /// nick.
+    pub(super) fn note_seen(&self) {
+        self.shared.moderation.saw(
+            self.id,
+            Seen {
+                account: self.account.clone(),
+                ip: self.peer_ip,
+            },
+        );
     }
 
     /// This session as the rooms know it.

@@ -44,15 +44,8 @@ impl Session {
                 };
                 self.request(history, None).await
             }
-            TextInput::Switch(room) => {
-                if !self.take_rate_token() {
-                    return self.rate_limited(None);
-                }
-                match self.switch(room).await {
-                    Ok(()) => Flow::Continue,
-                    Err(failure) => self.reject(failure, None),
-                }
-            }
+            TextInput::Switch(room) => self.switch_checked(room, None).await,
+            TextInput::SwitchKeyed(room, key) => self.switch_checked(room, Some(key)).await,
             TextInput::Resume(after) => {
                 if !self.take_rate_token() {
                     return self.rate_limited(None);
@@ -88,13 +81,25 @@ impl Session {
         Flow::Close(End::LateHello)
     }
 
+    async fn switch_checked(&mut self, room: RoomName, key: Option<String>) -> Flow {
+        self.collect_evictions();
+        if !self.take_rate_token() {
+            return self.rate_limited(None);
+        }
+        match self.switch(room, key).await {
+            Ok(()) => Flow::Continue,
+            Err(failure) => self.reject(failure, None),
+        }
+    }
+
     /// The text dialect's `/join`: join the new room first, so a refused
     /// join leaves the user where they were, then leave the old one.
-    async fn switch(&mut self, room: RoomName) -> Result<(), Failure> {
+    async fn switch(&mut self, room: RoomName, key: Option<String>) -> Result<(), Failure> {
         if self.current.as_ref().is_some_and(|c| c.key() == room.key()) {
             return Ok(());
         }
-        self.join(&room, Since::Recent(None)).await?;
+        self.join_keyed(&room, Since::Recent(None), key.as_deref())
+            .await?;
         if let Some(old) = self.current.take() {
             self.leave(&old)?;
         }
