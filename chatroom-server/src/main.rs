@@ -167,6 +167,11 @@ async fn serve(
     }
     let listeners = bind(&settings.listen).await?;
     let irc = bind(&settings.irc_listen).await?;
+    let bound: Vec<_> = listeners
+        .iter()
+        .map(TcpListener::local_socket_addr)
+        .collect();
+    let announcement = ops::announce(settings, &bound, tls_config.is_some());
     let served = match tls_config {
         None => server.run_with_irc(listeners, irc, shutdown).await,
         Some(config) => {
@@ -177,6 +182,11 @@ async fn serve(
             server.run_with_irc(listeners, irc, shutdown).await
         }
     };
+    if let Some(announcement) = announcement {
+        // Goodbyes go out on the responder's thread; waiting for them may
+        // block for a moment.
+        let _ = tokio::task::spawn_blocking(move || announcement.stop()).await;
+    }
     served.map_err(Failure::Serve)
 }
 

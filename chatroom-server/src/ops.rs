@@ -6,6 +6,7 @@ use std::error::Error;
 use std::io::IsTerminal;
 use std::path::Path;
 
+use chatroom_core::discovery::{self, Announcement, Service};
 use chatroom_core::server::{Admin, LogFormat};
 use chatroom_core::transport::ServerCert;
 
@@ -123,5 +124,35 @@ pub(crate) async fn reload_on_hangup(
         tracing::info!(signal = "SIGHUP", "reloading settings");
         // Reading a few small files: too short to matter to the runtime.
         reload(&command_line, &admin, &running, tls.as_ref());
+    }
+}
+
+/// Announces the chat listeners on the LAN by multicast DNS, when
+/// `discovery` is on. A failure is logged and the server runs without it:
+/// discovery only saves typing an address.
+pub(crate) fn announce(
+    settings: &Settings,
+    addrs: &[std::net::SocketAddr],
+    tls: bool,
+) -> Option<Announcement> {
+    let ops = &settings.server.ops;
+    if !ops.discovery {
+        return None;
+    }
+    let name = &settings.server.server_name;
+    let services: Vec<Service> = addrs
+        .iter()
+        .map(|addr| Service::new(name.clone(), *addr).with_tls(tls))
+        .collect();
+    match Announcement::start(&discovery::host_name(), &services, ops.discovery_port) {
+        Ok(announcement) => {
+            let names = announcement.names().join(", ");
+            tracing::info!(service = discovery::SERVICE_TYPE, instances = %names, "announced on the LAN");
+            Some(announcement)
+        }
+        Err(e) => {
+            tracing::warn!(error = %chain(&e), "discovery failed; serving without it");
+            None
+        }
     }
 }

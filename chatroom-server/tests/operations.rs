@@ -513,3 +513,43 @@ fn a_cluster_node_is_not_ready_without_nats_and_ready_when_it_returns() {
     let back = readyz_until(admin, 200, Duration::from_secs(15));
     assert_eq!(back["cluster_connected"], true, "{back}");
 }
+
+#[test]
+fn discovery_announces_the_server_on_loopback_until_it_stops() {
+    use chatroom_core::discovery::{self, Scope};
+    let mdns_port = std::net::UdpSocket::bind("0.0.0.0:0")
+        .and_then(|s| s.local_addr())
+        .expect("a free UDP port")
+        .port();
+    let port = mdns_port.to_string();
+    let mut server = Server::builder()
+        .listen("127.0.0.1:0")
+        .set("history", "memory")
+        .set("server_name", "discoverable")
+        .set("discovery", "true")
+        .set("discovery_port", &port)
+        .start();
+    // Announced before the `listening` line the start waited for.
+    let log = server.log_lines();
+    let announced = log.iter().find(|l| l.contains("announced on the LAN"));
+    assert!(
+        announced.is_some_and(|l| l.contains("_chatroom._tcp")),
+        "{log:?}"
+    );
+
+    let found = discovery::browse(Duration::from_secs(2), mdns_port, Scope::Loopback)
+        .expect("browse on loopback");
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].name, "discoverable");
+    assert_eq!(found[0].addr, server.addr());
+    assert!(!found[0].tls);
+    // What was found is where the server is.
+    let (_ann, welcome) = JsonClient::hello(found[0].addr, "ann", DEADLINE);
+    assert_eq!(welcome["server"], "discoverable");
+
+    // A stopped server says goodbye: nobody answers for it any more.
+    assert!(server.stop().success());
+    let found = discovery::browse(Duration::from_secs(1), mdns_port, Scope::Loopback)
+        .expect("browse on loopback");
+    assert!(found.is_empty(), "{found:?}");
+}

@@ -215,6 +215,7 @@ impl ServerConfig {
         )?;
         positive_rate("connect_rate_per_ip", limits.connect_rate_per_ip)?;
         self.ops.admin_addr()?;
+        positive("discovery_port", u64::from(self.ops.discovery_port))?;
         Ok(Limits {
             server_name: self.server_name.clone(),
             default_room,
