@@ -553,3 +553,45 @@ fn discovery_announces_the_server_on_loopback_until_it_stops() {
         .expect("browse on loopback");
     assert!(found.is_empty(), "{found:?}");
 }
+
+/// The YAML block that follows `heading` in docs/operations.md.
+fn yaml_after(heading: &str) -> String {
+    let doc = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../docs/operations.md"
+    ))
+    .expect("docs/operations.md");
+    let section = doc.split_once(heading).expect("the heading").1;
+    let block = section.split_once("```yaml\n").expect("a yaml block").1;
+    block
+        .split_once("```")
+        .expect("the block's end")
+        .0
+        .to_owned()
+}
+
+#[test]
+fn the_documented_alert_rules_and_scrape_config_are_valid() {
+    let dir = TempDir::new("promtool-rules");
+    let rules = dir.write("rules.yml", &yaml_after("### What to alert on"));
+    let scrape = yaml_after("### Scraping");
+    let config = dir.write(
+        "prometheus.yml",
+        &format!("{scrape}rule_files:\n  - {}\n", rules.display()),
+    );
+    for args in [
+        vec!["check".as_ref(), "rules".as_ref(), rules.as_os_str()],
+        vec!["check".as_ref(), "config".as_ref(), config.as_os_str()],
+    ] {
+        let Ok(out) = Command::new("promtool").args(&args).output() else {
+            eprintln!("skipped: promtool is not installed (.ci/install-test-deps installs it)");
+            return;
+        };
+        assert!(
+            out.status.success(),
+            "promtool {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
