@@ -5,6 +5,7 @@
 //! chatroom-client HOST PORT              # the seed's form
 //! chatroom-client --server HOST:PORT --nick alice --room rust
 //! chatroom-client --server A:7878,B:7878 --reconnect   # nodes of a cluster
+//! chatroom-client --discover             # servers on the LAN: list, choose
 //! ```
 //!
 //! With a terminal on stdin and stdout it runs a line editor: incoming lines
@@ -19,6 +20,7 @@
 //! Everything here is argument parsing and presentation; the protocol work
 //! is `chatroom_core::client`.
 
+mod discover;
 mod render;
 
 use std::error::Error;
@@ -103,6 +105,34 @@ struct Args {
     /// Never colour output, even on a terminal (NO_COLOR does the same).
     #[arg(long)]
     no_color: bool,
+    /// Find servers on the LAN (multicast DNS, `_chatroom._tcp`), list
+    /// them and connect to the one chosen: a number typed at the prompt on
+    /// a terminal, --pick N, or else the first.
+    #[arg(long, conflicts_with_all = ["server", "host"])]
+    discover: bool,
+    /// With --discover: connect to server N of the list without asking.
+    #[arg(long, value_name = "N", requires = "discover")]
+    pick: Option<usize>,
+    /// With --discover: how long to listen for servers, in seconds.
+    #[arg(
+        long,
+        value_name = "SECS",
+        default_value_t = 2.0,
+        requires = "discover"
+    )]
+    discover_secs: f64,
+    /// With --discover: look on this machine only (loopback).
+    #[arg(long, requires = "discover")]
+    discover_loopback: bool,
+    /// With --discover: the multicast DNS port; 5353 unless the servers
+    /// were set to another with `discovery_port`.
+    #[arg(
+        long,
+        value_name = "PORT",
+        default_value_t = 5353,
+        requires = "discover"
+    )]
+    discover_port: u16,
 }
 
 fn parse_nick(s: &str) -> Result<Nickname, String> {
@@ -180,7 +210,25 @@ fn main() -> ExitCode {
     ExitCode::from(code)
 }
 
-async fn run(args: Args) -> u8 {
+async fn run(mut args: Args) -> u8 {
+    if args.discover {
+        let how = discover::Discover {
+            wait: Duration::try_from_secs_f64(args.discover_secs).unwrap_or(Duration::from_secs(2)),
+            mdns_port: args.discover_port,
+            loopback: args.discover_loopback,
+            pick: args.pick,
+        };
+        match discover::choose(how).await {
+            Ok(chosen) => {
+                args.server = vec![chosen.addr.to_string()];
+                args.tls |= chosen.tls;
+            }
+            Err((line, code)) => {
+                eprintln!("error: {line}");
+                return code;
+            }
+        }
+    }
     let addrs = args.addrs();
     let addr = addrs.join(", ");
     let mut options = ClientOptions::new();

@@ -450,3 +450,89 @@ async fn escape_sequences_in_received_strings_are_not_printed_raw() {
     })
     .await;
 }
+
+/// A UDP port free now, for a multicast DNS of the test's own.
+fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("0.0.0.0:0")
+        .and_then(|s| s.local_addr())
+        .expect("a free UDP port")
+        .port()
+}
+
+#[tokio::test]
+async fn discover_lists_a_server_on_loopback_and_connects_to_the_pick() {
+    use chatroom_core::discovery::{Announcement, Service};
+    within(async {
+        let server = TestServer::start().await;
+        let (_bob, mut bob_events) = api_client(&server, "bob").await;
+        let mdns_port = free_udp_port();
+        // A second server is announced too, so the pick matters; nothing
+        // listens there.
+        let services = [
+            Service::new("b-classroom", server.addr),
+            Service::new("a-elsewhere", "127.0.0.1:9".parse().unwrap()),
+        ];
+        let announcement = Announcement::start("testhost", &services, mdns_port).unwrap();
+        let port = mdns_port.to_string();
+        let mut child = client_binary(&[
+            "--discover",
+            "--discover-loopback",
+            "--discover-port",
+            &port,
+            "--pick",
+            "2",
+            "--nick",
+            "alice",
+        ]);
+        let mut stdin = child.stdin.take().unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+        let connecting = format!("* connecting to b-classroom  {}", server.addr);
+        let listed = read_until(&mut stdout, &connecting).await;
+        let expected = [
+            "* servers found:".to_owned(),
+            "*   1) a-elsewhere  127.0.0.1:9".to_owned(),
+            format!("*   2) b-classroom  {}", server.addr),
+            connecting,
+        ];
+        assert_eq!(listed, expected);
+        read_until(&mut stdout, "* in #lobby: alice, bob").await;
+        stdin.write_all(b"found you\n").await.unwrap();
+        assert_eq!(
+            next_message(&mut bob_events).await,
+            (nick("alice"), "found you".to_owned(), false)
+        );
+        drop(stdin);
+        assert!(child.wait().await.unwrap().success());
+        tokio::task::spawn_blocking(move || announcement.stop())
+            .await
+            .unwrap();
+        server.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn discover_with_no_server_exits_1_with_one_line() {
+    within(async {
+        let port = free_udp_port().to_string();
+        let output = Command::new(env!("CARGO_BIN_EXE_chatroom-client"))
+            .args([
+                "--discover",
+                "--discover-loopback",
+                "--discover-secs",
+                "0.5",
+            ])
+            .args(["--discover-port", &port])
+            .stdin(Stdio::null())
+            .output()
+            .await
+            .unwrap();
+        assert_eq!(output.status.code(), Some(1), "{output:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(
+            stderr.trim_end(),
+            "error: no chatroom server answered within 0.5 s"
+        );
+    })
+    .await;
+}

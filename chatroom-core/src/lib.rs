@@ -189,6 +189,7 @@
 //! | `sqlite` | no | `history::SqliteStore`, the durable history store that [`Server::builder`](server::Server::builder) opens for `history = "sqlite"` | rusqlite (builds SQLite's C source) |
 //! | `tls` | no | `transport::tls`: TLS listeners and connectors | rustls (ring), tokio-rustls, rustls-native-certs |
 //! | `cluster` | no | cluster mode over NATS JetStream: the NATS broker and history store that [`Server::builder`](server::Server::builder) assembles when `cluster.servers` is set | async-nats |
+//! | `discovery` | no | `discovery`: announcing a server and finding servers on the LAN by multicast DNS (`_chatroom._tcp`) | mdns-sd |
 //! | `test-util` | no | `testing`: helpers for tests of programs built on this crate (not a stable API) | rcgen |
 //!
 //! With `default-features = false` the crate is the protocol, the registry,
@@ -202,8 +203,8 @@
 //! [`ServerBuilder::build`](server::ServerBuilder::build) with a
 //! [`ServerError::Config`](server::ServerError::Config).
 //!
-//! The `chatroom-server` binary turns on `web`, `sqlite`, `tls` and
-//! `cluster`; `chatroom-client` only `tls`.
+//! The `chatroom-server` binary turns on `web`, `sqlite`, `tls`, `cluster`
+//! and `discovery`; `chatroom-client` `tls` and `discovery`.
 //!
 //! ## Layers
 //!
@@ -248,6 +249,8 @@
 pub mod accounts;
 pub mod broker;
 pub mod client;
+#[cfg(feature = "discovery")]
+pub mod discovery;
 pub mod history;
 pub mod protocol;
 pub mod registry;

@@ -154,7 +154,8 @@ SIGNALS:
 SIGINT (Ctrl-C) or SIGTERM: stop accepting, send every client `bye`, let their
 queues drain for up to shutdown_timeout_secs, then exit 0.
 SIGHUP: read the settings again; rate_per_sec, rate_burst, max_errors and
-error_refill_secs apply to live connections, other changes wait for a restart.
+error_refill_secs apply to live connections, the TLS certificate and key are
+read again for new connections, other changes wait for a restart.
 
 EXIT CODES:
   0  clean shutdown after a signal (also --help, --version, --print-config)

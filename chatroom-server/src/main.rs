@@ -15,10 +15,8 @@ use std::error::Error;
 use std::future::Future;
 use std::process::ExitCode;
 
-use std::sync::Arc;
-
 use chatroom_core::server::{ConfigError, Server, ServerError, TlsConfig};
-use chatroom_core::transport::{TcpListener, TlsListener, TransportError, tls};
+use chatroom_core::transport::{ServerCert, TcpListener, TlsListener, TransportError};
 
 use crate::cli::Cli;
 use crate::settings::{CommandLine, Settings, SettingsError};
@@ -114,24 +112,27 @@ fn run(cli: &Cli) -> Result<(), Failure> {
     })
 }
 
-/// The TLS the listeners speak, if the settings name a certificate.
-fn listener_tls(config: &TlsConfig) -> Result<Option<Arc<rustls::ServerConfig>>, Failure> {
+/// The certificate the listeners serve, if the settings name one.
+fn listener_tls(config: &TlsConfig) -> Result<Option<ServerCert>, Failure> {
     if config.cert.is_empty() {
         return Ok(None);
     }
     let cert = std::path::Path::new(&config.cert);
     let key = std::path::Path::new(&config.key);
-    tls::server_config(cert, key)
-        .map(Some)
-        .map_err(Failure::Tls)
+    ServerCert::load(cert, key).map(Some).map_err(Failure::Tls)
 }
 
 async fn serve(
     server: Server,
     command_line: CommandLine,
     settings: &Settings,
-    tls: Option<Arc<rustls::ServerConfig>>,
+    tls: Option<ServerCert>,
 ) -> Result<(), Failure> {
+    // A SIGHUP replaces the certificate inside this configuration.
+    let tls_config = match &tls {
+        Some(cert) => Some(cert.server_config().map_err(Failure::Tls)?),
+        None => None,
+    };
     // Hooked before binding, so a signal that arrives as soon as the
     // `listening` line is out already shuts down gracefully.
     let shutdown = shutdown_signal().map_err(Failure::Signals)?;
@@ -145,10 +146,11 @@ async fn serve(
             command_line,
             admin.clone(),
             settings.clone(),
+            tls,
         ));
     }
     #[cfg(not(unix))]
-    drop(command_line);
+    drop((command_line, tls));
     // Validated with the rest of the settings, so this is an address.
     if let Ok(Some(addr)) = settings.server.ops.admin_addr() {
         // Bound before the chat listeners: when they are up, so is this.
@@ -165,7 +167,12 @@ async fn serve(
     }
     let listeners = bind(&settings.listen).await?;
     let irc = bind(&settings.irc_listen).await?;
-    let served = match tls {
+    let bound: Vec<_> = listeners
+        .iter()
+        .map(TcpListener::local_socket_addr)
+        .collect();
+    let announcement = ops::announce(settings, &bound, tls_config.is_some());
+    let served = match tls_config {
         None => server.run_with_irc(listeners, irc, shutdown).await,
         Some(config) => {
             // With a certificate every listener speaks TLS, IRC's too.
@@ -175,6 +182,11 @@ async fn serve(
             server.run_with_irc(listeners, irc, shutdown).await
         }
     };
+    if let Some(announcement) = announcement {
+        // Goodbyes go out on the responder's thread; waiting for them may
+        // block for a moment.
+        let _ = tokio::task::spawn_blocking(move || announcement.stop()).await;
+    }
     served.map_err(Failure::Serve)
 }
 

@@ -14,8 +14,10 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use common::admin::{admin_addr, get, raw, sample, scrape_until};
+use common::cluster::{node, start_node};
 use common::irc_client::{IrcClient, irc_addr};
 use common::json_client::JsonClient;
+use common::nats::Nats;
 use common::server::{BIN, Server};
 use common::temp::TempDir;
 use common::text_client::TextClient;
@@ -147,6 +149,62 @@ fn the_durable_store_reports_its_commit_times() {
         sample(&body, "chatroom_history_commit_seconds_bucket{le=\"+Inf\"}") >= 1,
         "{body}"
     );
+    // Committed within 100 ms: nothing waits for the writer any more.
+    let end = Instant::now() + DEADLINE;
+    while sample(&get(admin, "/metrics").1, "chatroom_history_queue") > 0 {
+        assert!(Instant::now() < end, "the history queue never emptied");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A member that joins `room` and then reads nothing, through a small
+/// receive buffer, so the server's queue for it fills.
+fn stalled_member(addr: std::net::SocketAddr, nick: &str, room: &str) -> std::net::TcpStream {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).expect("a socket");
+    socket.set_recv_buffer_size(8 * 1024).expect("SO_RCVBUF");
+    socket.set_tcp_mss(536).expect("TCP_MAXSEG");
+    socket.connect(&addr.into()).expect("connect");
+    let mut stream: std::net::TcpStream = socket.into();
+    let hello = json!({"type": "hello", "version": 1, "nick": nick});
+    let join = json!({"type": "join", "room": room, "history": 0});
+    write!(stream, "{hello}\n{join}\n").expect("hello and join");
+    stream
+}
+
+#[test]
+fn queued_bytes_show_a_member_that_stopped_reading() {
+    let server = start_with_admin(&[("rate_per_sec", "100000"), ("rate_burst", "100000")]);
+    let admin = admin_addr(&server);
+    let idle = get(admin, "/metrics").1;
+    assert_eq!(sample(&idle, "chatroom_outbox_bytes"), 0, "{idle}");
+    let (mut ann, _) = JsonClient::hello(server.addr(), "ann", DEADLINE);
+    ann.join("flood");
+    let stalled = stalled_member(server.addr(), "stalled", "flood");
+    ann.wait_for_members("flood", &["ann", "stalled"], DEADLINE);
+
+    // 2 MB of room traffic: more than the kernel holds for the stalled
+    // member, less than its queue's 1 MiB plus that.
+    let text = "x".repeat(3000);
+    for _ in 0..700 {
+        ann.send(&json!({"type": "say", "room": "flood", "text": text}));
+    }
+    for _ in 0..700 {
+        ann.next_of("ok");
+    }
+    let body = scrape_until(admin, "chatroom_outbox_largest_bytes", 100_000, DEADLINE);
+    promtool_check(&body);
+    assert!(
+        sample(&body, "chatroom_outbox_bytes") >= sample(&body, "chatroom_outbox_largest_bytes"),
+        "{body}"
+    );
+    // Its queue goes with it.
+    drop(stalled);
+    let end = Instant::now() + DEADLINE;
+    while sample(&get(admin, "/metrics").1, "chatroom_outbox_bytes") > 0 {
+        assert!(Instant::now() < end, "the queue outlived its session");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 #[test]
@@ -410,4 +468,130 @@ fn irc_sessions_are_counted_as_their_own_dialect() {
         sample(&after, "chatroom_connections{dialect=\"native\"}"),
         0
     );
+}
+
+/// `/readyz` until it answers `status`; returns the body.
+fn readyz_until(admin: std::net::SocketAddr, status: u16, limit: Duration) -> Value {
+    let end = Instant::now() + limit;
+    loop {
+        let (got, body) = get(admin, "/readyz");
+        if got == status {
+            return serde_json::from_str(&body).expect("a JSON body");
+        }
+        assert!(Instant::now() < end, "/readyz stayed {got}: {body}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_cluster_node_is_not_ready_without_nats_and_ready_when_it_returns() {
+    let dir = TempDir::new("ready-cluster");
+    let store = dir.join("nats");
+    let nats = Nats::start(&store, &[]);
+    let port = nats.port;
+    let url = format!("nats://127.0.0.1:{port}");
+    let builder = node(&url, "n1", &dir.join("n1")).set("admin_listen", "127.0.0.1:0");
+    let server = start_node(&builder, "n1");
+    let admin = admin_addr(&server);
+    let ready = readyz_until(admin, 200, DEADLINE);
+    assert_eq!(ready["cluster_connected"], true, "{ready}");
+
+    // A say goes through JetStream and its acknowledgement is timed.
+    let (mut ann, _) = JsonClient::hello(server.addr(), "ann", DEADLINE);
+    ann.join("ops");
+    ann.say("ops", "timed");
+    let body = scrape_until(admin, "chatroom_broker_publish_seconds_count", 1, DEADLINE);
+    promtool_check(&body);
+
+    drop(nats);
+    let down = readyz_until(admin, 503, DEADLINE);
+    assert_eq!(down["status"], "not_ready", "{down}");
+    assert_eq!(down["cluster_connected"], false, "{down}");
+    assert_eq!(sample(&get(admin, "/metrics").1, "chatroom_ready"), 0);
+
+    let _nats = Nats::start_on(port, &store, &[]).expect("nats-server again on its port");
+    let back = readyz_until(admin, 200, Duration::from_secs(15));
+    assert_eq!(back["cluster_connected"], true, "{back}");
+}
+
+#[test]
+fn discovery_announces_the_server_on_loopback_until_it_stops() {
+    use chatroom_core::discovery::{self, Scope};
+    let mdns_port = std::net::UdpSocket::bind("0.0.0.0:0")
+        .and_then(|s| s.local_addr())
+        .expect("a free UDP port")
+        .port();
+    let port = mdns_port.to_string();
+    let mut server = Server::builder()
+        .listen("127.0.0.1:0")
+        .set("history", "memory")
+        .set("server_name", "discoverable")
+        .set("discovery", "true")
+        .set("discovery_port", &port)
+        .start();
+    // Announced before the `listening` line the start waited for.
+    let log = server.log_lines();
+    let announced = log.iter().find(|l| l.contains("announced on the LAN"));
+    assert!(
+        announced.is_some_and(|l| l.contains("_chatroom._tcp")),
+        "{log:?}"
+    );
+
+    let found = discovery::browse(Duration::from_secs(2), mdns_port, Scope::Loopback)
+        .expect("browse on loopback");
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].name, "discoverable");
+    assert_eq!(found[0].addr, server.addr());
+    assert!(!found[0].tls);
+    // What was found is where the server is.
+    let (_ann, welcome) = JsonClient::hello(found[0].addr, "ann", DEADLINE);
+    assert_eq!(welcome["server"], "discoverable");
+
+    // A stopped server says goodbye: nobody answers for it any more.
+    assert!(server.stop().success());
+    let found = discovery::browse(Duration::from_secs(1), mdns_port, Scope::Loopback)
+        .expect("browse on loopback");
+    assert!(found.is_empty(), "{found:?}");
+}
+
+/// The YAML block that follows `heading` in docs/operations.md.
+fn yaml_after(heading: &str) -> String {
+    let doc = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../docs/operations.md"
+    ))
+    .expect("docs/operations.md");
+    let section = doc.split_once(heading).expect("the heading").1;
+    let block = section.split_once("```yaml\n").expect("a yaml block").1;
+    block
+        .split_once("```")
+        .expect("the block's end")
+        .0
+        .to_owned()
+}
+
+#[test]
+fn the_documented_alert_rules_and_scrape_config_are_valid() {
+    let dir = TempDir::new("promtool-rules");
+    let rules = dir.write("rules.yml", &yaml_after("### What to alert on"));
+    let scrape = yaml_after("### Scraping");
+    let config = dir.write(
+        "prometheus.yml",
+        &format!("{scrape}rule_files:\n  - {}\n", rules.display()),
+    );
+    for args in [
+        vec!["check".as_ref(), "rules".as_ref(), rules.as_os_str()],
+        vec!["check".as_ref(), "config".as_ref(), config.as_os_str()],
+    ] {
+        let Ok(out) = Command::new("promtool").args(&args).output() else {
+            eprintln!("skipped: promtool is not installed (.ci/install-test-deps installs it)");
+            return;
+        };
+        assert!(
+            out.status.success(),
+            "promtool {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }

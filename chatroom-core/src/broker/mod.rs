@@ -34,6 +34,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use crate::history::CommitSnapshot;
 use crate::protocol::{MessageId, Nickname, RoomInfo, RoomName, Timestamp};
 use crate::registry::{Published, RegistryError, Room, RoomRegistry, SessionId};
 
@@ -191,6 +192,13 @@ pub trait Broker: Send + Sync + fmt::Debug + 'static {
     /// nodes, for readiness checks; `None` (the default) for a broker with
     /// nothing to connect to.
     fn is_connected(&self) -> Option<bool> {
+        None
+    }
+
+    /// How long publishes took to be acknowledged by what carries rooms
+    /// between nodes, for metrics; `None` (the default) for a broker that
+    /// publishes in place.
+    fn publish_times(&self) -> Option<CommitSnapshot> {
         None
     }
 }

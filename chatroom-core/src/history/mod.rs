@@ -135,6 +135,13 @@ pub trait HistoryStore: Send + Sync + fmt::Debug + 'static {
     fn commit_times(&self) -> Option<CommitSnapshot> {
         None
     }
+
+    /// Appends waiting to be committed, for a store that commits in the
+    /// background; `None` (the default) for one that does not. Must not
+    /// wait.
+    fn queued(&self) -> Option<usize> {
+        None
+    }
 }
 
 /// Picks the page out of entries sorted by id; shared by the stores that

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -48,6 +48,9 @@ pub struct SqliteStore {
     writable: Arc<AtomicBool>,
     /// How long the writer thread's commits take; it records, metrics read.
     commit_times: Arc<CommitTimes>,
+    /// Appends queued and not yet committed: one relaxed add per message
+    /// appended, one subtraction per commit by the writer.
+    pending: Arc<AtomicUsize>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -113,9 +116,11 @@ impl SqliteStore {
         let (tx, rx) = mpsc::sync_channel(QUEUE_CAPACITY);
         let writable = Arc::new(AtomicBool::new(true));
         let commit_times = Arc::new(CommitTimes::default());
+        let pending = Arc::new(AtomicUsize::new(0));
         let health = Health {
             writable: writable.clone(),
             times: commit_times.clone(),
+            pending: pending.clone(),
         };
         let writer = std::thread::Builder::new()
             .name("chatroom-history".to_owned())
@@ -132,6 +137,7 @@ impl SqliteStore {
             last_ids: Mutex::new(last_ids),
             writable,
             commit_times,
+            pending,
         })
     }
 
@@ -165,6 +171,7 @@ impl Drop for SqliteStore {
 struct Health {
     writable: Arc<AtomicBool>,
     times: Arc<CommitTimes>,
+    pending: Arc<AtomicUsize>,
 }
 
 fn write_loop(mut conn: Connection, rx: Receiver<Command>, health: &Health) {
@@ -205,6 +212,7 @@ fn commit_or_log(
     let committed = commit(conn, batch);
     health.times.record(started.elapsed());
     health.writable.store(committed.is_ok(), Relaxed);
+    health.pending.fetch_sub(batch.len(), Relaxed);
     if let Err(e) = committed {
         tracing::error!(error = %e, lost = batch.len(), "history commit failed");
     }
@@ -302,12 +310,18 @@ impl HistoryStore for SqliteStore {
             tracing::error!(room = %room, id = entry.id, "history store closed; message not stored");
             return;
         };
+        // Counted before it is sent, so the writer never subtracts first.
+        self.pending.fetch_add(1, Relaxed);
         match tx.try_send(Command::Append(key, room.clone(), entry)) {
             Ok(()) => {}
             Err(TrySendError::Full(Command::Append(_, room, entry))) => {
+                self.pending.fetch_sub(1, Relaxed);
                 tracing::error!(room = %room, id = entry.id, "history queue full; message not stored");
             }
-            Err(_) => tracing::error!(room = %room, "history writer stopped; message not stored"),
+            Err(_) => {
+                self.pending.fetch_sub(1, Relaxed);
+                tracing::error!(room = %room, "history writer stopped; message not stored");
+            }
         }
     }
 
@@ -362,6 +376,10 @@ impl HistoryStore for SqliteStore {
 
     fn commit_times(&self) -> Option<CommitSnapshot> {
         Some(self.commit_times.snapshot())
+    }
+
+    fn queued(&self) -> Option<usize> {
+        Some(self.pending.load(Relaxed))
     }
 }
 

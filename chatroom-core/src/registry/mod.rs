@@ -47,6 +47,15 @@ pub(crate) enum Backlog {
     After(MessageId),
 }
 
+/// What the sessions' outbound queues hold at one moment, in bytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct QueueDepth {
+    /// In all the queues together.
+    pub(crate) total: usize,
+    /// In the fullest one.
+    pub(crate) largest: usize,
+}
+
 /// The room registry. Cheap to clone: clones share one state.
 #[derive(Clone)]
 pub struct RoomRegistry {
@@ -431,6 +440,21 @@ impl RoomRegistry {
     /// The room named `room`, if it exists.
     pub fn room(&self, room: &RoomName) -> Option<Arc<Room>> {
         self.lock().rooms.get(&room.key()).cloned()
+    }
+
+    /// What the sessions' queues hold now: the bytes in all of them and in
+    /// the fullest one. Read for metrics, at scrape time, so the delivery
+    /// path keeps no shared count: one relaxed load per session, under the
+    /// registry lock.
+    pub(crate) fn queued_bytes(&self) -> QueueDepth {
+        let state = self.lock();
+        let mut depth = QueueDepth::default();
+        for session in state.sessions.values() {
+            let bytes = session.outbox.queued_bytes();
+            depth.total += bytes;
+            depth.largest = depth.largest.max(bytes);
+        }
+        depth
     }
 
     #[cfg(test)]

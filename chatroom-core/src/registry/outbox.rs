@@ -364,7 +364,8 @@ impl Outbox {
             || queue.frames().len() > queue.max_frames / 2
     }
 
-    fn queued_bytes(&self) -> usize {
+    /// Bytes queued and not yet written.
+    pub(crate) fn queued_bytes(&self) -> usize {
         self.queue().queued_bytes.load(Ordering::Relaxed)
     }
 

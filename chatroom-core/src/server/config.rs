@@ -416,6 +416,8 @@ setters!(HistoryConfig {
 setters!(OpsConfig {
     with_admin_listen => admin_listen: String [into];
     with_log_format => log_format: LogFormat;
+    with_discovery => discovery: bool;
+    with_discovery_port => discovery_port: u16;
 });
 
 setters!(WebConfig {

@@ -27,7 +27,7 @@ pub use framing::{Frame, LineFramer};
 pub use memory::{MemoryConnector, MemoryListener};
 pub use tcp::{TcpConnector, TcpListener};
 #[cfg(feature = "tls")]
-pub use tls::{TlsConnector, TlsListener};
+pub use tls::{ServerCert, TlsConnector, TlsListener};
 
 /// The reading half of a connection.
 pub type BoxReader = Pin<Box<dyn AsyncRead + Send>>;

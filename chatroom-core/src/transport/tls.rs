@@ -1,5 +1,6 @@
 //! TLS over TCP, with rustls: a listener whose connections are TLS
-//! sessions, a connector that opens them, and loading of PEM files.
+//! sessions, a connector that opens them, and loading of PEM files into a
+//! certificate that can be replaced while it is served ([`ServerCert`]).
 //!
 //! Handshakes run beside the accept loop, never in it: a peer that opens a
 //! connection and stalls (or speaks plain text to a TLS port) costs one
@@ -8,12 +9,14 @@
 use std::fmt;
 use std::path::Path;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use futures::stream::{FuturesUnordered, StreamExt};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
 
 use super::{Connection, Connector, Listener, PeerAddr, TcpListener, TransportError};
 
@@ -37,6 +40,12 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 /// certificate or key; [`TransportError::Tls`] when rustls refuses them,
 /// for example a key that does not match the certificate.
 pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, TransportError> {
+    ServerCert::load(cert, key)?.server_config()
+}
+
+/// Reads a certificate chain and its key and checks that they belong
+/// together.
+fn certified_key(cert: &Path, key: &Path) -> Result<Arc<CertifiedKey>, TransportError> {
     let file_error = |path: &Path, reason: String| TransportError::TlsFile {
         path: path.display().to_string(),
         reason,
@@ -49,13 +58,78 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig
         return Err(file_error(cert, "holds no certificate".to_owned()));
     }
     let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| file_error(key, e.to_string()))?;
-    let config = rustls::ServerConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
-        .map_err(TransportError::Tls)?
-        .with_no_client_auth()
-        .with_single_cert(chain, key_der)
-        .map_err(TransportError::Tls)?;
-    Ok(Arc::new(config))
+    let certified =
+        CertifiedKey::from_der(chain, key_der, &provider()).map_err(TransportError::Tls)?;
+    Ok(Arc::new(certified))
+}
+
+/// A server's certificate and key, which can be replaced while listeners
+/// serve it: every handshake after [`ServerCert::reload`] shows the new
+/// certificate, and sessions already established keep theirs (TLS never
+/// shows a certificate again after the handshake).
+///
+/// Cheap to clone; clones share the certificate.
+#[derive(Debug, Clone)]
+pub struct ServerCert {
+    current: Arc<CurrentCert>,
+}
+
+/// The certificate in use, behind a lock taken once per handshake and
+/// held only to clone an `Arc`.
+#[derive(Debug)]
+struct CurrentCert(RwLock<Arc<CertifiedKey>>);
+
+impl ResolvesServerCert for CurrentCert {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(Arc::clone(
+            &self.0.read().unwrap_or_else(PoisonError::into_inner),
+        ))
+    }
+}
+
+impl ServerCert {
+    /// Reads the certificate chain (leaf first) and its private key from
+    /// PEM files.
+    ///
+    /// # Errors
+    /// As [`server_config`].
+    pub fn load(cert: &Path, key: &Path) -> Result<Self, TransportError> {
+        let current = CurrentCert(RwLock::new(certified_key(cert, key)?));
+        Ok(Self {
+            current: Arc::new(current),
+        })
+    }
+
+    /// Reads the files again and, if they hold a certificate and its key,
+    /// serves them to every new handshake. On an error nothing changes:
+    /// the certificate in use stays.
+    ///
+    /// # Errors
+    /// As [`server_config`].
+    pub fn reload(&self, cert: &Path, key: &Path) -> Result<(), TransportError> {
+        let fresh = certified_key(cert, key)?;
+        *self
+            .current
+            .0
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = fresh;
+        Ok(())
+    }
+
+    /// A server configuration that serves this certificate, and whatever
+    /// replaces it, for a [`TlsListener`].
+    ///
+    /// # Errors
+    /// [`TransportError::Tls`] when the provider offers no safe protocol
+    /// version (never with the built-in one).
+    pub fn server_config(&self) -> Result<Arc<rustls::ServerConfig>, TransportError> {
+        let config = rustls::ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .map_err(TransportError::Tls)?
+            .with_no_client_auth()
+            .with_cert_resolver(self.current.clone());
+        Ok(Arc::new(config))
+    }
 }
 
 /// A client configuration trusting the system's roots and, when given, the

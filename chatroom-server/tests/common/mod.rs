@@ -17,8 +17,8 @@
 //!   ([`line_conn`]); for cases with hundreds
 //!   of connections, the shared async line client,
 //!   `chatroom_core::testing::Peer`. TLS is tested through
-//!   `chatroom_core::client`, and WebSocket through a real browser
-//!   ([`browser`]).
+//!   `chatroom_core::client`, and the certificate a server shows through
+//!   [`tls_client`]; WebSocket through a real browser ([`browser`]).
 //! - [`admin`]: the admin endpoint (`admin_listen`): plain HTTP `GET`s
 //!   and reading samples out of `/metrics`.
 //! - What one test file's cases share: [`abuse`] and [`probe`] for the
@@ -44,3 +44,4 @@ pub(crate) mod resources;
 pub(crate) mod server;
 pub(crate) mod temp;
 pub(crate) mod text_client;
+pub(crate) mod tls_client;

@@ -53,6 +53,7 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio::time::timeout;
 
+use crate::history::CommitSnapshot;
 use crate::protocol::{MessageId, Nickname, RoomInfo, RoomName, Timestamp};
 use crate::registry::{Published, Room, RoomRegistry, SessionId};
 
@@ -182,6 +183,10 @@ impl Broker for NatsBroker {
 
     fn is_connected(&self) -> Option<bool> {
         Some(self.link.connected().is_ok())
+    }
+
+    fn publish_times(&self) -> Option<CommitSnapshot> {
+        Some(self.publisher.times())
     }
 
     fn open(&self, room: &RoomName) -> Pending<Result<(), BrokerError>> {

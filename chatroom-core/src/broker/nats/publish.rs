@@ -3,11 +3,13 @@
 //! room up to it.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use async_nats::jetstream::context::{PublishAckFuture, PublishError};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::timeout;
 
+use crate::history::{CommitSnapshot, CommitTimes};
 use crate::protocol::{MessageId, Nickname, RoomName, Timestamp};
 use crate::registry::{Published, SessionId, now_ms};
 
@@ -24,6 +26,8 @@ pub(super) struct Publisher {
     in_flight: Arc<InFlight>,
     /// The queue of `say`s to JetStream (see `outgoing`).
     queue: mpsc::Sender<Outgoing>,
+    /// From queueing a `say` to JetStream's acknowledgement, for metrics.
+    times: CommitTimes,
 }
 
 /// A `say` queued for its room's stream, not yet acknowledged.
@@ -34,6 +38,8 @@ pub(super) struct Submitted {
     /// The room's feed here: how far it has delivered.
     delivered: watch::Receiver<MessageId>,
     sent: oneshot::Receiver<Result<PublishAckFuture, PublishError>>,
+    /// When it was queued.
+    queued_at: Instant,
 }
 
 impl Publisher {
@@ -50,6 +56,7 @@ impl Publisher {
             feeds,
             in_flight,
             queue,
+            times: CommitTimes::default(),
         };
         (publisher, queued)
     }
@@ -97,7 +104,13 @@ impl Publisher {
             ts,
             delivered,
             sent,
+            queued_at: Instant::now(),
         })
+    }
+
+    /// How long acknowledged publishes waited for JetStream.
+    pub(super) fn times(&self) -> CommitSnapshot {
+        self.times.snapshot()
     }
 
     /// Waits for a submitted `say`'s acknowledgement (its id), then until
@@ -112,6 +125,7 @@ impl Publisher {
             ts,
             mut delivered,
             sent,
+            queued_at,
         } = submitted;
         let acked = timeout(self.link.config.request_timeout, async {
             let ack = sent
@@ -122,7 +136,11 @@ impl Publisher {
         })
         .await;
         let ack = match acked {
-            Ok(Ok(ack)) => ack,
+            Ok(Ok(ack)) => {
+                // Once per `say`, on the task that waits for it.
+                self.times.record(queued_at.elapsed());
+                ack
+            }
             Ok(Err(outage)) => {
                 self.in_flight.take(token);
                 return Err(outage.into());

@@ -80,12 +80,18 @@ impl Admin {
 
     /// Every metric, in the Prometheus text exposition format (0.0.4).
     pub fn metrics(&self) -> String {
-        let commits = self.shared.rooms.history().and_then(|h| h.commit_times());
-        metrics::render(
-            &self.shared.metrics,
-            self.readiness().is_ready(),
-            commits.as_ref(),
-        )
+        let shared = &self.shared;
+        let history = shared.rooms.history();
+        let queues = shared.rooms.queued_bytes();
+        let readings = metrics::Readings {
+            ready: self.readiness().is_ready(),
+            outbox_bytes: queues.total,
+            outbox_largest: queues.largest,
+            history_queued: history.and_then(|h| h.queued()),
+            commits: history.and_then(|h| h.commit_times()),
+            publishes: shared.broker.publish_times(),
+        };
+        metrics::render(&shared.metrics, &readings)
     }
 
     /// The media type of [`Admin::metrics`], for a `Content-Type` header.

@@ -81,6 +81,8 @@ operator_keys! {
     connect_burst_per_ip: u32 => limits.connect_burst_per_ip;
     admin_listen: String => ops.admin_listen;
     log_format: LogFormat => ops.log_format;
+    discovery: bool => ops.discovery;
+    discovery_port: u16 => ops.discovery_port;
     cluster: Vec<String> => cluster.servers;
     node_name: String => cluster.node_name;
     nick_lease_secs: u64 => cluster.nick_lease_secs;
@@ -122,7 +124,7 @@ mod tests {
             panic!("a config serializes as a table");
         };
         let keys: Vec<&str> = fields.keys().map(String::as_str).collect();
-        assert_eq!(keys.len(), 57, "{keys:?}");
+        assert_eq!(keys.len(), 59, "{keys:?}");
         for key in [
             "max_line_len",
             "history",

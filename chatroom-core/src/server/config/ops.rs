@@ -1,5 +1,5 @@
-//! Settings for whoever runs the server (keys `admin_listen` and
-//! `log_format`). The engine does not read them: the server binary binds
+//! Settings for whoever runs the server (keys `admin_listen`,
+//! `log_format`, `discovery` and `discovery_port`). The engine does not read them: the server binary binds
 //! the admin endpoint and sets up logging from them, and an embedder does
 //! as it likes with [`Admin`](crate::server::Admin).
 
@@ -7,8 +7,8 @@ use std::net::SocketAddr;
 
 use crate::server::error::ConfigError;
 
-/// The admin endpoint and the log format.
-#[derive(Debug, Clone, PartialEq, Default)]
+/// The admin endpoint, the log format and LAN discovery.
+#[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct OpsConfig {
     /// Where the server binary answers `/metrics`, `/healthz` and
@@ -18,6 +18,23 @@ pub struct OpsConfig {
     pub admin_listen: String,
     /// How the server binary writes its log lines.
     pub log_format: LogFormat,
+    /// Whether the server binary announces itself on the LAN by multicast
+    /// DNS (DNS-SD service `_chatroom._tcp`).
+    pub discovery: bool,
+    /// The UDP port of that multicast DNS: 5353 everywhere but in tests
+    /// kept apart from the network's own.
+    pub discovery_port: u16,
+}
+
+impl Default for OpsConfig {
+    fn default() -> Self {
+        Self {
+            admin_listen: String::new(),
+            log_format: LogFormat::default(),
+            discovery: false,
+            discovery_port: 5353,
+        }
+    }
 }
 
 /// How log lines are written.

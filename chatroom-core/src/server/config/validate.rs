@@ -224,6 +224,7 @@ impl ServerConfig {
         self.ops.admin_addr()?;
         let operators = self.accounts.check()?;
         let room_owners = self.accounts.owners()?;
+        positive("discovery_port", u64::from(self.ops.discovery_port))?;
         Ok(Limits {
             server_name: self.server_name.clone(),
             default_room,

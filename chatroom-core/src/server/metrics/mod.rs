@@ -19,6 +19,28 @@ use super::writer::Dialect;
 
 pub(crate) use render::{CONTENT_TYPE, render};
 
+use crate::history::CommitSnapshot;
+
+/// What a scrape reads besides the counters: gauges and histograms kept
+/// by the parts they describe, read only when `/metrics` is asked for.
+#[derive(Debug, Default)]
+pub(crate) struct Readings {
+    /// Whether `/readyz` would answer 200.
+    pub(crate) ready: bool,
+    /// Bytes queued for clients, in all sessions' queues.
+    pub(crate) outbox_bytes: usize,
+    /// Bytes queued in the fullest session's queue.
+    pub(crate) outbox_largest: usize,
+    /// Appends the history store has yet to commit, if it commits in the
+    /// background.
+    pub(crate) history_queued: Option<usize>,
+    /// The history store's commit times, if it reports them.
+    pub(crate) commits: Option<CommitSnapshot>,
+    /// How long the broker's publishes took to be acknowledged (cluster
+    /// mode).
+    pub(crate) publishes: Option<CommitSnapshot>,
+}
+
 /// The dialects as they appear in the `dialect` label, in slot order.
 const DIALECTS: [&str; 3] = ["native", "text", "irc"];
 
@@ -185,7 +207,13 @@ mod tests {
         c.published(3, 1);
         c.joined(2);
         c.left(1);
-        let text = render(&c, true, None);
+        let readings = Readings {
+            ready: true,
+            outbox_bytes: 300,
+            outbox_largest: 200,
+            ..Readings::default()
+        };
+        let text = render(&c, &readings);
         for line in [
             "chatroom_connections{dialect=\"native\"} 1",
             "chatroom_connections{dialect=\"text\"} 0",
@@ -201,6 +229,8 @@ mod tests {
             "chatroom_joins_total 2",
             "chatroom_leaves_total 1",
             "chatroom_ready 1",
+            "chatroom_outbox_bytes 300",
+            "chatroom_outbox_largest_bytes 200",
         ] {
             assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
         }

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use crate::history::{COMMIT_BUCKETS, CommitSnapshot};
 
-use super::{Counters, DIALECTS, END_REASONS, REFUSALS};
+use super::{Counters, DIALECTS, END_REASONS, REFUSALS, Readings};
 
 /// The media type of what [`render`] writes, for the `Content-Type` header.
 pub(crate) const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -45,9 +45,11 @@ impl<'a> Family<'a> {
     }
 }
 
-/// Writes every counter, the readiness checks, the build information and,
-/// for a store that reports them, its commit times.
-pub(crate) fn render(c: &Counters, ready: bool, commits: Option<&CommitSnapshot>) -> String {
+/// Writes every counter, the readiness checks, the build information, the
+/// queues' depths and, for a store or broker that reports them, its
+/// commit or publish times.
+pub(crate) fn render(c: &Counters, readings: &Readings) -> String {
+    let ready = readings.ready;
     let mut out = String::with_capacity(4096);
     let o = &mut out;
     Family::new(
@@ -133,25 +135,55 @@ pub(crate) fn render(c: &Counters, ready: bool, commits: Option<&CommitSnapshot>
     for (name, help, value) in plain {
         Family::new(o, name, "counter", help).sample(value.load(Relaxed));
     }
-    if let Some(commits) = commits {
-        histogram(o, commits);
+    Family::new(
+        o,
+        "chatroom_outbox_bytes",
+        "gauge",
+        "Bytes queued for clients and not yet written, in all sessions' queues.",
+    )
+    .sample(readings.outbox_bytes as u64);
+    Family::new(
+        o,
+        "chatroom_outbox_largest_bytes",
+        "gauge",
+        "Bytes queued in the fullest session's queue (outbox_bytes is its limit).",
+    )
+    .sample(readings.outbox_largest as u64);
+    if let Some(queued) = readings.history_queued {
+        Family::new(
+            o,
+            "chatroom_history_queue",
+            "gauge",
+            "Messages waiting for the history store to commit them.",
+        )
+        .sample(queued as u64);
+    }
+    if let Some(commits) = &readings.commits {
+        histogram(
+            o,
+            "chatroom_history_commit_seconds",
+            "Time the history store took to commit a batch of appended messages.",
+            commits,
+        );
+    }
+    if let Some(publishes) = &readings.publishes {
+        histogram(
+            o,
+            "chatroom_broker_publish_seconds",
+            "Time from queueing a room message for NATS to JetStream's acknowledgement.",
+            publishes,
+        );
     }
     out
 }
 
-/// The history store's commit times as a Prometheus histogram.
-fn histogram(out: &mut String, commits: &CommitSnapshot) {
-    let name = "chatroom_history_commit_seconds";
-    Family::new(
-        out,
-        name,
-        "histogram",
-        "Time the history store took to commit a batch of appended messages.",
-    );
-    for (bound, count) in COMMIT_BUCKETS.iter().zip(&commits.at_most) {
+/// Times in [`COMMIT_BUCKETS`] as a Prometheus histogram.
+fn histogram(out: &mut String, name: &'static str, help: &str, times: &CommitSnapshot) {
+    Family::new(out, name, "histogram", help);
+    for (bound, count) in COMMIT_BUCKETS.iter().zip(&times.at_most) {
         let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {count}");
     }
-    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {}", commits.count);
-    let _ = writeln!(out, "{name}_sum {}", commits.sum_secs);
-    let _ = writeln!(out, "{name}_count {}", commits.count);
+    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {}", times.count);
+    let _ = writeln!(out, "{name}_sum {}", times.sum_secs);
+    let _ = writeln!(out, "{name}_count {}", times.count);
 }

@@ -20,8 +20,8 @@ use crate::protocol::{
     ErrorCode, MessageId, Nickname, RoomInfo, RoomName, ServerFrame, ServerMessage,
 };
 use crate::registry::{
-    Backlog, CutReason, Outbound, Outbox, Published, RegistryError, Room, RoomRegistry, SessionId,
-    now_ms,
+    Backlog, CutReason, Outbound, Outbox, Published, QueueDepth, RegistryError, Room, RoomRegistry,
+    SessionId, now_ms,
 };
 
 use backlog::BacklogError;
@@ -145,6 +145,11 @@ impl Rooms {
     /// The history store the rooms write to, if any.
     pub(crate) fn history(&self) -> Option<&Arc<dyn HistoryStore>> {
         self.registry.history()
+    }
+
+    /// What the sessions' outbound queues hold now, for metrics.
+    pub(crate) fn queued_bytes(&self) -> QueueDepth {
+        self.registry.queued_bytes()
     }
 
     /// Registers a session under `nick`: claimed through the broker, then
