@@ -44,7 +44,15 @@ fn registration_negotiates_caps_and_greets_with_honest_isupport() {
     let mut alice = IrcClient::connect(irc, WAIT);
     alice.send("CAP LS 302");
     let ls = alice.expect(" CAP ");
-    assert!(ls.contains(" LS :") && ls.contains("server-time"), "{ls}");
+    for cap in [
+        "batch",
+        "draft/chathistory",
+        "echo-message",
+        "message-tags",
+        "server-time",
+    ] {
+        assert!(ls.contains(" LS :") && ls.contains(cap), "{cap}: {ls}");
+    }
     alice.send("NICK alice");
     alice.send("USER alice 0 * :Alice");
     alice.send("CAP REQ :server-time nonsense");
@@ -69,6 +77,8 @@ fn registration_negotiates_caps_and_greets_with_honest_isupport() {
         "NICKLEN=32",
         "CHANNELLEN=33",
         "LINELEN=512",
+        "CHATHISTORY=",
+        "MSGREFTYPES=msgid",
     ] {
         assert!(isupport.contains(token), "{token} missing: {isupport}");
     }
@@ -435,6 +445,105 @@ fn caps_add_time_ids_echo_and_the_backlog_on_join() {
     // Capabilities are fixed once registered.
     alice.send("CAP REQ :-server-time");
     assert!(alice.expect(" CAP ").contains(" NAK "));
+}
+
+/// Registers `nick` with the capabilities in `caps`.
+fn with_caps(irc: SocketAddr, nick: &str, caps: &str) -> IrcClient {
+    let mut client = IrcClient::connect(irc, WAIT);
+    client.send("CAP LS 302");
+    client.send(&format!("CAP REQ :{caps}"));
+    client.send(&format!("NICK {nick}"));
+    client.send(&format!("USER {nick} 0 * :{nick}"));
+    assert!(client.expect(" CAP ").contains(" LS :"));
+    let ack = client.expect(" CAP ");
+    assert!(ack.contains(" ACK :"), "{ack}");
+    client.send("CAP END");
+    client.expect(" 422 ");
+    client
+}
+
+#[test]
+fn history_comes_in_a_chathistory_batch_on_join_and_on_request() {
+    let (_server, chat, irc) = start();
+    let mut bob = JsonClient::hello_in(chat, "bob", "lobby", WAIT);
+    for i in 1..=5 {
+        bob.say("lobby", &format!("old {i}"));
+    }
+    let mut alice = with_caps(
+        irc,
+        "alice",
+        "batch server-time message-tags draft/chathistory",
+    );
+    alice.send("JOIN #lobby");
+    let joined = alice.lines_until(" 366 ");
+    assert_eq!(joined[0], ":alice!alice@chatroom JOIN #lobby", "{joined:?}");
+    assert_eq!(joined[1], ":chatroom BATCH +h1 chathistory #lobby");
+    for (i, line) in joined[2..7].iter().enumerate() {
+        let n = i + 1;
+        assert!(
+            line.starts_with("@batch=h1;time=20")
+                && line.contains(&format!(";msgid=lobby/{n} "))
+                && line.ends_with(&format!(":bob!bob@chatroom PRIVMSG #lobby :old {n}")),
+            "{joined:?}"
+        );
+    }
+    assert_eq!(joined[7], ":chatroom BATCH -h1");
+    assert!(joined[8].contains(" 353 "), "{joined:?}");
+    // Live messages are not in the batch.
+    bob.say("lobby", "live");
+    let live = alice.expect("PRIVMSG");
+    assert!(
+        live.starts_with("@time=") && live.ends_with(":live"),
+        "{live}"
+    );
+
+    let page = |alice: &mut IrcClient, ask: &str| -> Vec<String> {
+        alice.send(&format!("CHATHISTORY {ask}"));
+        let lines = alice.lines_until(" BATCH -");
+        assert!(lines[0].contains(" BATCH +") && lines[0].ends_with(" chathistory #lobby"));
+        lines[1..lines.len() - 1]
+            .iter()
+            .map(|l| l.rsplit(" :").next().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(page(&mut alice, "LATEST #lobby * 2"), ["old 5", "live"]);
+    assert_eq!(
+        page(&mut alice, "LATEST #lobby msgid=lobby/4 10"),
+        ["old 5", "live"]
+    );
+    assert_eq!(
+        page(&mut alice, "BEFORE #lobby msgid=lobby/4 2"),
+        ["old 2", "old 3"]
+    );
+    assert_eq!(
+        page(&mut alice, "AFTER #lobby msgid=lobby/1 3"),
+        ["old 2", "old 3", "old 4"]
+    );
+    assert!(page(&mut alice, "AFTER #lobby msgid=lobby/6 3").is_empty());
+    alice.send("CHATHISTORY BEFORE #lobby timestamp=2026-12-04T10:00:00.000Z 5");
+    assert!(
+        alice
+            .line()
+            .contains(" FAIL CHATHISTORY INVALID_PARAMS BEFORE :"),
+    );
+    alice.send("CHATHISTORY LATEST #never-was * 5");
+    assert!(
+        alice
+            .line()
+            .contains(" FAIL CHATHISTORY INVALID_TARGET LATEST #never-was :"),
+    );
+    alice.send("CHATHISTORY AROUND #lobby msgid=lobby/3 5");
+    assert!(
+        alice
+            .line()
+            .contains(" FAIL CHATHISTORY UNKNOWN_COMMAND AROUND :")
+    );
+    alice.send("CHATHISTORY LATEST #lobby");
+    assert!(
+        alice
+            .line()
+            .contains(" FAIL CHATHISTORY NEED_MORE_PARAMS LATEST :")
+    );
 }
 
 #[test]

@@ -34,6 +34,7 @@ impl IrcSession {
             "WHOIS" => self.on_whois(params),
             "MODE" => self.on_mode(params),
             "AWAY" => self.on_away(params.first().copied()),
+            "CHATHISTORY" => self.on_chathistory(params).await,
             "MOTD" => self.send(self.numerics().text("422", "MOTD File is missing")),
             "USERHOST" => self.on_userhost(params),
             "ISON" => self.on_ison(params),

@@ -74,6 +74,7 @@ impl IrcSession {
                     action,
                     ts: published.ts,
                     id: Some((handle.name(), published.id)),
+                    batch: None,
                 };
                 privmsg(&self.names, self.caps, &said, &mut out);
                 self.send(String::from_utf8(out).unwrap_or_default());

@@ -4,7 +4,8 @@
 //! The walk of one connection, file by file:
 //! - [`register`]: `CAP`, `PASS`, `NICK`, `USER` until the nick is held;
 //! - [`session`]: the registered connection's loop and its end;
-//! - `commands`, `channels`, `messages`, `users`: one command each;
+//! - `commands`, `channels`, `messages`, `users`, `history`: one command
+//!   each;
 //! - [`writer`] and [`render`]: the queue drained and each frame shown as
 //!   IRC lines for this connection;
 //! - [`reply`]: how the session's own lines keep their place in the queue.
@@ -15,6 +16,7 @@
 mod channels;
 mod commands;
 mod conn;
+mod history;
 mod messages;
 mod names;
 mod register;
