@@ -45,6 +45,7 @@ fn registration_negotiates_caps_and_greets_with_honest_isupport() {
     alice.send("CAP LS 302");
     let ls = alice.expect(" CAP ");
     for cap in [
+        "away-notify",
         "batch",
         "draft/chathistory",
         "echo-message",
@@ -543,6 +544,58 @@ fn history_comes_in_a_chathistory_batch_on_join_and_on_request() {
         alice
             .line()
             .contains(" FAIL CHATHISTORY NEED_MORE_PARAMS LATEST :")
+    );
+}
+
+#[test]
+fn away_changes_reach_those_who_share_a_room_and_asked() {
+    let (_server, _, irc) = start();
+    let mut alice = with_caps(irc, "alice", "away-notify");
+    alice.join("#lobby");
+    let mut dave = with_caps(irc, "dave", "away-notify");
+    dave.join("#other");
+    let mut carol = IrcClient::joined(irc, "carol", "#lobby", WAIT);
+    alice.expect(":carol!carol@chatroom JOIN #lobby");
+
+    carol.send("AWAY :at lunch");
+    assert!(carol.line().contains(" 306 carol :"));
+    assert_eq!(alice.line(), ":carol!carol@chatroom AWAY :at lunch");
+    alice.send("WHOIS carol");
+    let whois = alice.lines_until(" 318 ");
+    assert!(
+        whois
+            .iter()
+            .any(|l| l.ends_with(" 301 alice carol :at lunch")),
+        "{whois:?}"
+    );
+    alice.send("WHO #lobby");
+    let who = alice.lines_until(" 315 ");
+    assert!(
+        who.iter()
+            .any(|l| l.contains(" 352 alice #lobby carol chatroom chatroom carol G ")),
+        "{who:?}"
+    );
+    alice.send("PRIVMSG carol :are you there?");
+    assert_eq!(alice.line(), ":chatroom 301 alice carol :at lunch");
+    alice.send("USERHOST carol");
+    assert!(alice.line().ends_with(" 302 alice :carol=-carol@chatroom"));
+
+    // Joining while away tells the room, after the join.
+    carol.send("JOIN #other");
+    carol.expect(" 366 ");
+    assert_eq!(dave.line(), ":carol!carol@chatroom JOIN #other");
+    assert_eq!(dave.line(), ":carol!carol@chatroom AWAY :at lunch");
+    carol.send("AWAY");
+    assert!(carol.expect(" 305 ").contains(" 305 carol :"));
+    assert_eq!(alice.line(), ":carol!carol@chatroom AWAY");
+    assert_eq!(dave.line(), ":carol!carol@chatroom AWAY");
+    // A client without away-notify is not told (carol did not ask).
+    alice.send("AWAY :brb");
+    alice.expect(" 306 ");
+    carol.send("PING :marker");
+    assert!(
+        carol.line().ends_with(":marker"),
+        "carol was told of alice's away"
     );
 }
 

@@ -150,6 +150,7 @@ impl Server {
                 tuning,
                 metrics: Counters::default(),
                 listening: AtomicBool::new(false),
+                irc_away: irc::away::AwayBoard::default(),
             }),
         }
     }

@@ -6,6 +6,7 @@ use std::sync::atomic::AtomicBool;
 use crate::broker::Broker;
 
 use super::config::Limits;
+use super::irc::away::AwayBoard;
 use super::metrics::Counters;
 use super::rooms::Rooms;
 use super::tuning::Tuning;
@@ -25,4 +26,6 @@ pub(crate) struct Shared {
     pub(crate) metrics: Counters,
     /// Set while the engine accepts connections.
     pub(crate) listening: AtomicBool,
+    /// Which IRC users of this node are away (an IRC-only notion).
+    pub(crate) irc_away: AwayBoard,
 }

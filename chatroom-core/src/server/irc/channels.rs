@@ -76,6 +76,14 @@ impl IrcSession {
                 Ok(handle) => {
                     self.rooms.insert(room.key(), handle);
                     self.names_of(&room);
+                    // `away-notify`: the room learns at once that the
+                    // joiner is away, after its `JOIN`.
+                    if self.away.is_some() {
+                        let members = self.shared.rooms.members(&room).unwrap_or_default();
+                        self.shared
+                            .irc_away
+                            .notify(&members, self.id, &self.away_line());
+                    }
                 }
                 Err(e) => {
                     let code = if e.code() == ErrorCode::TooManyRooms {

@@ -13,6 +13,7 @@
 //! Lines are parsed and built in `protocol::irc`, which guarantees that
 //! nothing a user says can end a line or start a command.
 
+pub(super) mod away;
 mod channels;
 mod commands;
 mod conn;
@@ -78,6 +79,12 @@ pub(crate) async fn serve(shared: Arc<Shared>, conn: Connection, shutdown: Cance
         render,
         shared.limits.write_timeout,
     )));
+    shared.irc_away.enter(
+        &registered.nick,
+        registered.id,
+        &registered.outbox,
+        registered.caps.away_notify,
+    );
     drop(registered.outbox);
     tracing::info!(%peer, nick = %session.nick, dialect = "irc", "connected");
     shared.metrics.irc_connected();

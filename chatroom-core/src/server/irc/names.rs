@@ -56,11 +56,13 @@ pub(super) struct Caps {
     /// `draft/chathistory`: the client asks for history with
     /// `CHATHISTORY` (answered whether or not it enabled this).
     pub(super) chathistory: bool,
+    /// `away-notify`: `AWAY` changes of users sharing a room.
+    pub(super) away_notify: bool,
 }
 
 /// What `CAP LS` offers.
 pub(super) const SUPPORTED_CAPS: &str =
-    "batch draft/chathistory echo-message message-tags server-time";
+    "away-notify batch draft/chathistory echo-message message-tags server-time";
 
 impl Caps {
     /// Applies a `CAP REQ` list: all of it, or none of it when one name is
@@ -77,6 +79,7 @@ impl Caps {
                 "echo-message" => next.echo_message = on,
                 "message-tags" => next.message_tags = on,
                 "batch" => next.batch = on,
+                "away-notify" => next.away_notify = on,
                 "draft/chathistory" => next.chathistory = on,
                 _ => return false,
             }
@@ -88,6 +91,9 @@ impl Caps {
     /// The enabled names, for `CAP LIST`.
     pub(super) fn list(self) -> String {
         let mut names = Vec::new();
+        if self.away_notify {
+            names.push("away-notify");
+        }
         if self.batch {
             names.push("batch");
         }

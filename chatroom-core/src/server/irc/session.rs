@@ -303,6 +303,7 @@ impl IrcSession {
             other => other.to_string(),
         };
         let silently = matches!(end, End::Shutdown);
+        self.shared.irc_away.leave(&self.nick, self.id);
         self.shared.rooms.depart(
             self.id,
             &self.nick,
