@@ -19,6 +19,8 @@
 //!   `chatroom_core::testing::Peer`. TLS is tested through
 //!   `chatroom_core::client`, and WebSocket through a real browser
 //!   ([`browser`]).
+//! - Real programs of others: [`tmux`] runs one on a terminal (irssi, in
+//!   the IRC client tests).
 //! - [`admin`]: the admin endpoint (`admin_listen`): plain HTTP `GET`s
 //!   and reading samples out of `/metrics`.
 //! - What one test file's cases share: [`abuse`] and [`probe`] for the
@@ -44,3 +46,4 @@ pub(crate) mod resources;
 pub(crate) mod server;
 pub(crate) mod temp;
 pub(crate) mod text_client;
+pub(crate) mod tmux;

@@ -1,0 +1,183 @@
+//! IRC clients that other people wrote, against the real binary: irssi on
+//! a terminal (tmux), and the Python `irc` library. Each chats with a
+//! person on `nc` (the text dialect) in `#lobby`.
+//!
+//! `.ci/install-test-deps` installs irssi, tmux and the library (in a
+//! virtual environment under the target directory) when they are missing;
+//! without them a test says `skipped: …` on stderr and passes, as the
+//! terminal test of chatroom-client does. Neither client reaches anything
+//! but the loopback server: irssi gets a fresh home directory holding only
+//! a config with no networks, and connects to the address given.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write as _};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use common::irc_client::irc_addr;
+use common::server::Server;
+use common::temp::TempDir;
+use common::text_client::TextClient;
+use common::tmux::{Terminal, installed};
+
+/// How long any one wait may take.
+const WAIT: Duration = Duration::from_secs(10);
+
+/// Says that a test was skipped, past the test harness's capture.
+fn say_skipped(why: &str) {
+    let _ = writeln!(std::io::stderr().lock(), "skipped: {why}");
+}
+
+/// A server with a chat listener and an IRC listener; returns both
+/// addresses.
+fn start() -> (Server, SocketAddr, SocketAddr) {
+    let mut server = Server::builder()
+        .listen("127.0.0.1:0")
+        .set("irc_listen", "127.0.0.1:0")
+        .set("sniff_ms", "100")
+        .start();
+    let chat = server.addr();
+    let irc = irc_addr(&mut server);
+    (server, chat, irc)
+}
+
+/// irssi's config: who it is, no networks and no servers of its own, and
+/// nothing written back.
+const IRSSI_CONFIG: &str = r#"settings = {
+  core = {
+    real_name = "Irssi Tester";
+    user_name = "irssiuser";
+    nick = "irssiuser";
+    settings_autosave = "no";
+  };
+  "fe-common/core" = { autolog = "no"; };
+};
+"#;
+
+#[test]
+fn irssi_chats_with_an_nc_user_in_lobby() {
+    if !installed("tmux", "-V") || !installed("irssi", "--version") {
+        return say_skipped("irssi or tmux is not installed (.ci/install-test-deps installs them)");
+    }
+    let (_server, chat, irc) = start();
+    let (mut nc, nc_nick) = TextClient::greeted(chat, WAIT);
+    let home = TempDir::new("irssi");
+    home.write("config", IRSSI_CONFIG);
+    let home_arg = format!("--home={}", home.path().display());
+    let port = irc.port().to_string();
+    let irssi = Terminal::start(
+        "chatroom-irssi",
+        &[
+            "irssi",
+            &home_arg,
+            "-c",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "-n",
+            "irssiuser",
+        ],
+    );
+    irssi.wait_for_row("the welcome", WAIT, |row| {
+        row.contains("Welcome to the chatroom chat")
+    });
+    irssi.type_line("/join #lobby");
+    nc.line_with("irssiuser joined #lobby");
+    irssi.wait_for_row("the join", WAIT, |row| {
+        row.contains("irssiuser") && row.contains("has joined #lobby")
+    });
+
+    irssi.type_line("hello from irssi");
+    assert_eq!(
+        nc.line_with("hello from irssi").trim_end(),
+        "<irssiuser> hello from irssi"
+    );
+    nc.send("hello from nc");
+    let row = irssi.wait_for_row("the nc user's line", WAIT, |row| {
+        row.contains("hello from nc")
+    });
+    assert!(
+        row.contains(&format!("< {nc_nick}> hello from nc")),
+        "{row}"
+    );
+
+    irssi.type_line("/quit see you");
+    assert_eq!(
+        nc.line_with("irssiuser").trim_end(),
+        "* irssiuser left #lobby (see you)"
+    );
+}
+
+/// The Python of the virtual environment `.ci/install-test-deps` makes in
+/// the target directory, if it is there.
+fn venv_python() -> Option<PathBuf> {
+    // The test runs from TARGET/debug/deps/.
+    let exe = std::env::current_exe().ok()?;
+    let target = exe.parent()?.parent()?.parent()?;
+    let python = target.join("test-venv").join("bin").join("python");
+    python.exists().then_some(python)
+}
+
+#[test]
+fn the_python_irc_library_joins_says_and_parts() {
+    let Some(python) = venv_python() else {
+        return say_skipped(
+            "the Python irc library is not installed (.ci/install-test-deps installs it)",
+        );
+    };
+    let (_server, chat, irc) = start();
+    let (mut nc, _) = TextClient::greeted(chat, WAIT);
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/clients/irc_lib_client.py"
+    );
+    let mut child = KillOnDrop(
+        Command::new(python)
+            .arg(script)
+            .args(["127.0.0.1", &irc.port().to_string(), "pybot", "#lobby"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start the python client"),
+    );
+    let (tx, rx) = mpsc::channel();
+    let stdout = child.0.stdout.take().expect("piped");
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let next = || {
+        rx.recv_timeout(WAIT)
+            .expect("the python client said nothing more")
+    };
+    assert_eq!(next(), "JOINED #lobby");
+    assert_eq!(
+        nc.line_with("hello from python").trim_end(),
+        "<pybot> hello from python"
+    );
+    nc.send("hi python");
+    assert!(next().ends_with(" hi python"));
+    nc.send("please part");
+    assert!(next().ends_with(" please part"));
+    assert_eq!(next(), "PARTED #lobby");
+    assert_eq!(nc.line_with("pybot").trim_end(), "* pybot left #lobby");
+    let status = child.0.wait().expect("the python client ends");
+    assert!(status.success(), "{status}");
+}
+
+/// A child process killed if the test ends before it does.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
