@@ -18,7 +18,7 @@
 //!   of connections, the shared async line client,
 //!   `chatroom_core::testing::Peer`. TLS is tested through
 //!   `chatroom_core::client`, and WebSocket through a real browser
-//!   ([`browser`]).
+//!   ([`browser`]) and the page's socket alone ([`web_client`]).
 //! - Real programs of others: [`tmux`] runs one on a terminal (irssi, in
 //!   the IRC client tests).
 //! - [`admin`]: the admin endpoint (`admin_listen`): plain HTTP `GET`s
@@ -47,3 +47,4 @@ pub(crate) mod server;
 pub(crate) mod temp;
 pub(crate) mod text_client;
 pub(crate) mod tmux;
+pub(crate) mod web_client;
