@@ -123,7 +123,25 @@ fn irc_text_and_json_users_chat_in_one_room() {
         ":bob!bob@chatroom PRIVMSG #lobby :hello from json"
     );
 
+    // A second IRC client in the same room.
+    let mut dora = IrcClient::joined(irc, "dora", "#lobby", WAIT);
+    assert_eq!(alice.expect(" JOIN "), ":dora!dora@chatroom JOIN #lobby");
+    dora.send("PRIVMSG #lobby :hello from dora");
+    assert_eq!(
+        alice.expect("PRIVMSG"),
+        ":dora!dora@chatroom PRIVMSG #lobby :hello from dora"
+    );
+    assert_eq!(
+        nc.line_with("hello from dora").trim_end(),
+        "<dora> hello from dora"
+    );
+    assert_eq!(bob.next_of("message")["from"], json!("dora"));
+
     alice.send("PRIVMSG #lobby :hello from irc");
+    assert_eq!(
+        dora.expect("PRIVMSG"),
+        ":alice!alice@chatroom PRIVMSG #lobby :hello from irc"
+    );
     assert_eq!(
         nc.line_with("hello from irc").trim_end(),
         "<alice> hello from irc"

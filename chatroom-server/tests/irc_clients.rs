@@ -1,6 +1,7 @@
 //! IRC clients that other people wrote, against the real binary: irssi on
 //! a terminal (tmux), and the Python `irc` library. Each chats with a
-//! person on `nc` (the text dialect) in `#lobby`.
+//! person on `nc` (the text dialect) in `#lobby`; irssi also with a
+//! program on the native dialect and a web user (the page's WebSocket).
 //!
 //! `.ci/install-test-deps` installs irssi, tmux and the library (in a
 //! virtual environment under the target directory) when they are missing;
@@ -19,10 +20,13 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use common::irc_client::irc_addr;
+use common::json_client::JsonClient;
 use common::server::Server;
 use common::temp::TempDir;
 use common::text_client::TextClient;
 use common::tmux::{Terminal, installed};
+use common::web_client::WebClient;
+use serde_json::json;
 
 /// How long any one wait may take.
 const WAIT: Duration = Duration::from_secs(10);
@@ -59,7 +63,7 @@ const IRSSI_CONFIG: &str = r#"settings = {
 "#;
 
 #[test]
-fn irssi_chats_with_an_nc_user_in_lobby() {
+fn irssi_chats_with_nc_native_and_web_users_in_lobby() {
     if !installed("tmux", "-V") || !installed("irssi", "--version") {
         return say_skipped("irssi or tmux is not installed (.ci/install-test-deps installs them)");
     }
@@ -91,11 +95,26 @@ fn irssi_chats_with_an_nc_user_in_lobby() {
         row.contains("irssiuser") && row.contains("has joined #lobby")
     });
 
+    let mut native = JsonClient::hello_in(chat, "native", "lobby", WAIT);
+    let mut web = WebClient::connect(chat, WAIT);
+    web.send(&json!({"type": "hello", "version": 1, "nick": "webby"}));
+    web.send(&json!({"type": "join", "room": "lobby"}));
+    web.next_of("members");
+    irssi.wait_for_row("the web user's join", WAIT, |row| {
+        row.contains("webby") && row.contains("has joined #lobby")
+    });
+
     irssi.type_line("hello from irssi");
     assert_eq!(
         nc.line_with("hello from irssi").trim_end(),
         "<irssiuser> hello from irssi"
     );
+    for heard in [native.next_of("message"), web.next_of("message")] {
+        assert_eq!(
+            (&heard["from"], &heard["text"]),
+            (&json!("irssiuser"), &json!("hello from irssi"))
+        );
+    }
     nc.send("hello from nc");
     let row = irssi.wait_for_row("the nc user's line", WAIT, |row| {
         row.contains("hello from nc")
@@ -104,6 +123,18 @@ fn irssi_chats_with_an_nc_user_in_lobby() {
         row.contains(&format!("< {nc_nick}> hello from nc")),
         "{row}"
     );
+    native.say("lobby", "hello from native");
+    web.send(&json!({"type": "say", "room": "lobby", "text": "hello from the web"}));
+    for (nick, text) in [
+        ("native", "hello from native"),
+        ("webby", "hello from the web"),
+    ] {
+        let row = irssi.wait_for_row(text, WAIT, |row| row.contains(text));
+        assert!(row.contains(&format!("< {nick}> {text}")), "{row}");
+    }
+    // `/me` is a CTCP ACTION, an action line for the others.
+    irssi.type_line("/me waves");
+    assert_eq!(nc.line_with("waves").trim_end(), "* irssiuser waves");
 
     irssi.type_line("/quit see you");
     assert_eq!(
