@@ -20,11 +20,10 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use common::irc_client::irc_addr;
+use common::irssi::{self, Irssi};
 use common::json_client::JsonClient;
 use common::server::Server;
-use common::temp::TempDir;
 use common::text_client::TextClient;
-use common::tmux::{Terminal, installed};
 use common::web_client::WebClient;
 use serde_json::json;
 
@@ -49,62 +48,29 @@ fn start() -> (Server, SocketAddr, SocketAddr) {
     (server, chat, irc)
 }
 
-/// irssi's config: who it is, no networks and no servers of its own, and
-/// nothing written back.
-const IRSSI_CONFIG: &str = r#"settings = {
-  core = {
-    real_name = "Irssi Tester";
-    user_name = "irssiuser";
-    nick = "irssiuser";
-    settings_autosave = "no";
-  };
-  "fe-common/core" = { autolog = "no"; };
-};
-"#;
-
 #[test]
 fn irssi_chats_with_nc_native_and_web_users_in_lobby() {
-    if !installed("tmux", "-V") || !installed("irssi", "--version") {
-        return say_skipped("irssi or tmux is not installed (.ci/install-test-deps installs them)");
+    if let Some(why) = irssi::missing() {
+        return say_skipped(why);
     }
     let (_server, chat, irc) = start();
     let (mut nc, nc_nick) = TextClient::greeted(chat, WAIT);
-    let home = TempDir::new("irssi");
-    home.write("config", IRSSI_CONFIG);
-    let home_arg = format!("--home={}", home.path().display());
-    let port = irc.port().to_string();
-    let irssi = Terminal::start(
-        "chatroom-irssi",
-        &[
-            "irssi",
-            &home_arg,
-            "-c",
-            "127.0.0.1",
-            "-p",
-            &port,
-            "-n",
-            "irssiuser",
-        ],
-    );
-    irssi.wait_for_row("the welcome", WAIT, |row| {
-        row.contains("Welcome to the chatroom chat")
-    });
-    irssi.type_line("/join #lobby");
+    let irssi = Irssi::connect("irssi", irc, WAIT);
+    irssi.join_lobby(WAIT);
     nc.line_with("irssiuser joined #lobby");
-    irssi.wait_for_row("the join", WAIT, |row| {
-        row.contains("irssiuser") && row.contains("has joined #lobby")
-    });
 
     let mut native = JsonClient::hello_in(chat, "native", "lobby", WAIT);
     let mut web = WebClient::connect(chat, WAIT);
     web.send(&json!({"type": "hello", "version": 1, "nick": "webby"}));
     web.send(&json!({"type": "join", "room": "lobby"}));
     web.next_of("members");
-    irssi.wait_for_row("the web user's join", WAIT, |row| {
-        row.contains("webby") && row.contains("has joined #lobby")
-    });
+    irssi
+        .terminal
+        .wait_for_row("the web user's join", WAIT, |row| {
+            row.contains("webby") && row.contains("has joined #lobby")
+        });
 
-    irssi.type_line("hello from irssi");
+    irssi.terminal.type_line("hello from irssi");
     assert_eq!(
         nc.line_with("hello from irssi").trim_end(),
         "<irssiuser> hello from irssi"
@@ -116,27 +82,16 @@ fn irssi_chats_with_nc_native_and_web_users_in_lobby() {
         );
     }
     nc.send("hello from nc");
-    let row = irssi.wait_for_row("the nc user's line", WAIT, |row| {
-        row.contains("hello from nc")
-    });
-    assert!(
-        row.contains(&format!("< {nc_nick}> hello from nc")),
-        "{row}"
-    );
+    irssi.wait_for_line(&nc_nick, "hello from nc", WAIT);
     native.say("lobby", "hello from native");
     web.send(&json!({"type": "say", "room": "lobby", "text": "hello from the web"}));
-    for (nick, text) in [
-        ("native", "hello from native"),
-        ("webby", "hello from the web"),
-    ] {
-        let row = irssi.wait_for_row(text, WAIT, |row| row.contains(text));
-        assert!(row.contains(&format!("< {nick}> {text}")), "{row}");
-    }
+    irssi.wait_for_line("native", "hello from native", WAIT);
+    irssi.wait_for_line("webby", "hello from the web", WAIT);
     // `/me` is a CTCP ACTION, an action line for the others.
-    irssi.type_line("/me waves");
+    irssi.terminal.type_line("/me waves");
     assert_eq!(nc.line_with("waves").trim_end(), "* irssiuser waves");
 
-    irssi.type_line("/quit see you");
+    irssi.terminal.type_line("/quit see you");
     assert_eq!(
         nc.line_with("irssiuser").trim_end(),
         "* irssiuser left #lobby (see you)"

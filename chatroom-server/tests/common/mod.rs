@@ -19,8 +19,8 @@
 //!   `chatroom_core::testing::Peer`. TLS is tested through
 //!   `chatroom_core::client`, and WebSocket through a real browser
 //!   ([`browser`]) and the page's socket alone ([`web_client`]).
-//! - Real programs of others: [`tmux`] runs one on a terminal (irssi, in
-//!   the IRC client tests).
+//! - Real programs of others: [`tmux`] runs one on a terminal, [`irssi`]
+//!   is the IRC client run there.
 //! - [`admin`]: the admin endpoint (`admin_listen`): plain HTTP `GET`s
 //!   and reading samples out of `/metrics`.
 //! - What one test file's cases share: [`abuse`] and [`probe`] for the
@@ -36,6 +36,7 @@ pub(crate) mod browser;
 pub(crate) mod cluster;
 pub(crate) mod cluster_auth;
 pub(crate) mod irc_client;
+pub(crate) mod irssi;
 pub(crate) mod json_client;
 pub(crate) mod line_conn;
 pub(crate) mod log;
