@@ -66,6 +66,11 @@ async fn the_page_chats_renders_text_as_text_and_resumes() {
     }
     drop(driver);
     drop(profiles);
+    rethrow(outcome);
+}
+
+/// Fails the test as its scenario task failed, if it did.
+fn rethrow(outcome: Result<(), tokio::task::JoinError>) {
     if let Err(e) = outcome {
         match e.try_into_panic() {
             Ok(panic) => std::panic::resume_unwind(panic),
@@ -362,12 +367,7 @@ async fn the_page_and_irssi_chat_in_one_room() {
     let _ = page.client.close().await;
     drop(driver);
     drop(profiles);
-    if let Err(e) = outcome {
-        match e.try_into_panic() {
-            Ok(panic) => std::panic::resume_unwind(panic),
-            Err(e) => panic!("the scenario did not finish: {e}"),
-        }
-    }
+    rethrow(outcome);
 }
 
 async fn with_irssi(page: Page, out: PathBuf) {
