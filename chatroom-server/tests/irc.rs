@@ -690,13 +690,17 @@ fn join_comes_before_a_backlog_read_back_from_the_store() {
     // join streams them before it hands over the rest.
     server.restart();
     let irc = irc_addr(&mut server);
-    let mut alice = IrcClient::registered(irc, "alice", WAIT);
+    let mut alice = with_caps(irc, "alice", "batch");
     alice.send("JOIN #lobby");
     let joined = alice.lines_until(" 366 ");
     assert_eq!(joined[0], ":alice!alice@chatroom JOIN #lobby", "{joined:?}");
+    // The streamed backlog is inside the join's batch too.
+    assert_eq!(joined[1], ":chatroom BATCH +h1 chathistory #lobby");
     let backlog: Vec<&String> = joined.iter().filter(|l| l.contains(" PRIVMSG ")).collect();
     assert_eq!(backlog.len(), 3, "{joined:?}");
+    assert!(backlog.iter().all(|l| l.starts_with("@batch=h1 ")));
     assert!(backlog[2].ends_with(":bob!bob@chatroom PRIVMSG #lobby :stored 3"));
+    assert_eq!(joined[5], ":chatroom BATCH -h1", "{joined:?}");
     assert_eq!(joined.iter().filter(|l| l.contains(" JOIN ")).count(), 1);
 }
 

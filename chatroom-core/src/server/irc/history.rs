@@ -130,7 +130,8 @@ fn parse(sub: &str, rest: &[&str]) -> Result<(RoomName, Ask, u32), Refusal> {
         };
         return Err((code, text));
     }
-    let [target, reference, limit] = rest[..] else {
+    // Parameters past the limit are ignored.
+    let [target, reference, limit, ..] = rest[..] else {
         return Err(("NEED_MORE_PARAMS", "Missing parameters".to_owned()));
     };
     let room = room_of(target).ok_or((
