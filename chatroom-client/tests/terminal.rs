@@ -4,9 +4,10 @@
 //!
 //! What it guards: a line arriving while the user is half-way through
 //! typing prints above the input line and leaves what was typed intact,
-//! with the cursor where typing continues.
+//! with the cursor where typing continues; and a user who fell behind in a
+//! room sees the notice and then every message it missed, once.
 //!
-//! A second case puts the client beside irssi, a real IRC client, on an
+//! Another case puts the client beside irssi, a real IRC client, on an
 //! engine that also serves IRC: each shows the other's lines.
 //!
 //! Without tmux the test says "skipped: tmux not installed" on stderr
@@ -25,7 +26,8 @@ use std::time::Duration;
 
 use chatroom_core::client::{Client, ClientOptions, Event, Events};
 use chatroom_core::protocol::{ErrorCode, Nickname, RoomName};
-use chatroom_core::testing::TestServer;
+use chatroom_core::server::{HistoryKind, ServerConfig};
+use chatroom_core::testing::{Peer, TestServer};
 use tokio::process::Command;
 use tokio::time::Instant;
 
@@ -438,6 +440,105 @@ async fn incoming_lines_print_above_a_half_typed_line_and_leave_it_intact() {
     .await;
 }
 
+/// Publishers in the lag test: more than the terminal's queue holds.
+const PUBLISHERS: usize = 12;
+/// The terminal session's queue, in frames: room traffic beyond it is held
+/// back and caught up.
+const SMALL_QUEUE: usize = 8;
+
+/// The engine and the test share one thread here, so the publishers'
+/// sessions all run before the terminal session's writer does: the
+/// terminal's queue overflows every time, not when scheduling happens to
+/// allow it.
+#[tokio::test(flavor = "current_thread")]
+async fn a_user_who_fell_behind_sees_the_notice_then_each_missed_line_once() {
+    if !tmux_installed() {
+        say_skipped("tmux not installed");
+        return;
+    }
+    within(async {
+        let mut config = ServerConfig::default();
+        config.history.store = HistoryKind::Memory;
+        config.limits.outbox_frames = SMALL_QUEUE;
+        config.limits.max_connections_per_ip = 100;
+        config.limits.connect_burst_per_ip = 100;
+        let server = TestServer::with_config(config).await;
+        let addr = server.addr.to_string();
+        let tmux = Tmux::start(
+            unique_socket("fell-behind"),
+            env!("CARGO_BIN_EXE_chatroom-client"),
+            &["--server", &addr, "--nick", "reader"],
+        );
+        tmux.wait_for("the join and the prompt", |s| {
+            row_of(s, "* in #lobby: reader").is_some() && last_row(s).1 == "#lobby>"
+        })
+        .await;
+
+        // Text clients, like `nc`: a line they type is not answered, so
+        // their own queues hold only what the room says.
+        let mut publishers = Vec::new();
+        for _ in 0..PUBLISHERS {
+            publishers.push(Peer::text(server.addr).await);
+        }
+        let last_join = format!("* {} joined #lobby", publishers[PUBLISHERS - 1].nick());
+        tmux.wait_for("every publisher's join", |s| {
+            row_of(s, &last_join).is_some()
+        })
+        .await;
+
+        // One line each, all written before the engine runs again.
+        let lines: Vec<String> = publishers
+            .iter()
+            .map(|p| format!("line from {}", p.nick()))
+            .collect();
+        for (publisher, line) in publishers.iter_mut().zip(&lines) {
+            publisher.send(line).await;
+        }
+        tmux.wait_for("the last line", |s| {
+            s.iter()
+                .any(|r| r.ends_with(lines[PUBLISHERS - 1].as_str()))
+        })
+        .await;
+        // Catch-up lines may still be on their way when the last one shows
+        // (they come in id order, but the screen is read, not the socket):
+        // wait until the scrollback holds every line.
+        let deadline = Instant::now() + SCREEN_WAIT;
+        let all = loop {
+            let all = tmux.everything().await;
+            let rows: Vec<&str> = all.lines().map(str::trim_end).collect();
+            if lines
+                .iter()
+                .all(|l| rows.iter().any(|r| r.ends_with(l.as_str())))
+                || Instant::now() >= deadline
+            {
+                break all;
+            }
+            tokio::time::sleep(POLL).await;
+        };
+        let rows: Vec<&str> = all.lines().map(str::trim_end).collect();
+        let is_line = |r: &str| lines.iter().any(|l| r.ends_with(l.as_str()));
+        for line in &lines {
+            let shown = rows.iter().filter(|r| r.ends_with(line.as_str())).count();
+            assert_eq!(shown, 1, "{line:?} shows once; the terminal holds:\n{all}");
+        }
+        let notice = rows
+            .iter()
+            .position(|r| r.starts_with("* you fell behind in #lobby"))
+            .unwrap_or_else(|| panic!("no notice; the terminal holds:\n{all}"));
+        let before = rows[..notice].iter().filter(|r| is_line(r)).count();
+        let after = rows[notice + 1..].iter().filter(|r| is_line(r)).count();
+        assert!(
+            before >= 1 && after >= PUBLISHERS - SMALL_QUEUE,
+            "what the queue held comes first, then the notice, then the rest:\n{all}"
+        );
+        assert!(!all.contains("too slow"), "nobody was disconnected:\n{all}");
+        drop(publishers);
+        drop(tmux);
+        drop(server);
+    })
+    .await;
+}
+
 /// A scratch directory, removed on drop.
 struct Scratch(PathBuf);
 
@@ -452,7 +553,7 @@ impl Drop for Scratch {
 /// chat port and an IRC listener: each shows what the other says.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_client_and_irssi_chat_in_lobby() {
-    use chatroom_core::server::{Server, ServerConfig};
+    use chatroom_core::server::Server;
     use chatroom_core::transport::TcpListener;
     use tokio_util::sync::CancellationToken;
 

@@ -20,7 +20,12 @@ static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
 
 /// Microseconds since [`EPOCH`].
 pub(crate) fn now_us() -> u64 {
-    EPOCH.elapsed().as_micros() as u64
+    us_since_epoch(Instant::now())
+}
+
+/// Microseconds from [`EPOCH`] to `at`.
+pub(crate) fn us_since_epoch(at: Instant) -> u64 {
+    at.saturating_duration_since(*EPOCH).as_micros() as u64
 }
 
 /// Starts the run clock; call before the first message.
@@ -29,6 +34,12 @@ pub(crate) fn start_clock() {
 }
 
 const TOKEN: &[u8] = b"~B";
+/// Searchers built once: `memmem::find` builds one per call, which cost
+/// the receivers more than the search itself.
+static TOKEN_FINDER: LazyLock<memmem::Finder<'static>> =
+    LazyLock::new(|| memmem::Finder::new(TOKEN));
+static ID_FINDER: LazyLock<memmem::Finder<'static>> =
+    LazyLock::new(|| memmem::Finder::new(b"\"id\":"));
 /// Gaps wider than this are counted as lost without remembering each id.
 const MAX_TRACKED_GAP: u64 = 100_000;
 
@@ -84,7 +95,7 @@ pub(crate) struct Token {
 
 /// Finds the token in `line`.
 pub(crate) fn find_token(line: &[u8]) -> Option<Token> {
-    let at = memmem::find(line, TOKEN)? + TOKEN.len();
+    let at = TOKEN_FINDER.find(line)? + TOKEN.len();
     let rest = &line[at..];
     let (publisher, n) = read_num(rest)?;
     let rest = rest[n..].strip_prefix(b".")?;
@@ -101,8 +112,25 @@ pub(crate) fn find_token(line: &[u8]) -> Option<Token> {
 
 /// The chatroom room id of a `message` line, if it has one.
 pub(crate) fn find_room_id(line: &[u8]) -> Option<u64> {
-    let at = memmem::find(line, b"\"id\":")? + 5;
+    let at = ID_FINDER.find(line)? + 5;
     read_num(&line[at..]).map(|(n, _)| n)
+}
+
+/// When a batch of lines was read, as an instant and in run microseconds.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Arrival {
+    pub(crate) instant: Instant,
+    pub(crate) us: u64,
+}
+
+impl Arrival {
+    pub(crate) fn now() -> Self {
+        let instant = Instant::now();
+        Self {
+            instant,
+            us: us_since_epoch(instant),
+        }
+    }
 }
 
 /// What one receiver saw, checked message by message.
@@ -148,16 +176,18 @@ impl Receipts {
         }
     }
 
-    /// Checks one line; lines without a token (presence, replies, protocol
-    /// chatter) are ignored. Returns true when the line was a message.
-    pub(crate) fn on_line(&mut self, line: &[u8]) -> bool {
+    /// Checks one line that arrived at `at` (the end of the read that
+    /// brought it: one clock reading per read, not per line, keeps the
+    /// receivers cheap); lines without a token (presence, replies,
+    /// protocol chatter) are ignored. Returns true when the line was a
+    /// message.
+    pub(crate) fn on_line(&mut self, line: &[u8], at: Arrival) -> bool {
         let Some(token) = find_token(line) else {
             return false;
         };
-        let now = now_us();
         self.latency
-            .saturating_record(now.saturating_sub(token.sent_us).max(1));
-        self.last_at = Some(Instant::now());
+            .saturating_record(at.us.saturating_sub(token.sent_us).max(1));
+        self.last_at = Some(at.instant);
         if let Some(id) = find_room_id(line) {
             if self.last_id.is_some_and(|last| id != last + 1) {
                 self.id_breaks += 1;
@@ -263,7 +293,7 @@ mod tests {
             v
         };
         for seq in [0, 1, 3, 2, 2, 5] {
-            r.on_line(&line(seq));
+            r.on_line(&line(seq), Arrival::now());
         }
         assert_eq!(r.received, 5);
         assert_eq!(r.reordered, 1);

@@ -14,7 +14,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::check::{self, Percentiles, Receipts, histogram, secs, write_payload};
+use crate::check::{self, Arrival, Percentiles, Receipts, histogram, secs, write_payload};
 use crate::net::{self, Conn, ROOM, Reply, STEP_TIMEOUT, Target};
 
 /// How long receivers may take to catch up after the last publish.
@@ -423,10 +423,11 @@ async fn receive(
 ) -> Receipts {
     let Conn { mut lines, mut wr } = conn;
     let mut r = Receipts::new(publishers);
+    let mut at = Arrival::now();
     loop {
         while let Some(range) = lines.next_range() {
             let line = lines.get(range);
-            if !r.on_line(line)
+            if !r.on_line(line, at)
                 && let Some(answer) = net::keepalive_reply(target, line)
                 && wr.write_all(answer).await.is_err()
             {
@@ -437,7 +438,9 @@ async fn receive(
         progress[index].store(r.received, Ordering::Relaxed);
         tokio::select! {
             _ = stop.cancelled() => return r,
-            more = lines.fill() => if !matches!(more, Ok(true)) {
+            more = lines.fill() => if matches!(more, Ok(true)) {
+                at = Arrival::now();
+            } else {
                 r.closed_early = true;
                 // Let the publishers go on: a receiver that was cut off must
                 // not stall the others.

@@ -21,6 +21,10 @@ pub(crate) const ROOM: &str = "lobby";
 pub(crate) const NATS_BATCH: u32 = 16;
 /// Longest line a reader buffers; a longer one is a protocol error here.
 const MAX_LINE: usize = 1 << 20;
+/// A reader's buffer doubles up to this size while reads keep filling it,
+/// so a receiver under load makes one read call per many lines, while an
+/// idle one keeps its first 4 KiB.
+const BUSY_BUFFER: usize = 64 << 10;
 /// How long any handshake step may take.
 pub(crate) const STEP_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -141,8 +145,12 @@ impl Lines {
             }
             self.buf.resize(self.buf.len() * 2, 0);
         }
+        let room = self.buf.len() - self.end;
         let n = self.rd.read(&mut self.buf[self.end..]).await?;
         self.end += n;
+        if n == room && self.buf.len() < BUSY_BUFFER {
+            self.buf.resize(self.buf.len() * 2, 0);
+        }
         Ok(n > 0)
     }
 

@@ -24,6 +24,12 @@ pub fn encode<T: Serialize>(frame: &T) -> Bytes {
     buf.freeze()
 }
 
+/// Encodes a server frame as one line, as [`encode`] does, the frames of a
+/// `say` by hand (see `hot.rs`).
+pub(crate) fn encode_server(frame: &super::ServerFrame) -> Bytes {
+    super::hot::encode(frame).unwrap_or_else(|| encode(frame))
+}
+
 /// Appends `frame` as one line to `out`.
 pub fn encode_into<T: Serialize>(frame: &T, out: &mut Vec<u8>) {
     serde_json::to_writer(&mut *out, frame).expect("frames always serialise");

@@ -8,6 +8,7 @@
 
 mod codec;
 mod error;
+mod hot;
 pub(crate) mod irc;
 mod names;
 pub mod text;
@@ -16,6 +17,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+pub(crate) use codec::encode_server;
 pub use codec::{decode, encode, encode_into};
 pub use error::{CommandError, ErrorCode, ProtocolError};
 pub use names::{MAX_NICK_LEN, MAX_ROOM_LEN, Nickname, RoomName};

@@ -10,7 +10,6 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use futures::task::AtomicWaker;
 use tokio::sync::Notify;
-use tokio_util::sync::CancellationToken;
 
 use crate::protocol::{self, ServerFrame, ServerMessage};
 
@@ -29,7 +28,7 @@ pub struct Outbound {
 impl Outbound {
     /// Encodes `frame` and wraps it for sharing.
     pub fn new(frame: ServerFrame) -> Arc<Self> {
-        let json = protocol::encode(&frame);
+        let json = protocol::encode_server(&frame);
         Arc::new(Self {
             frame,
             json,
@@ -85,10 +84,12 @@ const PACE: std::time::Duration = std::time::Duration::from_millis(2);
 /// writes, so it is no brake on a reader that keeps up.
 const PACED_BYTES: usize = 64 * 1024;
 
-/// A drained queue keeps at most this many slots; a larger buffer, grown
-/// by a burst, is given back once the writer has emptied it, so an idle
-/// connection holds no queue memory.
-const KEEP_SLOTS: usize = 64;
+/// A queue keeps at most this many slots while its writer is parked; a
+/// larger buffer, grown by a burst, is given back when the writer finds the
+/// queue empty and parks, so an idle connection holds no queue memory. (Not
+/// on every drain: under load the writer empties the queue at every batch,
+/// and giving the buffer back each time made every batch regrow it.)
+pub(crate) const KEEP_SLOTS: usize = 64;
 
 /// Why a session's outbox was closed from outside.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -126,12 +127,16 @@ struct Queue {
     max_bytes: usize,
     /// The writer, parked on an empty queue.
     writer: AtomicWaker,
+    /// The writer, parked on a socket that takes no bytes: a cut-off must
+    /// still reach it.
+    writing: AtomicWaker,
     /// Set when the last [`Outbox`] is dropped.
     senders_gone: AtomicBool,
     /// Set when the [`OutboxReceiver`] is dropped.
     receiver_gone: AtomicBool,
-    /// Fired when the session must be cut off; the writer watches it.
-    cut: CancellationToken,
+    /// Set when the session must be cut off; both of the writer's wakers
+    /// are woken after it is set. (A cancellation token did this before;
+    /// its waiter list took a lock per batch on the write path.)
     reason: OnceLock<CutReason>,
     /// Woken when a room held its traffic back because the queue was full
     /// (see [`Outbox::offer`]); the session then catches the member up.
@@ -145,15 +150,28 @@ impl Queue {
         self.frames.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Moves up to `limit` frames into `buf`; the number moved.
-    fn take(&self, buf: &mut Vec<Arc<Outbound>>, limit: usize) -> usize {
+    /// Moves every queued frame to the back of `buf`; the number moved.
+    /// An empty `buf` trades places with the queue's list, so a batch moves
+    /// no frame at all: the writer writes from the list the rooms filled,
+    /// and its own emptied list takes the queue's place.
+    fn take(&self, buf: &mut VecDeque<Arc<Outbound>>) -> usize {
         let mut frames = self.frames();
-        let n = frames.len().min(limit);
-        buf.extend(frames.drain(..n));
+        let n = frames.len();
+        if buf.is_empty() {
+            std::mem::swap(&mut *frames, buf);
+        } else {
+            buf.extend(frames.drain(..));
+        }
+        n
+    }
+
+    /// Gives back the queue's buffer when it is empty and large; called by
+    /// a writer about to park.
+    fn shrink_if_idle(&self) {
+        let mut frames = self.frames();
         if frames.is_empty() && frames.capacity() > KEEP_SLOTS {
             *frames = VecDeque::new();
         }
-        n
     }
 }
 
@@ -182,9 +200,10 @@ pub(crate) struct OutboxReceiver {
     queue: Arc<Queue>,
 }
 
-/// A queue that holds at most `max_frames` frames and about `max_bytes`
-/// bytes (a single frame larger than `max_bytes` is still accepted into an
-/// empty queue, so a large reply cannot wedge a session).
+/// A queue that takes room traffic up to `max_frames` frames and about
+/// `max_bytes` bytes, and the session's own frames up to twice that (a
+/// single frame larger than the byte bound is still accepted into an empty
+/// queue, so a large reply cannot wedge a session).
 ///
 /// # Panics
 /// When `max_frames` is zero.
@@ -196,9 +215,9 @@ pub(crate) fn outbox(max_frames: usize, max_bytes: usize) -> (Outbox, OutboxRece
         queued_bytes: AtomicUsize::new(0),
         max_bytes,
         writer: AtomicWaker::new(),
+        writing: AtomicWaker::new(),
         senders_gone: AtomicBool::new(false),
         receiver_gone: AtomicBool::new(false),
-        cut: CancellationToken::new(),
         reason: OnceLock::new(),
         fell_behind: Notify::new(),
     });
@@ -217,16 +236,21 @@ impl Outbox {
         &self.senders.queue
     }
 
-    /// Queues `frame` without waiting. When the queue is full the session is
-    /// cut off as a slow consumer (its writer then drops the backlog and
-    /// closes the connection). Room traffic, which can be caught up later,
-    /// goes through [`Outbox::offer`] instead.
+    /// Queues a frame of the session's own (a reply, a private message, a
+    /// presence notice) without waiting. It may use the queue's bounds
+    /// twice over: room traffic stops at the bounds ([`Outbox::offer`]) and
+    /// is caught up later, so a queue full of it must still take the
+    /// session's own frames, or a member that fell behind would be cut off
+    /// for saying something. Past twice the bounds the session is cut off
+    /// as a slow consumer (its writer then drops the backlog and closes the
+    /// connection).
     ///
     /// # Errors
     /// [`PushError::Full`] on overflow, [`PushError::Closed`] when the
     /// session is gone or was cut off before.
     pub(crate) fn push(&self, frame: &Arc<Outbound>) -> Result<(), PushError> {
-        let pushed = self.offer(frame);
+        let queue = self.queue();
+        let pushed = self.enqueue(frame, 2 * queue.max_frames, 2 * queue.max_bytes);
         if pushed == Err(PushError::Full) {
             self.cut_off(CutReason::SlowConsumer);
         }
@@ -242,6 +266,18 @@ impl Outbox {
     /// [`PushError::Closed`] when the session is gone or was cut off.
     pub(crate) fn offer(&self, frame: &Arc<Outbound>) -> Result<(), PushError> {
         let queue = self.queue();
+        self.enqueue(frame, queue.max_frames, queue.max_bytes)
+    }
+
+    /// Queues `frame` if the queue then holds at most `max_frames` frames
+    /// and about `max_bytes` bytes.
+    fn enqueue(
+        &self,
+        frame: &Arc<Outbound>,
+        max_frames: usize,
+        max_bytes: usize,
+    ) -> Result<(), PushError> {
+        let queue = self.queue();
         // The reason is set before the token is cancelled, and reading it
         // is one atomic load; the token's own check takes a lock, which
         // showed up on the fanout path (docs/benchmarks.md).
@@ -250,13 +286,13 @@ impl Outbox {
         }
         let len = frame.json().len();
         let before = queue.queued_bytes.fetch_add(len, Ordering::Relaxed);
-        if before > 0 && before + len > queue.max_bytes {
+        if before > 0 && before + len > max_bytes {
             queue.queued_bytes.fetch_sub(len, Ordering::Relaxed);
             return Err(PushError::Full);
         }
         let was_empty = {
             let mut frames = queue.frames();
-            if frames.len() >= queue.max_frames {
+            if frames.len() >= max_frames {
                 drop(frames);
                 queue.queued_bytes.fetch_sub(len, Ordering::Relaxed);
                 return Err(PushError::Full);
@@ -312,8 +348,10 @@ impl Outbox {
     /// Cuts the session off: its writer stops sending queued frames and
     /// closes with `reason`. The first reason wins.
     pub(crate) fn cut_off(&self, reason: CutReason) {
-        let _ = self.queue().reason.set(reason);
-        self.queue().cut.cancel();
+        let queue = self.queue();
+        let _ = queue.reason.set(reason);
+        queue.writer.wake();
+        queue.writing.wake();
     }
 
     /// True when the queue holds half its frames or half its bytes: a
@@ -340,15 +378,16 @@ impl fmt::Debug for Outbox {
         let queue = self.queue();
         f.debug_struct("Outbox")
             .field("queued_bytes", &queue.queued_bytes.load(Ordering::Relaxed))
-            .field("cut", &queue.cut.is_cancelled())
+            .field("cut", &queue.reason.get().is_some())
             .finish()
     }
 }
 
 impl OutboxReceiver {
     /// Waits for queued frames or the cut-off, whichever comes first; a
-    /// cut-off wins when both are ready. Moves up to `limit` frames into
-    /// `buf`; `Ok(0)` means every sender is gone and the queue is empty.
+    /// cut-off wins when both are ready. Moves every queued frame to the
+    /// back of `buf` (the queue's bounds bound it); `Ok(0)` means every
+    /// sender is gone and the queue is empty.
     ///
     /// # Errors
     /// The [`CutReason`] once the session has been cut off.
@@ -357,38 +396,43 @@ impl OutboxReceiver {
     /// Cancel-safe: frames move into `buf` only when this completes.
     pub(crate) async fn next_batch(
         &mut self,
-        buf: &mut Vec<Arc<Outbound>>,
-        limit: usize,
+        buf: &mut VecDeque<Arc<Outbound>>,
     ) -> Result<usize, CutReason> {
         let queue = &*self.queue;
-        tokio::select! {
-            biased;
-            _ = queue.cut.cancelled() => Err(queue.reason.get().cloned().unwrap_or(CutReason::SlowConsumer)),
-            n = std::future::poll_fn(|cx| Self::poll_batch(queue, cx, buf, limit)) => Ok(n),
-        }
+        std::future::poll_fn(|cx| Self::poll_batch(queue, cx, buf)).await
     }
 
     fn poll_batch(
         queue: &Queue,
         cx: &mut Context<'_>,
-        buf: &mut Vec<Arc<Outbound>>,
-        limit: usize,
-    ) -> Poll<usize> {
+        buf: &mut VecDeque<Arc<Outbound>>,
+    ) -> Poll<Result<usize, CutReason>> {
+        if let Some(reason) = queue.reason.get() {
+            return Poll::Ready(Err(reason.clone()));
+        }
         // Read before looking at the list: a sender's last push happens
         // before it is dropped, so "gone and empty" is really the end.
         let gone = queue.senders_gone.load(Ordering::Acquire);
-        let n = queue.take(buf, limit);
+        let n = queue.take(buf);
         if n > 0 || gone {
-            return Poll::Ready(n);
+            return Poll::Ready(Ok(n));
         }
-        // Register, then look again: a push between the first look and the
-        // registration found the list empty and woke nobody, or the waker
-        // left before.
+        // About to park: an idle connection keeps no large buffers.
+        queue.shrink_if_idle();
+        if buf.capacity() > KEEP_SLOTS {
+            *buf = VecDeque::new();
+        }
+        // Register, then look again: a push (or a cut-off) between the
+        // first look and the registration woke nobody, or the waker left
+        // before.
         queue.writer.register(cx.waker());
+        if let Some(reason) = queue.reason.get() {
+            return Poll::Ready(Err(reason.clone()));
+        }
         let gone = queue.senders_gone.load(Ordering::Acquire);
-        let n = queue.take(buf, limit);
+        let n = queue.take(buf);
         if n > 0 || gone {
-            Poll::Ready(n)
+            Poll::Ready(Ok(n))
         } else {
             Poll::Pending
         }
@@ -410,12 +454,18 @@ impl OutboxReceiver {
     /// # Cancel safety
     /// Cancel-safe.
     pub(crate) async fn cut(&self) -> CutReason {
-        self.queue.cut.cancelled().await;
-        self.queue
-            .reason
-            .get()
-            .cloned()
-            .unwrap_or(CutReason::SlowConsumer)
+        let queue = &*self.queue;
+        std::future::poll_fn(|cx| {
+            if let Some(reason) = queue.reason.get() {
+                return Poll::Ready(reason.clone());
+            }
+            queue.writing.register(cx.waker());
+            match queue.reason.get() {
+                Some(reason) => Poll::Ready(reason.clone()),
+                None => Poll::Pending,
+            }
+        })
+        .await
     }
 
     #[cfg(test)]

@@ -4,22 +4,23 @@ use super::*;
 use crate::protocol::ServerMessage;
 
 #[test]
-fn overflow_by_frames_cuts_off() {
+fn own_frames_past_twice_the_frame_bound_cut_off() {
     let (tx, rx) = outbox(2, 1 << 20);
     let f = Outbound::message(ServerMessage::Pong);
-    tx.push(&f).unwrap();
-    tx.push(&f).unwrap();
+    for _ in 0..4 {
+        tx.push(&f).unwrap();
+    }
     assert_eq!(tx.push(&f), Err(PushError::Full));
     assert_eq!(tx.push(&f), Err(PushError::Closed));
     assert_eq!(rx.cut_reason(), Some(CutReason::SlowConsumer));
 }
 
 #[test]
-fn overflow_by_bytes_cuts_off() {
+fn own_frames_past_twice_the_byte_bound_cut_off() {
     let f = Outbound::message(ServerMessage::Pong);
     let len = f.json().len();
     let (tx, rx) = outbox(100, len * 3);
-    for _ in 0..3 {
+    for _ in 0..6 {
         tx.push(&f).unwrap();
     }
     assert_eq!(tx.push(&f), Err(PushError::Full));
@@ -27,15 +28,29 @@ fn overflow_by_bytes_cuts_off() {
     assert!(tx.is_closed());
 }
 
+#[test]
+fn a_queue_full_of_room_traffic_still_takes_the_sessions_own_frames() {
+    let (tx, rx) = outbox(2, 1 << 20);
+    let room = Outbound::message(ServerMessage::Pong);
+    tx.offer(&room).unwrap();
+    tx.offer(&room).unwrap();
+    // Room traffic stops at the bound, and the session stays.
+    assert_eq!(tx.offer(&room), Err(PushError::Full));
+    assert_eq!(rx.cut_reason(), None);
+    // A reply still fits.
+    tx.push(&Outbound::message(ServerMessage::Pong)).unwrap();
+    assert_eq!(rx.cut_reason(), None);
+}
+
 #[tokio::test]
 async fn a_parked_writer_is_woken_by_a_push_and_takes_everything_queued() {
     let (tx, mut rx) = outbox(16, 1 << 20);
     let f = Outbound::message(ServerMessage::Pong);
     let writer = tokio::spawn(async move {
-        let mut buf = Vec::new();
+        let mut buf = VecDeque::new();
         let mut got = 0;
         while got < 5 {
-            got += rx.next_batch(&mut buf, 16).await.unwrap();
+            got += rx.next_batch(&mut buf).await.unwrap();
         }
         (got, rx)
     });
@@ -57,10 +72,10 @@ async fn the_writer_drains_what_is_left_after_the_last_sender_goes() {
     tx.push(&f).unwrap();
     tx.push(&f).unwrap();
     drop(tx);
-    let mut buf = Vec::new();
-    assert_eq!(rx.next_batch(&mut buf, 1).await, Ok(1));
-    assert_eq!(rx.next_batch(&mut buf, 16).await, Ok(1));
-    assert_eq!(rx.next_batch(&mut buf, 16).await, Ok(0));
+    let mut buf = VecDeque::new();
+    assert_eq!(rx.next_batch(&mut buf).await, Ok(2));
+    assert_eq!(rx.next_batch(&mut buf).await, Ok(0));
+    assert_eq!(buf.len(), 2);
 }
 
 #[test]
@@ -74,16 +89,56 @@ fn a_gone_writer_closes_the_queue_and_frees_its_frames() {
     assert_eq!(Arc::strong_count(&f), 1);
 }
 
-#[test]
-fn a_drained_queue_gives_back_a_large_buffer() {
-    let (tx, rx) = outbox(1024, 1 << 20);
+#[tokio::test]
+async fn a_parking_writer_gives_back_large_buffers_and_keeps_small_ones() {
+    let (tx, mut rx) = outbox(1024, 1 << 20);
     let f = Outbound::message(ServerMessage::Pong);
     for _ in 0..500 {
         tx.push(&f).unwrap();
     }
-    let mut buf = Vec::new();
-    assert_eq!(rx.queue.take(&mut buf, 1024), 500);
+    let mut buf = VecDeque::new();
+    assert_eq!(rx.next_batch(&mut buf).await, Ok(500));
+    // The batch is the queue's own list; the queue got the writer's.
+    assert!(buf.capacity() >= 500);
     assert_eq!(rx.queue.frames().capacity(), 0);
+    // A burst refills the queue; the writer has not parked, so nothing is
+    // given back in between.
+    buf.clear();
+    for _ in 0..200 {
+        tx.push(&f).unwrap();
+    }
+    assert_eq!(rx.next_batch(&mut buf).await, Ok(200));
+    assert!(
+        rx.queue.frames().capacity() >= 500,
+        "the lists trade places and keep their room"
+    );
+    buf.clear();
+    // Nothing queued: the writer parks, and both lists are given back.
+    let parked = futures::poll!(std::pin::pin!(rx.next_batch(&mut buf)));
+    assert!(parked.is_pending());
+    assert_eq!(buf.capacity(), 0);
+    assert!(rx.queue.frames().capacity() <= KEEP_SLOTS);
+    // A small one is kept: a connection that chats does not reallocate.
+    tx.push(&f).unwrap();
+    assert_eq!(rx.next_batch(&mut buf).await, Ok(1));
+    buf.clear();
+    let parked = futures::poll!(std::pin::pin!(rx.next_batch(&mut buf)));
+    assert!(parked.is_pending());
+    assert!(buf.capacity() > 0 || rx.queue.frames().capacity() > 0);
+}
+
+#[tokio::test]
+async fn a_cut_off_reaches_a_parked_writer_and_one_stuck_in_a_write() {
+    let (tx, mut rx) = outbox(16, 1 << 20);
+    let mut buf = VecDeque::new();
+    let parked = futures::poll!(std::pin::pin!(rx.next_batch(&mut buf)));
+    assert!(parked.is_pending());
+    let (stuck, ()) = tokio::join!(rx.cut(), async {
+        tokio::task::yield_now().await;
+        tx.cut_off(CutReason::NickLost);
+    });
+    assert_eq!(stuck, CutReason::NickLost);
+    assert_eq!(rx.next_batch(&mut buf).await, Err(CutReason::NickLost));
 }
 
 /// A producer on another thread and the writer on the runtime, racing
@@ -104,10 +159,10 @@ async fn a_racing_producer_and_writer_lose_no_wake_up() {
         }
     });
     let writer = async {
-        let mut buf = Vec::new();
+        let mut buf = VecDeque::new();
         let mut next = 0;
         loop {
-            let n = rx.next_batch(&mut buf, 3).await.unwrap();
+            let n = rx.next_batch(&mut buf).await.unwrap();
             if n == 0 {
                 return next;
             }
@@ -133,7 +188,7 @@ async fn a_racing_producer_and_writer_lose_no_wake_up() {
 enum Step {
     /// A room offers a frame of this many extra bytes.
     Offer(usize),
-    /// The writer takes up to this many frames and writes them.
+    /// The writer takes what is queued and writes up to this many frames.
     Take(usize),
 }
 
@@ -159,6 +214,13 @@ proptest::proptest! {
         let (tx, rx) = outbox(max_frames, max_bytes);
         let mut accepted = Vec::new();
         let mut taken = Vec::new();
+        let mut writer = VecDeque::new();
+        let number = |frame: &Outbound| {
+            let ServerMessage::Notice { text } = &frame.frame().message else {
+                unreachable!()
+            };
+            text.split(':').next().unwrap().parse::<usize>().unwrap()
+        };
         let mut queued_frames = 0usize;
         let mut queued_bytes = 0usize;
         for (n, step) in steps.into_iter().enumerate() {
@@ -184,33 +246,29 @@ proptest::proptest! {
                     }
                 }
                 Step::Take(limit) => {
-                    let mut buf = Vec::new();
-                    let got = rx.queue.take(&mut buf, limit);
-                    proptest::prop_assert_eq!(got, buf.len());
-                    let bytes: usize = buf.iter().map(|f| f.json().len()).sum();
-                    rx.release(bytes);
+                    // The writer takes everything queued behind what it
+                    // still holds, then writes up to `limit` frames.
+                    let held = writer.len();
+                    let got = rx.queue.take(&mut writer);
+                    proptest::prop_assert_eq!(got, writer.len() - held);
+                    // The frame bound counts what waits in the queue; the
+                    // byte bound, what is not written yet.
                     queued_frames -= got;
-                    queued_bytes -= bytes;
-                    for frame in buf {
-                        let ServerMessage::Notice { text } = &frame.frame().message else {
-                            unreachable!()
-                        };
-                        taken.push(text.split(':').next().unwrap().parse::<usize>().unwrap());
+                    for frame in writer.drain(..limit.min(writer.len())) {
+                        let len = frame.json().len();
+                        rx.release(len);
+                        queued_bytes -= len;
+                        taken.push(number(&frame));
                     }
                 }
             }
         }
-        let mut rest = Vec::new();
-        let got = rx.queue.take(&mut rest, usize::MAX);
-        let bytes: usize = rest.iter().map(|f| f.json().len()).sum();
-        rx.release(bytes);
-        proptest::prop_assert_eq!(got, queued_frames);
-        for frame in rest {
-            let ServerMessage::Notice { text } = &frame.frame().message else {
-                unreachable!()
-            };
-            taken.push(text.split(':').next().unwrap().parse::<usize>().unwrap());
+        queued_frames -= rx.queue.take(&mut writer);
+        for frame in writer.drain(..) {
+            rx.release(frame.json().len());
+            taken.push(number(&frame));
         }
+        proptest::prop_assert_eq!(queued_frames, 0);
         proptest::prop_assert_eq!(taken, accepted);
         proptest::prop_assert_eq!(tx.queue().queued_bytes.load(Ordering::Relaxed), 0);
         proptest::prop_assert!(!tx.is_closed());

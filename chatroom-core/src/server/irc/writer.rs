@@ -6,6 +6,7 @@
 //! renders as it drains. The queue, its limits and its cut-off are the
 //! same as every other session's.
 
+use std::collections::VecDeque;
 use std::io;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,9 +18,6 @@ use crate::transport::BoxWriter;
 
 use super::super::writer::WriterEnd;
 use super::render::Render;
-
-/// Most frames taken from the queue for one write.
-const BATCH: usize = 128;
 
 /// How long a cut-off peer's socket gets to take the closing line.
 const NOTICE_WINDOW: Duration = Duration::from_millis(200);
@@ -38,13 +36,13 @@ pub(super) async fn run(
     mut render: Render,
     write_timeout: Duration,
 ) -> WriterEnd {
-    let mut batch: Vec<Arc<Outbound>> = Vec::new();
+    let mut batch: VecDeque<Arc<Outbound>> = VecDeque::new();
     let mut pending = Pending {
         buf: Vec::new(),
         written: 0,
     };
     loop {
-        let n = match rx.next_batch(&mut batch, BATCH).await {
+        let n = match rx.next_batch(&mut batch).await {
             Ok(n) => n,
             Err(reason) => return cut_off(writer, reason, pending).await,
         };

@@ -50,7 +50,14 @@ use state::{End, Flow, Session};
 
 /// Read buffer a connection starts with; the framer grows it for long lines
 /// up to the line limit. Small, because idle connections are the common case.
-const INITIAL_READ_BUFFER: usize = 1024;
+const INITIAL_READ_BUFFER: usize = 256;
+
+/// A session that has heard nothing for this long, with nothing half-read,
+/// gives its read buffer back: most connections are idle most of the time,
+/// and the buffer was a sixth of an idle one's memory. The next line costs
+/// one short read more (the framer asks for room as soon as it sees a
+/// partial line, see `LineFramer`).
+const QUIET_READ_BUFFER: Duration = Duration::from_secs(1);
 
 /// How long a session that ended (other than by shutdown) waits for its
 /// writer to flush the last frames, such as an error and `bye`.
@@ -238,7 +245,12 @@ impl Session {
         shutdown: &CancellationToken,
     ) -> End {
         loop {
-            let deadline = self.next_deadline();
+            let holds_buffer =
+                reader.read_buffer().is_empty() && reader.read_buffer().capacity() > 0;
+            let mut deadline = self.next_deadline();
+            if holds_buffer {
+                deadline = deadline.min(self.last_heard + QUIET_READ_BUFFER);
+            }
             let flow = tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => {
@@ -259,7 +271,12 @@ impl Session {
                     self.shared.metrics.lagged();
                     Box::pin(self.on_behind()).await
                 }
-                _ = tokio::time::sleep_until(deadline) => self.on_silence(),
+                _ = tokio::time::sleep_until(deadline) => {
+                    if holds_buffer && Instant::now() >= self.last_heard + QUIET_READ_BUFFER {
+                        *reader.read_buffer_mut() = bytes::BytesMut::new();
+                    }
+                    self.on_silence()
+                }
             };
             if let Flow::Close(end) = flow {
                 return end;

@@ -299,3 +299,42 @@ async fn a_peer_that_reads_nothing_is_closed_once_a_write_waits_past_the_write_t
         other => panic!("expected left, got {other:?}"),
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_session_quiet_long_enough_to_give_back_its_read_buffer_reads_whole_lines_after() {
+    let shared = shared();
+    let mut ann = Peer::connect(&shared, 1);
+    let mut bob = Peer::connect(&shared, 2);
+    ann.hello("ann").await;
+    bob.hello("bob").await;
+    for peer in [&mut ann, &mut bob] {
+        peer.send(r#"{"type":"join","room":"den","history":0}"#)
+            .await;
+        while !matches!(peer.frame().await, ServerMessage::Members { .. }) {}
+    }
+    // Past the quiet time: both sessions dropped their read buffers.
+    tokio::time::sleep(super::QUIET_READ_BUFFER * 3).await;
+    // A line longer than the first buffer, arriving in two parts with a
+    // pause between, then a short one in the same write as the long one's
+    // end.
+    let long = "x".repeat(3000);
+    let line = format!(r#"{{"type":"say","room":"den","text":"{long}","ref":"1"}}"#);
+    let (head, tail) = line.split_at(700);
+    ann.writer.write_all(head.as_bytes()).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    ann.writer.write_all(tail.as_bytes()).await.unwrap();
+    ann.send("\n{\"type\":\"say\",\"room\":\"den\",\"text\":\"short\",\"ref\":\"2\"}")
+        .await;
+    for expected in [long.as_str(), "short"] {
+        assert!(matches!(
+            ann.reply().await,
+            ServerMessage::Ok { id: Some(_), .. }
+        ));
+        match bob.reply().await {
+            ServerMessage::Message { from, text, .. } => {
+                assert_eq!((from.as_str(), text.as_str()), ("ann", expected));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
