@@ -7,6 +7,9 @@
 //! with the cursor where typing continues; and a user who fell behind in a
 //! room sees the notice and then every message it missed, once.
 //!
+//! Another case puts the client beside irssi, a real IRC client, on an
+//! engine that also serves IRC: each shows the other's lines.
+//!
 //! Without tmux the test says "skipped: tmux not installed" on stderr
 //! (past the test harness's capture, so the skip shows in `cargo test`'s
 //! output) and returns. `.ci/run` installs tmux when it is missing.
@@ -44,8 +47,13 @@ async fn within<T>(test: impl Future<Output = T>) -> T {
 }
 
 fn tmux_installed() -> bool {
-    StdCommand::new("tmux")
-        .arg("-V")
+    installed("tmux", "-V")
+}
+
+/// Whether `program flag` runs and succeeds.
+fn installed(program: &str, flag: &str) -> bool {
+    StdCommand::new(program)
+        .arg(flag)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
@@ -527,6 +535,116 @@ async fn a_user_who_fell_behind_sees_the_notice_then_each_missed_line_once() {
         drop(publishers);
         drop(tmux);
         drop(server);
+    })
+    .await;
+}
+
+/// A scratch directory, removed on drop.
+struct Scratch(PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The client and irssi (a real IRC client, `.ci/install-test-deps`
+/// installs it) side by side on terminals, against one engine serving the
+/// chat port and an IRC listener: each shows what the other says.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_client_and_irssi_chat_in_lobby() {
+    use chatroom_core::server::Server;
+    use chatroom_core::transport::TcpListener;
+    use tokio_util::sync::CancellationToken;
+
+    if !tmux_installed() || !installed("irssi", "--version") {
+        say_skipped("tmux or irssi not installed");
+        return;
+    }
+    within(async {
+        let chat = TcpListener::bind("127.0.0.1:0".to_owned())
+            .await
+            .expect("bind");
+        let irc = TcpListener::bind("127.0.0.1:0".to_owned())
+            .await
+            .expect("bind");
+        let (chat_addr, irc_port) = (
+            chat.local_socket_addr().to_string(),
+            irc.local_socket_addr().port().to_string(),
+        );
+        let server = Server::new(ServerConfig::default()).expect("the default config is valid");
+        let stop = CancellationToken::new();
+        let engine = tokio::spawn(server.run_with_irc(
+            vec![chat],
+            vec![irc],
+            stop.clone().cancelled_owned(),
+        ));
+
+        // irssi gets a home of its own with no networks in its config, so
+        // it touches no ~/.irssi and reaches only this engine.
+        let home = Scratch(std::env::temp_dir().join(unique_socket("irssi-home")));
+        std::fs::create_dir_all(&home.0).expect("irssi's home");
+        std::fs::write(
+            home.0.join("config"),
+            "settings = { core = { nick = \"ircfan\"; settings_autosave = \"no\"; }; };\n",
+        )
+        .expect("irssi's config");
+        let home_arg = format!("--home={}", home.0.display());
+        let irssi = Tmux::start(
+            unique_socket("irssi"),
+            "irssi",
+            &[
+                &home_arg,
+                "-c",
+                "127.0.0.1",
+                "-p",
+                &irc_port,
+                "-n",
+                "ircfan",
+            ],
+        );
+        irssi
+            .wait_for("irssi's welcome", |s| {
+                s.iter().any(|r| r.contains("Welcome to the chatroom chat"))
+            })
+            .await;
+        let client = Tmux::start(
+            unique_socket("beside-irssi"),
+            env!("CARGO_BIN_EXE_chatroom-client"),
+            &["--server", &chat_addr, "--nick", "typist"],
+        );
+        // Each line is typed on one terminal and awaited on the other.
+        client
+            .wait_for("the prompt", |s| row_of(s, "* in #lobby: typist").is_some())
+            .await;
+        let steps = [
+            (&irssi, "/join #lobby", &client, "* ircfan joined #lobby"),
+            (
+                &irssi,
+                "hello from irssi",
+                &client,
+                "<ircfan> hello from irssi",
+            ),
+            (
+                &client,
+                "hello from the client",
+                &irssi,
+                "< typist> hello from the client",
+            ),
+        ];
+        for (typed_on, line, shown_on, shown) in steps {
+            typed_on.type_text(line).await;
+            typed_on.press_enter().await;
+            shown_on
+                .wait_for(shown, |s| s.iter().any(|r| r.contains(shown)))
+                .await;
+        }
+
+        stop.cancel();
+        engine
+            .await
+            .expect("the engine task")
+            .expect("the engine stops cleanly");
     })
     .await;
 }

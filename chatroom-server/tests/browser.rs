@@ -5,7 +5,8 @@
 //! in a message shows as text; the server is stopped and started again on the
 //! same port while messages are sent, and each page reconnects by itself and
 //! shows the missed messages exactly once. Screenshots are saved under
-//! `target/browser-test/`.
+//! `target/browser-test/`. A second case has the page chat with irssi (a
+//! real IRC client on a terminal) in `lobby`; it skips without irssi.
 //!
 //! Chromium and chromedriver come from Debian's packages
 //! (`bash .ci/install-browser`). When they are missing or cannot start, the
@@ -20,6 +21,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use common::browser::{Driver, Page, STEP, eventually, eventually_within, output_dir};
+use common::irc_client::irc_addr;
+use common::irssi::{self, Irssi};
 use common::json_client::JsonClient;
 use common::server::Server;
 use common::temp::TempDir;
@@ -63,6 +66,11 @@ async fn the_page_chats_renders_text_as_text_and_resumes() {
     }
     drop(driver);
     drop(profiles);
+    rethrow(outcome);
+}
+
+/// Fails the test as its scenario task failed, if it did.
+fn rethrow(outcome: Result<(), tokio::task::JoinError>) {
     if let Err(e) = outcome {
         match e.try_into_panic() {
             Ok(panic) => std::panic::resume_unwind(panic),
@@ -322,5 +330,76 @@ async fn scenario(alice: Page, bob: Page, out: PathBuf) {
 
     alice.screenshot(&out.join("chat.png")).await;
     bob.screenshot(&out.join("chat-bob.png")).await;
+    server.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_and_irssi_chat_in_one_room() {
+    let required = std::env::var("BROWSER_TEST_REQUIRED").is_ok_and(|v| v == "1");
+    if let Some(why) = irssi::missing() {
+        println!("skipped: {why}");
+        return;
+    }
+    let out = output_dir();
+    let driver = match Driver::start(&out.join("chromedriver-irssi.log")).await {
+        Ok(driver) => driver,
+        Err(reason) => {
+            assert!(!required, "BROWSER_TEST_REQUIRED=1 but {reason}");
+            println!("skipped: {reason}");
+            return;
+        }
+    };
+    let profiles = TempDir::new("browser-irssi");
+    let client = match driver.session(&profiles.join("web")).await {
+        Ok(client) => client,
+        Err(reason) => {
+            assert!(!required, "BROWSER_TEST_REQUIRED=1 but {reason}");
+            println!("skipped: {reason}");
+            return;
+        }
+    };
+    let page = Page {
+        client,
+        name: "webber",
+    };
+    // As in the first case: pass or fail, the browser is closed.
+    let outcome = tokio::spawn(with_irssi(page.clone(), out)).await;
+    let _ = page.client.close().await;
+    drop(driver);
+    drop(profiles);
+    rethrow(outcome);
+}
+
+async fn with_irssi(page: Page, out: PathBuf) {
+    let mut server = Server::builder()
+        .listen("127.0.0.1:0")
+        .set("irc_listen", "127.0.0.1:0")
+        .wait(STEP)
+        .start();
+    let irc = irc_addr(&mut server);
+    page.open(&format!("http://{}/", server.addr()), "webber")
+        .await;
+    page.wait_in("lobby").await;
+    // irssi runs on a terminal and is read by polling it; off the runtime.
+    let irssi = tokio::task::spawn_blocking(move || {
+        let irssi = Irssi::connect("browser-irssi", irc, STEP);
+        irssi.join_lobby(STEP);
+        irssi
+    })
+    .await
+    .expect("irssi joins");
+
+    page.type_line("hello irssi").await;
+    let irssi = tokio::task::spawn_blocking(move || {
+        irssi.wait_for_line("webber", "hello irssi", STEP);
+        irssi.terminal.type_line("hello browser");
+        irssi
+    })
+    .await
+    .expect("irssi hears the page");
+    page.wait_line("hello browser", Some(irssi::NICK), Some("msg"))
+        .await;
+    page.screenshot(&out.join("chat-with-irssi.png")).await;
+    drop(irssi);
     server.stop();
 }

@@ -13,10 +13,12 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::cluster::{Cluster, DEADLINE, node};
+use common::irc_client::{IrcClient, irc_addr};
 use common::json_client::JsonClient;
 use common::nats::Nats;
 use common::temp::{TempDir, free_port};
 use common::text_client::TextClient;
+use common::web_client::WebClient;
 use serde_json::json;
 
 /// Messages a client received: id, sender, text.
@@ -794,5 +796,66 @@ fn a_plain_text_client_chats_with_a_client_of_another_node() {
     assert_eq!(
         (&heard["from"], &heard["text"]),
         (&json!(me), &json!("hello node 2"))
+    );
+}
+
+#[test]
+fn an_irc_user_chats_with_a_web_user_of_another_node() {
+    let mut cluster = Cluster::start_with("irc", &[("CHATROOM_IRC_LISTEN", "127.0.0.1:0")]);
+    let irc = irc_addr(cluster.node(0));
+    let mut alice = IrcClient::joined(irc, "alice", "#lobby", DEADLINE);
+
+    let mut web = WebClient::connect(cluster.addr(1), DEADLINE);
+    web.send(&json!({"type": "hello", "version": 1, "nick": "webby"}));
+    assert_eq!(web.next()["type"], "welcome");
+    // The nick alice holds on node 0 is hers on node 1 too.
+    web.send(&json!({"ref": "r", "type": "nick", "nick": "ALICE"}));
+    assert_eq!(web.next_of("error")["code"], "nick_taken");
+    web.send(&json!({"ref": "j", "type": "join", "room": "lobby"}));
+    web.next_of("members");
+    // Node 1 learns that alice is in the room through the cluster's
+    // presence, a moment after her join.
+    let started = Instant::now();
+    loop {
+        web.send(&json!({"type": "who", "room": "lobby"}));
+        let members = web.next_of("members");
+        if members["members"] == json!(["alice", "webby"]) {
+            break;
+        }
+        assert!(started.elapsed() < DEADLINE, "{members}");
+        thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(alice.expect(" JOIN "), ":webby!webby@chatroom JOIN #lobby");
+
+    alice.send("PRIVMSG #lobby :hello from irc on node 1");
+    let heard = web.next_of("message");
+    assert_eq!(
+        (&heard["from"], &heard["text"]),
+        (&json!("alice"), &json!("hello from irc on node 1"))
+    );
+    web.send(&json!({"type": "say", "room": "lobby", "text": "hello from the web on node 2"}));
+    assert_eq!(
+        alice.expect("PRIVMSG"),
+        ":webby!webby@chatroom PRIVMSG #lobby :hello from the web on node 2"
+    );
+    // Whispers cross the nodes both ways too.
+    web.send(&json!({"type": "whisper", "to": "alice", "text": "psst"}));
+    assert_eq!(
+        alice.expect("PRIVMSG"),
+        ":webby!webby@chatroom PRIVMSG alice :psst"
+    );
+    // The sender's own whisper comes back to it first.
+    assert_eq!(web.next_of("private")["from"], "webby");
+    alice.send("PRIVMSG webby :psst back");
+    let private = web.next_of("private");
+    assert_eq!(
+        (&private["from"], &private["text"]),
+        (&json!("alice"), &json!("psst back"))
+    );
+    alice.send("QUIT :bye nodes");
+    let left = web.next_of("left");
+    assert_eq!(
+        (&left["nick"], &left["reason"]),
+        (&json!("alice"), &json!("bye nodes"))
     );
 }

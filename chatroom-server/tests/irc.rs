@@ -44,7 +44,16 @@ fn registration_negotiates_caps_and_greets_with_honest_isupport() {
     let mut alice = IrcClient::connect(irc, WAIT);
     alice.send("CAP LS 302");
     let ls = alice.expect(" CAP ");
-    assert!(ls.contains(" LS :") && ls.contains("server-time"), "{ls}");
+    for cap in [
+        "away-notify",
+        "batch",
+        "draft/chathistory",
+        "echo-message",
+        "message-tags",
+        "server-time",
+    ] {
+        assert!(ls.contains(" LS :") && ls.contains(cap), "{cap}: {ls}");
+    }
     alice.send("NICK alice");
     alice.send("USER alice 0 * :Alice");
     alice.send("CAP REQ :server-time nonsense");
@@ -69,6 +78,8 @@ fn registration_negotiates_caps_and_greets_with_honest_isupport() {
         "NICKLEN=32",
         "CHANNELLEN=33",
         "LINELEN=512",
+        "CHATHISTORY=",
+        "MSGREFTYPES=msgid",
     ] {
         assert!(isupport.contains(token), "{token} missing: {isupport}");
     }
@@ -112,7 +123,25 @@ fn irc_text_and_json_users_chat_in_one_room() {
         ":bob!bob@chatroom PRIVMSG #lobby :hello from json"
     );
 
+    // A second IRC client in the same room.
+    let mut dora = IrcClient::joined(irc, "dora", "#lobby", WAIT);
+    assert_eq!(alice.expect(" JOIN "), ":dora!dora@chatroom JOIN #lobby");
+    dora.send("PRIVMSG #lobby :hello from dora");
+    assert_eq!(
+        alice.expect("PRIVMSG"),
+        ":dora!dora@chatroom PRIVMSG #lobby :hello from dora"
+    );
+    assert_eq!(
+        nc.line_with("hello from dora").trim_end(),
+        "<dora> hello from dora"
+    );
+    assert_eq!(bob.next_of("message")["from"], json!("dora"));
+
     alice.send("PRIVMSG #lobby :hello from irc");
+    assert_eq!(
+        dora.expect("PRIVMSG"),
+        ":alice!alice@chatroom PRIVMSG #lobby :hello from irc"
+    );
     assert_eq!(
         nc.line_with("hello from irc").trim_end(),
         "<alice> hello from irc"
@@ -437,6 +466,157 @@ fn caps_add_time_ids_echo_and_the_backlog_on_join() {
     assert!(alice.expect(" CAP ").contains(" NAK "));
 }
 
+/// Registers `nick` with the capabilities in `caps`.
+fn with_caps(irc: SocketAddr, nick: &str, caps: &str) -> IrcClient {
+    let mut client = IrcClient::connect(irc, WAIT);
+    client.send("CAP LS 302");
+    client.send(&format!("CAP REQ :{caps}"));
+    client.send(&format!("NICK {nick}"));
+    client.send(&format!("USER {nick} 0 * :{nick}"));
+    assert!(client.expect(" CAP ").contains(" LS :"));
+    let ack = client.expect(" CAP ");
+    assert!(ack.contains(" ACK :"), "{ack}");
+    client.send("CAP END");
+    client.expect(" 422 ");
+    client
+}
+
+#[test]
+fn history_comes_in_a_chathistory_batch_on_join_and_on_request() {
+    let (_server, chat, irc) = start();
+    let mut bob = JsonClient::hello_in(chat, "bob", "lobby", WAIT);
+    for i in 1..=5 {
+        bob.say("lobby", &format!("old {i}"));
+    }
+    let mut alice = with_caps(
+        irc,
+        "alice",
+        "batch server-time message-tags draft/chathistory",
+    );
+    alice.send("JOIN #lobby");
+    let joined = alice.lines_until(" 366 ");
+    assert_eq!(joined[0], ":alice!alice@chatroom JOIN #lobby", "{joined:?}");
+    assert_eq!(joined[1], ":chatroom BATCH +h1 chathistory #lobby");
+    for (i, line) in joined[2..7].iter().enumerate() {
+        let n = i + 1;
+        assert!(
+            line.starts_with("@batch=h1;time=20")
+                && line.contains(&format!(";msgid=lobby/{n} "))
+                && line.ends_with(&format!(":bob!bob@chatroom PRIVMSG #lobby :old {n}")),
+            "{joined:?}"
+        );
+    }
+    assert_eq!(joined[7], ":chatroom BATCH -h1");
+    assert!(joined[8].contains(" 353 "), "{joined:?}");
+    // Live messages are not in the batch.
+    bob.say("lobby", "live");
+    let live = alice.expect("PRIVMSG");
+    assert!(
+        live.starts_with("@time=") && live.ends_with(":live"),
+        "{live}"
+    );
+
+    let page = |alice: &mut IrcClient, ask: &str| -> Vec<String> {
+        alice.send(&format!("CHATHISTORY {ask}"));
+        let lines = alice.lines_until(" BATCH -");
+        assert!(lines[0].contains(" BATCH +") && lines[0].ends_with(" chathistory #lobby"));
+        lines[1..lines.len() - 1]
+            .iter()
+            .map(|l| l.rsplit(" :").next().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(page(&mut alice, "LATEST #lobby * 2"), ["old 5", "live"]);
+    assert_eq!(
+        page(&mut alice, "LATEST #lobby msgid=lobby/4 10"),
+        ["old 5", "live"]
+    );
+    assert_eq!(
+        page(&mut alice, "BEFORE #lobby msgid=lobby/4 2"),
+        ["old 2", "old 3"]
+    );
+    assert_eq!(
+        page(&mut alice, "AFTER #lobby msgid=lobby/1 3"),
+        ["old 2", "old 3", "old 4"]
+    );
+    assert!(page(&mut alice, "AFTER #lobby msgid=lobby/6 3").is_empty());
+    alice.send("CHATHISTORY BEFORE #lobby timestamp=2026-12-04T10:00:00.000Z 5");
+    assert!(
+        alice
+            .line()
+            .contains(" FAIL CHATHISTORY INVALID_PARAMS BEFORE :"),
+    );
+    alice.send("CHATHISTORY LATEST #never-was * 5");
+    assert!(
+        alice
+            .line()
+            .contains(" FAIL CHATHISTORY INVALID_TARGET LATEST #never-was :"),
+    );
+    alice.send("CHATHISTORY AROUND #lobby msgid=lobby/3 5");
+    assert!(
+        alice
+            .line()
+            .contains(" FAIL CHATHISTORY UNKNOWN_COMMAND AROUND :")
+    );
+    alice.send("CHATHISTORY LATEST #lobby");
+    assert!(
+        alice
+            .line()
+            .contains(" FAIL CHATHISTORY NEED_MORE_PARAMS LATEST :")
+    );
+}
+
+#[test]
+fn away_changes_reach_those_who_share_a_room_and_asked() {
+    let (_server, _, irc) = start();
+    let mut alice = with_caps(irc, "alice", "away-notify");
+    alice.join("#lobby");
+    let mut dave = with_caps(irc, "dave", "away-notify");
+    dave.join("#other");
+    let mut carol = IrcClient::joined(irc, "carol", "#lobby", WAIT);
+    alice.expect(":carol!carol@chatroom JOIN #lobby");
+
+    carol.send("AWAY :at lunch");
+    assert!(carol.line().contains(" 306 carol :"));
+    assert_eq!(alice.line(), ":carol!carol@chatroom AWAY :at lunch");
+    alice.send("WHOIS carol");
+    let whois = alice.lines_until(" 318 ");
+    assert!(
+        whois
+            .iter()
+            .any(|l| l.ends_with(" 301 alice carol :at lunch")),
+        "{whois:?}"
+    );
+    alice.send("WHO #lobby");
+    let who = alice.lines_until(" 315 ");
+    assert!(
+        who.iter()
+            .any(|l| l.contains(" 352 alice #lobby carol chatroom chatroom carol G ")),
+        "{who:?}"
+    );
+    alice.send("PRIVMSG carol :are you there?");
+    assert_eq!(alice.line(), ":chatroom 301 alice carol :at lunch");
+    alice.send("USERHOST carol");
+    assert!(alice.line().ends_with(" 302 alice :carol=-carol@chatroom"));
+
+    // Joining while away tells the room, after the join.
+    carol.send("JOIN #other");
+    carol.expect(" 366 ");
+    assert_eq!(dave.line(), ":carol!carol@chatroom JOIN #other");
+    assert_eq!(dave.line(), ":carol!carol@chatroom AWAY :at lunch");
+    carol.send("AWAY");
+    assert!(carol.expect(" 305 ").contains(" 305 carol :"));
+    assert_eq!(alice.line(), ":carol!carol@chatroom AWAY");
+    assert_eq!(dave.line(), ":carol!carol@chatroom AWAY");
+    // A client without away-notify is not told (carol did not ask).
+    alice.send("AWAY :brb");
+    alice.expect(" 306 ");
+    carol.send("PING :marker");
+    assert!(
+        carol.line().ends_with(":marker"),
+        "carol was told of alice's away"
+    );
+}
+
 #[test]
 fn shutdown_tells_irc_clients_and_nicks_clash_across_dialects() {
     let (server, chat, irc) = start();
@@ -510,13 +690,17 @@ fn join_comes_before_a_backlog_read_back_from_the_store() {
     // join streams them before it hands over the rest.
     server.restart();
     let irc = irc_addr(&mut server);
-    let mut alice = IrcClient::registered(irc, "alice", WAIT);
+    let mut alice = with_caps(irc, "alice", "batch");
     alice.send("JOIN #lobby");
     let joined = alice.lines_until(" 366 ");
     assert_eq!(joined[0], ":alice!alice@chatroom JOIN #lobby", "{joined:?}");
+    // The streamed backlog is inside the join's batch too.
+    assert_eq!(joined[1], ":chatroom BATCH +h1 chathistory #lobby");
     let backlog: Vec<&String> = joined.iter().filter(|l| l.contains(" PRIVMSG ")).collect();
     assert_eq!(backlog.len(), 3, "{joined:?}");
+    assert!(backlog.iter().all(|l| l.starts_with("@batch=h1 ")));
     assert!(backlog[2].ends_with(":bob!bob@chatroom PRIVMSG #lobby :stored 3"));
+    assert_eq!(joined[5], ":chatroom BATCH -h1", "{joined:?}");
     assert_eq!(joined.iter().filter(|l| l.contains(" JOIN ")).count(), 1);
 }
 

@@ -170,6 +170,7 @@ impl Server {
                 listening: AtomicBool::new(false),
                 accounts,
                 moderation,
+                irc_away: irc::away::AwayBoard::default(),
             }),
         })
     }

@@ -7,6 +7,7 @@ use crate::broker::Broker;
 
 use super::accounts::Accounts;
 use super::config::Limits;
+use super::irc::away::AwayBoard;
 use super::metrics::Counters;
 use super::moderation::Moderation;
 use super::rooms::Rooms;
@@ -31,4 +32,6 @@ pub(crate) struct Shared {
     pub(crate) accounts: Accounts,
     /// Room rules, bans and who may moderate.
     pub(crate) moderation: Moderation,
+    /// Which IRC users of this node are away (an IRC-only notion).
+    pub(crate) irc_away: AwayBoard,
 }

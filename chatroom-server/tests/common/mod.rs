@@ -17,8 +17,11 @@
 //!   ([`line_conn`]); for cases with hundreds
 //!   of connections, the shared async line client,
 //!   `chatroom_core::testing::Peer`. TLS is tested through
-//!   `chatroom_core::client`, and the certificate a server shows through
-//!   [`tls_client`]; WebSocket through a real browser ([`browser`]).
+//!   `chatroom_core::client`, the certificate a server shows through
+//!   [`tls_client`], and WebSocket through a real browser ([`browser`])
+//!   and the page's socket alone ([`web_client`]).
+//! - Real programs of others: [`tmux`] runs one on a terminal, [`irssi`]
+//!   is the IRC client run there.
 //! - [`admin`]: the admin endpoint (`admin_listen`): plain HTTP `GET`s
 //!   and reading samples out of `/metrics`.
 //! - What one test file's cases share: [`abuse`] and [`probe`] for the
@@ -34,6 +37,7 @@ pub(crate) mod browser;
 pub(crate) mod cluster;
 pub(crate) mod cluster_auth;
 pub(crate) mod irc_client;
+pub(crate) mod irssi;
 pub(crate) mod json_client;
 pub(crate) mod line_conn;
 pub(crate) mod log;
@@ -45,3 +49,5 @@ pub(crate) mod server;
 pub(crate) mod temp;
 pub(crate) mod text_client;
 pub(crate) mod tls_client;
+pub(crate) mod tmux;
+pub(crate) mod web_client;

@@ -5,6 +5,7 @@ use crate::protocol::irc::{Line, MAX_LINE_LEN};
 use crate::protocol::{ErrorCode, Nickname, RoomName};
 
 use super::super::rooms::Since;
+use super::reply::{self, Mark};
 use super::session::IrcSession;
 
 /// The room a channel name stands for, if it is one: `#` and a valid room
@@ -63,16 +64,44 @@ impl IrcSession {
             // a client must see `JOIN` before the channel's `PRIVMSG`s.
             let me = self.names.user(self.nick.as_str());
             let channel = format!("#{room}");
-            self.send(Line::new(&me, "JOIN").param(&channel).end());
-            match self
+            let echo = Line::new(&me, "JOIN").param(&channel).end();
+            // With `batch`, the backlog comes in a `chathistory` batch: the
+            // writer tags the room's messages queued between the two marks
+            // (the backlog, and what the room said while the join was
+            // handed over, which is history by the time the batch closes).
+            let batch = self.caps.batch.then(|| self.next_batch());
+            match &batch {
+                Some(id) => {
+                    let open = self.batch_line(id, &channel, true);
+                    let mark = Mark::Open {
+                        room: &room.key(),
+                        id,
+                    };
+                    reply::send_marked(&self.outbox, echo + &open, mark);
+                }
+                None => self.send(echo),
+            }
+            let joined = self
                 .shared
                 .rooms
                 .join(self.member(), &room, Since::Recent(None))
-                .await
-            {
+                .await;
+            if let Some(id) = &batch {
+                let close = self.batch_line(id, &channel, false);
+                reply::send_marked(&self.outbox, close, Mark::Close);
+            }
+            match joined {
                 Ok(handle) => {
                     self.rooms.insert(room.key(), handle);
                     self.names_of(&room);
+                    // `away-notify`: the room learns at once that the
+                    // joiner is away, after its `JOIN`.
+                    if self.away.is_some() {
+                        let members = self.shared.rooms.members(&room).unwrap_or_default();
+                        self.shared
+                            .irc_away
+                            .notify(&members, self.id, &self.away_line());
+                    }
                 }
                 Err(e) => {
                     let code = if e.code() == ErrorCode::TooManyRooms {

@@ -34,6 +34,7 @@ impl IrcSession {
             "WHOIS" => self.on_whois(params),
             "MODE" => self.on_mode(params),
             "AWAY" => self.on_away(params.first().copied()),
+            "CHATHISTORY" => self.on_chathistory(params).await,
             "MOTD" => self.send(self.numerics().text("422", "MOTD File is missing")),
             "USERHOST" => self.on_userhost(params),
             "ISON" => self.on_ison(params),
@@ -69,7 +70,10 @@ impl IrcSession {
         // The registry tells this client and everyone in its rooms with a
         // `nick_changed` frame, which the writer shows as `NICK`.
         match self.shared.rooms.rename(self.id, &self.nick, &new).await {
-            Ok(()) => self.nick = new,
+            Ok(()) => {
+                self.shared.irc_away.rename(&self.nick, &new, self.id);
+                self.nick = new;
+            }
             Err(e) if e.code() == ErrorCode::NickTaken => {
                 let line = n.about("433", new.as_str(), "Nickname is already in use");
                 self.send(line);
@@ -105,15 +109,38 @@ impl IrcSession {
 
     fn on_away(&mut self, message: Option<&str>) {
         let n = self.numerics();
-        match message.filter(|m| !m.is_empty()) {
-            Some(text) => {
-                self.send(n.text("306", "You have been marked as being away"));
-                self.away = Some(text.to_owned());
-            }
-            None => {
-                self.send(n.text("305", "You are no longer marked as being away"));
-                self.away = None;
-            }
+        // The message is shown to others, so it obeys the rules of message
+        // text (a control character drops it, and the user is back).
+        let away = message
+            .map(protocol::irc::strip_formatting)
+            .filter(|m| !m.is_empty() && protocol::validate_text(m).is_ok());
+        if away.is_some() {
+            self.send(n.text("306", "You have been marked as being away"));
+        } else {
+            self.send(n.text("305", "You are no longer marked as being away"));
+        }
+        if away == self.away {
+            return;
+        }
+        self.away = away;
+        self.shared
+            .irc_away
+            .set(&self.nick, self.id, self.away.clone());
+        let mut co_members = Vec::new();
+        for room in self.rooms.values() {
+            co_members.extend(self.shared.rooms.members(room.name()).unwrap_or_default());
+        }
+        self.shared
+            .irc_away
+            .notify(&co_members, self.id, &self.away_line());
+    }
+
+    /// `:me AWAY :message`, or `:me AWAY` when back.
+    pub(super) fn away_line(&self) -> String {
+        let line = Line::new(&self.names.user(self.nick.as_str()), "AWAY");
+        match &self.away {
+            Some(text) => line.trailing(text),
+            None => line.end(),
         }
     }
 

@@ -77,6 +77,7 @@ impl IrcSession {
                     action,
                     ts: published.ts,
                     id: Some((handle.name(), published.id)),
+                    batch: None,
                 };
                 privmsg(&self.names, self.caps, &said, &mut out);
                 self.send(String::from_utf8(out).unwrap_or_default());
@@ -106,6 +107,13 @@ impl IrcSession {
         // The registry echoes a whisper to its sender; the writer shows
         // that echo only with `echo-message`.
         match self.shared.rooms.whisper(self.member(), &to, text).await {
+            // RFC 2812: a `PRIVMSG` to an away user is answered with `301`.
+            Ok(()) if !notice => {
+                if let Some(away) = self.shared.irc_away.away_of(&to) {
+                    let line = self.numerics().start("301").param(to.as_str());
+                    self.send(line.trailing(&away));
+                }
+            }
             Ok(()) => {}
             Err(e) if e.code() == ErrorCode::NoSuchNick => no_such_nick(self),
             Err(e) if !notice => self.send(self.notice(&format!("message dropped: {e}"))),

@@ -4,7 +4,8 @@
 //! The walk of one connection, file by file:
 //! - [`register`]: `CAP`, `PASS`, `NICK`, `USER` until the nick is held;
 //! - [`session`]: the registered connection's loop and its end;
-//! - `commands`, `channels`, `messages`, `users`: one command each;
+//! - `commands`, `channels`, `messages`, `users`, `history`: one command
+//!   each;
 //! - [`writer`] and [`render`]: the queue drained and each frame shown as
 //!   IRC lines for this connection;
 //! - [`reply`]: how the session's own lines keep their place in the queue.
@@ -12,9 +13,11 @@
 //! Lines are parsed and built in `protocol::irc`, which guarantees that
 //! nothing a user says can end a line or start a command.
 
+pub(super) mod away;
 mod channels;
 mod commands;
 mod conn;
+mod history;
 mod messages;
 mod names;
 mod register;
@@ -82,6 +85,12 @@ pub(crate) async fn serve(shared: Arc<Shared>, conn: Connection, shutdown: Cance
         render,
         shared.limits.write_timeout,
     )));
+    shared.irc_away.enter(
+        &registered.nick,
+        registered.id,
+        &registered.outbox,
+        registered.caps.away_notify,
+    );
     drop(registered.outbox);
     tracing::info!(%peer, nick = %session.nick, dialect = "irc", "connected");
     shared.metrics.irc_connected();

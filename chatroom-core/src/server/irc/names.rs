@@ -50,10 +50,19 @@ pub(super) struct Caps {
     pub(super) echo_message: bool,
     /// `message-tags`: messages carry their id as `msgid`.
     pub(super) message_tags: bool,
+    /// `batch`: history (the backlog of a join, a `CHATHISTORY` answer)
+    /// comes in a `chathistory` batch.
+    pub(super) batch: bool,
+    /// `draft/chathistory`: the client asks for history with
+    /// `CHATHISTORY` (answered whether or not it enabled this).
+    pub(super) chathistory: bool,
+    /// `away-notify`: `AWAY` changes of users sharing a room.
+    pub(super) away_notify: bool,
 }
 
 /// What `CAP LS` offers.
-pub(super) const SUPPORTED_CAPS: &str = "echo-message message-tags server-time";
+pub(super) const SUPPORTED_CAPS: &str =
+    "away-notify batch draft/chathistory echo-message message-tags server-time";
 
 impl Caps {
     /// Applies a `CAP REQ` list: all of it, or none of it when one name is
@@ -69,6 +78,9 @@ impl Caps {
                 "server-time" => next.server_time = on,
                 "echo-message" => next.echo_message = on,
                 "message-tags" => next.message_tags = on,
+                "batch" => next.batch = on,
+                "away-notify" => next.away_notify = on,
+                "draft/chathistory" => next.chathistory = on,
                 _ => return false,
             }
         }
@@ -79,6 +91,15 @@ impl Caps {
     /// The enabled names, for `CAP LIST`.
     pub(super) fn list(self) -> String {
         let mut names = Vec::new();
+        if self.away_notify {
+            names.push("away-notify");
+        }
+        if self.batch {
+            names.push("batch");
+        }
+        if self.chathistory {
+            names.push("draft/chathistory");
+        }
         if self.echo_message {
             names.push("echo-message");
         }

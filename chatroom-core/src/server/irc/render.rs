@@ -8,7 +8,7 @@ use crate::protocol::{MessageId, Nickname, RoomName, ServerMessage, Timestamp};
 use crate::registry::Outbound;
 
 use super::names::{Caps, Names};
-use super::reply::own_lines;
+use super::reply::{Mark, own_lines};
 
 /// A CTCP ACTION's wrapping, for `/me` lines.
 const ACTION_START: &str = "\u{1}ACTION ";
@@ -23,6 +23,9 @@ pub(super) struct Render {
     /// The last nick shown quitting: a user who leaves several shared
     /// rooms at once is shown one `QUIT`, not one per room.
     last_quit: Option<String>,
+    /// The history batch a join opened: the room's key and the batch id.
+    /// The room's messages are tagged with it until the session closes it.
+    batch: Option<(String, String)>,
 }
 
 /// A message line's parts.
@@ -35,6 +38,8 @@ pub(super) struct Said<'a> {
     pub(super) ts: Timestamp,
     /// The room message's id, for `msgid`.
     pub(super) id: Option<(&'a RoomName, MessageId)>,
+    /// The batch the line belongs to, if any.
+    pub(super) batch: Option<&'a str>,
 }
 
 impl Render {
@@ -44,13 +49,19 @@ impl Render {
             names,
             caps,
             last_quit: None,
+            batch: None,
         }
     }
 
     /// Appends the lines `frame` shows this client to `out`. True for
     /// `bye`, after which nothing more is written.
     pub(super) fn render(&mut self, frame: &Outbound, out: &mut Vec<u8>) -> bool {
-        if let Some(lines) = own_lines(frame) {
+        if let Some((lines, mark)) = own_lines(frame) {
+            match mark {
+                Mark::None => {}
+                Mark::Open { room, id } => self.batch = Some((room.to_owned(), id.to_owned())),
+                Mark::Close => self.batch = None,
+            }
             out.extend_from_slice(lines.as_bytes());
             return false;
         }
@@ -64,6 +75,11 @@ impl Render {
                 action,
             } => {
                 let target = format!("#{room}");
+                let batch = self
+                    .batch
+                    .as_ref()
+                    .filter(|(key, _)| *key == room.key())
+                    .map(|(_, id)| id.as_str());
                 let said = Said {
                     from,
                     target: &target,
@@ -71,6 +87,7 @@ impl Render {
                     action: *action,
                     ts: *ts,
                     id: Some((room, *id)),
+                    batch,
                 };
                 self.privmsg(&said, out);
                 return false;
@@ -86,6 +103,7 @@ impl Render {
                     action: false,
                     ts: *ts,
                     id: None,
+                    batch: None,
                 };
                 self.privmsg(&said, out);
                 return false;
@@ -189,7 +207,7 @@ impl Render {
 
 /// Appends one `PRIVMSG` per piece of the text that fits IRC's line limit.
 pub(super) fn privmsg(names: &Names, caps: Caps, said: &Said<'_>, out: &mut Vec<u8>) {
-    let tags = tags(caps, said.ts, said.id);
+    let tags = tags(caps, said);
     let source = names.user(said.from.as_str());
     // `:source PRIVMSG target :` and `\r\n`, tags not counted.
     let mut budget = MAX_LINE_LEN.saturating_sub(source.len() + said.target.len() + 14);
@@ -207,15 +225,21 @@ pub(super) fn privmsg(names: &Names, caps: Caps, said: &Said<'_>, out: &mut Vec<
     }
 }
 
-/// The tag section for a message: `time=` with `server-time`, `msgid=`
-/// with `message-tags` (room names and ids need no escaping).
-fn tags(caps: Caps, ts: Timestamp, id: Option<(&RoomName, MessageId)>) -> String {
+/// The tag section for a message: `batch=` with `batch`, `time=` with
+/// `server-time`, `msgid=` with `message-tags` (batch ids, room names and
+/// message ids need no escaping).
+fn tags(caps: Caps, said: &Said<'_>) -> String {
     let mut tags = Vec::new();
+    if caps.batch
+        && let Some(batch) = said.batch
+    {
+        tags.push(format!("batch={batch}"));
+    }
     if caps.server_time {
-        tags.push(format!("time={}", server_time(ts)));
+        tags.push(format!("time={}", server_time(said.ts)));
     }
     if caps.message_tags
-        && let Some((room, id)) = id
+        && let Some((room, id)) = said.id
     {
         tags.push(format!("msgid={}/{id}", room.key()));
     }
@@ -276,6 +300,49 @@ mod tests {
         assert_eq!(
             shown(&mut r, message),
             "@time=1970-01-01T00:00:00.000Z;msgid=lobby/7 :bob!bob@srv PRIVMSG #Lobby :hi\r\n"
+        );
+    }
+
+    #[test]
+    fn a_join_batch_tags_its_rooms_messages_until_it_closes() {
+        use super::super::reply::marked;
+        let caps = Caps {
+            batch: true,
+            ..Caps::default()
+        };
+        let mut r = Render::new(nick("alice"), Names::new("srv"), caps);
+        let said = |room: &str, text: &str| ServerMessage::Message {
+            room: RoomName::new(room).unwrap(),
+            id: 1,
+            from: nick("bob"),
+            text: text.into(),
+            ts: 0,
+            action: false,
+        };
+        let mut out = Vec::new();
+        let open = marked(
+            "OPEN\r\n".into(),
+            Mark::Open {
+                room: "lobby",
+                id: "h1",
+            },
+        );
+        r.render(&open, &mut out);
+        assert_eq!(out, b"OPEN\r\n");
+        assert_eq!(
+            shown(&mut r, said("Lobby", "old")),
+            "@batch=h1 :bob!bob@srv PRIVMSG #Lobby :old\r\n"
+        );
+        assert_eq!(
+            shown(&mut r, said("rust", "elsewhere")),
+            ":bob!bob@srv PRIVMSG #rust :elsewhere\r\n"
+        );
+        out.clear();
+        r.render(&marked(String::new(), Mark::Close), &mut out);
+        assert!(out.is_empty());
+        assert_eq!(
+            shown(&mut r, said("lobby", "live")),
+            ":bob!bob@srv PRIVMSG #lobby :live\r\n"
         );
     }
 

@@ -16,17 +16,59 @@ use crate::registry::{Outbound, Outbox};
 
 use super::names::Names;
 
+/// What an own frame asks of the writer besides writing its lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Mark<'a> {
+    /// Nothing more.
+    None,
+    /// From now on the messages of the room whose key is `room` belong to
+    /// the batch `id` (the lines opened it).
+    Open {
+        /// The room's key.
+        room: &'a str,
+        /// The batch's reference tag.
+        id: &'a str,
+    },
+    /// The batch is over (the lines closed it).
+    Close,
+}
+
+/// The carrier text of a [`Mark::Close`]; an open mark's text is
+/// `open <room key> <id>`, and plain lines carry an empty text.
+const CLOSE: &str = "close";
+
 /// A frame that carries `lines` (each ending in `\r\n`) for this session.
 pub(super) fn own(lines: String) -> Arc<Outbound> {
-    let carrier = ServerMessage::Notice {
-        text: String::new(),
+    marked(lines, Mark::None)
+}
+
+/// As [`own`], with a mark for the writer.
+pub(super) fn marked(lines: String, mark: Mark<'_>) -> Arc<Outbound> {
+    let text = match mark {
+        Mark::None => String::new(),
+        Mark::Open { room, id } => format!("open {room} {id}"),
+        Mark::Close => CLOSE.to_owned(),
     };
+    let carrier = ServerMessage::Notice { text };
     Outbound::new(ServerFrame::reply(carrier, Some(lines)))
 }
 
-/// The lines a frame carries, if it is one of the session's own.
-pub(super) fn own_lines(frame: &Outbound) -> Option<&str> {
-    frame.frame().reference.as_deref()
+/// The lines a frame carries and its mark, if it is one of the session's
+/// own.
+pub(super) fn own_lines(frame: &Outbound) -> Option<(&str, Mark<'_>)> {
+    let lines = frame.frame().reference.as_deref()?;
+    let text = match &frame.frame().message {
+        ServerMessage::Notice { text } => text.as_str(),
+        _ => "",
+    };
+    let mark = if text == CLOSE {
+        Mark::Close
+    } else if let Some((room, id)) = text.strip_prefix("open ").and_then(|r| r.split_once(' ')) {
+        Mark::Open { room, id }
+    } else {
+        Mark::None
+    };
+    Some((lines, mark))
 }
 
 /// Queues `lines` for this session.
@@ -37,6 +79,11 @@ pub(super) fn send(outbox: &Outbox, lines: String) {
     // A failed push means the queue overflowed (the session is being cut
     // off) or the writer is gone; the session's loop then ends.
     let _ = outbox.push(&own(lines));
+}
+
+/// Queues `lines` with `mark` for this session, even when empty.
+pub(super) fn send_marked(outbox: &Outbox, lines: String, mark: Mark<'_>) {
+    let _ = outbox.push(&marked(lines, mark));
 }
 
 /// Builds numerics addressed to one client.

@@ -38,6 +38,8 @@ pub(super) struct IrcSession {
     pub(super) rate: TokenBucket,
     /// The `AWAY` message, shown to whoever asks with `WHOIS`.
     pub(super) away: Option<String>,
+    /// The number of the last batch opened, for unique batch ids.
+    batches: u64,
     last_heard: Instant,
     pinged: bool,
     /// The peer's address, for address bans.
@@ -60,6 +62,7 @@ impl IrcSession {
             rooms: HashMap::new(),
             rate: TokenBucket::new(limits.rate_per_sec, limits.rate_burst, now),
             away: None,
+            batches: 0,
             last_heard: now,
             pinged: false,
             peer_ip: None,
@@ -110,6 +113,12 @@ impl IrcSession {
         reply::send(&self.outbox, lines);
     }
 
+    /// A batch id not used before on this connection.
+    pub(super) fn next_batch(&mut self) -> String {
+        self.batches += 1;
+        format!("h{}", self.batches)
+    }
+
     /// Queues a frame every dialect knows (`bye`, say).
     pub(super) fn push(&self, message: ServerMessage) {
         let _ = self.outbox.push(&Outbound::message(message));
@@ -124,11 +133,13 @@ impl IrcSession {
         let limits = &self.shared.limits;
         let isupport = format!(
             "CASEMAPPING=ascii CHANTYPES=# CHANNELLEN={} NICKLEN={} LINELEN={} \
-             CHANLIMIT=#:{} NETWORK={server} PREFIX=() CHANMODES=,,,",
+             CHANLIMIT=#:{} NETWORK={server} PREFIX=() CHANMODES=,,, \
+             CHATHISTORY={} MSGREFTYPES=msgid",
             crate::protocol::MAX_ROOM_LEN + 1,
             crate::protocol::MAX_NICK_LEN,
             crate::protocol::irc::MAX_LINE_LEN,
             limits.max_rooms,
+            limits.history_page_max,
         );
         let mut lines = n.text(
             "001",
@@ -321,6 +332,7 @@ impl IrcSession {
         };
         let silently = matches!(end, End::Shutdown);
         self.shared.moderation.gone(self.id);
+        self.shared.irc_away.leave(&self.nick, self.id);
         self.shared.rooms.depart(
             self.id,
             &self.nick,

@@ -13,14 +13,21 @@ impl IrcSession {
         let mask = params.first().copied().unwrap_or("*");
         let server = self.names.server();
         let mut lines = String::new();
+        let away = &self.shared.irc_away;
         let who = |channel: &str, nick: &Nickname| {
+            // `G`one for an IRC user of this node who is away, else `H`ere.
+            let here = if away.away_of(nick).is_some() {
+                "G"
+            } else {
+                "H"
+            };
             n.start("352")
                 .param(channel)
                 .param(nick.as_str())
                 .param(server)
                 .param(server)
                 .param(nick.as_str())
-                .param("H")
+                .param(here)
                 .trailing(&format!("0 {nick}"))
         };
         if let Some(room) = room_of(mask) {
@@ -64,10 +71,8 @@ impl IrcSession {
                     .param(nick.as_str())
                     .param(server)
                     .trailing("chatroom");
-                if nick.key() == self.nick.key()
-                    && let Some(away) = &self.away
-                {
-                    lines += &n.start("301").param(nick.as_str()).trailing(away);
+                if let Some(away) = self.shared.irc_away.away_of(&nick) {
+                    lines += &n.start("301").param(nick.as_str()).trailing(&away);
                 }
             }
             None => lines += &n.about("401", target, "No such nick/channel"),
@@ -76,8 +81,8 @@ impl IrcSession {
         self.send(lines);
     }
 
-    /// `302`: `nick=+nick@server` for each of up to five nicks that are
-    /// here.
+    /// `302`: `nick=+nick@server` (`-` for an away user) for each of up
+    /// to five nicks that are here.
     pub(super) fn on_userhost(&mut self, params: &[&str]) {
         if params.is_empty() {
             return self.not_enough("USERHOST");
@@ -87,7 +92,14 @@ impl IrcSession {
             .iter()
             .take(5)
             .filter_map(|target| self.find(target))
-            .map(|(nick, _)| format!("{nick}=+{nick}@{server}"))
+            .map(|(nick, _)| {
+                let here = if self.shared.irc_away.away_of(&nick).is_some() {
+                    '-'
+                } else {
+                    '+'
+                };
+                format!("{nick}={here}{nick}@{server}")
+            })
             .collect();
         self.send(self.numerics().text("302", &found.join(" ")));
     }

@@ -276,7 +276,13 @@ impl Session {
                     Box::pin(self.on_behind()).await
                 }
                 _ = tokio::time::sleep_until(deadline) => {
-                    if holds_buffer && Instant::now() >= self.last_heard + QUIET_READ_BUFFER {
+                    // Checked again now: the read above may have taken the
+                    // start of a line into the buffer while this slept, and
+                    // dropping it would cut that line.
+                    if holds_buffer
+                        && reader.read_buffer().is_empty()
+                        && Instant::now() >= self.last_heard + QUIET_READ_BUFFER
+                    {
                         *reader.read_buffer_mut() = bytes::BytesMut::new();
                     }
                     self.on_silence()
