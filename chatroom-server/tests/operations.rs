@@ -595,3 +595,66 @@ fn the_documented_alert_rules_and_scrape_config_are_valid() {
         );
     }
 }
+
+/// The status line the server answers a WebSocket upgrade from `origin`
+/// with.
+fn upgrade_status(addr: std::net::SocketAddr, origin: &str) -> String {
+    let mut socket = std::net::TcpStream::connect(addr).unwrap();
+    socket.set_read_timeout(Some(DEADLINE)).unwrap();
+    write!(
+        socket,
+        "GET /ws HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+         Origin: {origin}\r\n\r\n"
+    )
+    .unwrap();
+    let mut status = String::new();
+    BufReader::new(socket).read_line(&mut status).unwrap();
+    status.trim_end().to_owned()
+}
+
+#[test]
+fn a_sighup_makes_and_unmakes_a_server_operator_and_changes_web_origins() {
+    const CHEAP: &str = "hash_memory_kib = 64\nhash_iterations = 1\n";
+    const ORIGIN: &str = "https://chat.example.com";
+    let dir = TempDir::new("reload-operators");
+    let file = dir.write("server.toml", CHEAP);
+    let mut server = Server::builder()
+        .listen("127.0.0.1:0")
+        .set("history", "memory")
+        .arg("--config")
+        .arg(&file)
+        .start();
+    let (mut root, _) = TextClient::greeted(server.addr(), DEADLINE);
+    root.send("/nick root");
+    root.line_with("is now known as root");
+    root.send("/register a-long-password");
+    root.line_with("* you are logged in as root");
+    root.send("/modlog 5");
+    let refused = root.line_where(|l| l.starts_with("! "));
+    assert!(refused.contains("operators"), "{refused}");
+    assert!(upgrade_status(server.addr(), ORIGIN).contains(" 403 "));
+
+    dir.write(
+        "server.toml",
+        &format!("{CHEAP}operators = [\"root\"]\nweb_origins = [\"{ORIGIN}\"]\n"),
+    );
+    server.signal("HUP");
+    let applied = server.wait_for_log("settings reloaded", DEADLINE);
+    assert!(
+        applied.contains("operators") && applied.contains("web_origins"),
+        "{applied}"
+    );
+    // The same session, logged in before the reload, is an operator now.
+    root.send("/modlog 5");
+    root.line_with("* moderation log:");
+    assert!(upgrade_status(server.addr(), ORIGIN).contains(" 101 "));
+
+    dir.write("server.toml", CHEAP);
+    server.signal("HUP");
+    server.wait_for_log("settings reloaded", DEADLINE);
+    root.send("/modlog 5");
+    let refused = root.line_where(|l| l.starts_with("! "));
+    assert!(refused.contains("operators"), "{refused}");
+    assert!(upgrade_status(server.addr(), ORIGIN).contains(" 403 "));
+}

@@ -27,11 +27,13 @@ pub struct Reloaded {
 
 /// The operator keys a reload applies. Every other key needs a restart:
 /// it sized a queue, a table or a listener, or opened a store.
-const RELOADABLE: [&str; 4] = [
+const RELOADABLE: [&str; 6] = [
     "rate_per_sec",
     "rate_burst",
     "max_errors",
     "error_refill_secs",
+    "operators",
+    "web_origins",
 ];
 
 /// A session's per-connection rates.
@@ -60,6 +62,8 @@ pub(crate) struct Tuning {
     /// Moves at every reload that changes [`Rates`].
     generation: AtomicU64,
     rates: RwLock<Rates>,
+    /// The WebSocket origins allowed, as validated (lower-cased).
+    web_origins: RwLock<Vec<String>>,
     /// The settings in effect: the engine's first configuration with every
     /// reload's applied keys. A reload is compared against this.
     in_effect: Mutex<ServerConfig>,
@@ -70,6 +74,7 @@ impl Tuning {
         Self {
             generation: AtomicU64::new(0),
             rates: RwLock::new(limits.into()),
+            web_origins: RwLock::new(limits.web_origins.clone()),
             in_effect: Mutex::new(config),
         }
     }
@@ -82,6 +87,14 @@ impl Tuning {
     /// The rates in effect.
     pub(crate) fn rates(&self) -> Rates {
         *self.rates.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The WebSocket origins allowed now.
+    pub(crate) fn web_origins(&self) -> Vec<String> {
+        self.web_origins
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     pub(crate) fn reload(&self, new: &ServerConfig) -> Result<Reloaded, ConfigError> {
@@ -118,6 +131,10 @@ impl Tuning {
                 *in_effect = kept;
             }
             *self.rates.write().unwrap_or_else(PoisonError::into_inner) = (&limits).into();
+            *self
+                .web_origins
+                .write()
+                .unwrap_or_else(PoisonError::into_inner) = limits.web_origins.clone();
             self.generation.fetch_add(1, Relaxed);
         }
         Ok(reloaded)

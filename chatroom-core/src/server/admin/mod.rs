@@ -111,7 +111,9 @@ impl Admin {
 
     /// Applies `config` to the running engine: the settings that can change
     /// at run time (`rate_per_sec`, `rate_burst`, `max_errors`,
-    /// `error_refill_secs`) take effect, on live connections too; every
+    /// `error_refill_secs`, `operators`, `web_origins`) take effect, on live
+    /// connections too (an operator's next request, the next WebSocket
+    /// upgrade); every
     /// other setting whose value differs is named in
     /// [`Reloaded::needs_restart`] and keeps its old value.
     ///
@@ -119,7 +121,13 @@ impl Admin {
     /// The first setting of `config` that is out of range; then nothing
     /// changes.
     pub fn reload(&self, config: &ServerConfig) -> Result<Reloaded, ConfigError> {
-        self.shared.tuning.reload(config)
+        let reloaded = self.shared.tuning.reload(config)?;
+        if reloaded.applied.iter().any(|key| key == "operators") {
+            self.shared
+                .moderation
+                .set_operators(config.validate()?.operators);
+        }
+        Ok(reloaded)
     }
 
     /// Answers HTTP/1.1 `GET /metrics`, `/healthz` and `/readyz` on

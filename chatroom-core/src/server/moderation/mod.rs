@@ -75,8 +75,8 @@ pub(crate) struct Moderation {
     evictions: AtomicU64,
     /// The account and address of every session, for bans by nick.
     seen: Mutex<HashMap<SessionId, Seen>>,
-    /// Server operators' folded account names.
-    operators: Vec<String>,
+    /// Server operators' folded account names; replaced by a reload.
+    operators: RwLock<Vec<String>>,
 }
 
 fn read<T>(l: &RwLock<T>) -> RwLockReadGuard<'_, T> {
@@ -115,14 +115,20 @@ impl Moderation {
         Ok(Self {
             rules: RwLock::new(rules),
             moderated: AtomicUsize::new(moderated),
-            operators,
+            operators: RwLock::new(operators),
             ..Self::default()
         })
     }
 
     /// Whether `account` is a server operator.
     pub(crate) fn is_server_operator(&self, account: Option<&Nickname>) -> bool {
-        account.is_some_and(|a| self.operators.contains(&a.key()))
+        account.is_some_and(|a| read(&self.operators).contains(&a.key()))
+    }
+
+    /// Makes `operators` (folded account names) the server operators, from
+    /// the next request on (a reload of `operators`).
+    pub(crate) fn set_operators(&self, operators: Vec<String>) {
+        *self.operators.write().unwrap_or_else(|p| p.into_inner()) = operators;
     }
 
     /// A copy of `room`'s rules (server-wide: [`SERVER`]).

@@ -106,8 +106,16 @@ pub(crate) async fn serve(shared: Arc<Shared>, conn: Connection, shutdown: Cance
             let parts = reader.into_parts();
             let mut read = bytes::BytesMut::from(&first_line[..]);
             read.extend_from_slice(&parts.read_buf);
-            let upgraded =
-                Box::pin(web::serve(limits, read.freeze(), parts.io, writer, peer)).await;
+            let origins = shared.tuning.web_origins();
+            let upgraded = Box::pin(web::serve(
+                limits,
+                &origins,
+                read.freeze(),
+                parts.io,
+                writer,
+                peer,
+            ))
+            .await;
             if let Some(ws) = upgraded {
                 // A WebSocket's messages are already lines of the native
                 // dialect.

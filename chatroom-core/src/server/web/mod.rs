@@ -30,9 +30,11 @@ const STYLE_CSS: &str = include_str!("page/style.css");
 /// Serves one HTTP request that began with `read`. A WebSocket upgrade
 /// comes back as a [`Connection`] whose lines are the WebSocket's text
 /// messages, for the caller to serve as a native chat client; every other
-/// request is answered here and gives `None`.
+/// request is answered here and gives `None`. `origins` are the WebSocket
+/// origins allowed now (a reload may change them).
 pub(crate) async fn serve(
     limits: &Limits,
+    origins: &[String],
     read: Bytes,
     mut reader: BoxReader,
     mut writer: BoxWriter,
@@ -65,7 +67,7 @@ pub(crate) async fn serve(
         respond(&mut writer, NOT_FOUND, "text/plain", NOT_FOUND.1).await;
         return None;
     }
-    if !origin_allowed(&request, &limits.web_origins) {
+    if !origin_allowed(&request, origins) {
         tracing::info!(%peer, origin = request.origin.as_deref().unwrap_or(""), "websocket refused: origin not allowed");
         respond(&mut writer, FORBIDDEN, "text/plain", "origin not allowed\n").await;
         return None;
