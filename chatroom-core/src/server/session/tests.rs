@@ -79,6 +79,20 @@ impl Peer {
     }
 }
 
+/// Two native peers past their hellos, both in `den` with its members read.
+async fn ann_and_bob_in_den(shared: &Arc<Shared>) -> (Peer, Peer) {
+    let mut ann = Peer::connect(shared, 1);
+    let mut bob = Peer::connect(shared, 2);
+    ann.hello("ann").await;
+    bob.hello("bob").await;
+    for peer in [&mut ann, &mut bob] {
+        peer.send(r#"{"type":"join","room":"den","history":0}"#)
+            .await;
+        while !matches!(peer.frame().await, ServerMessage::Members { .. }) {}
+    }
+    (ann, bob)
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_silent_peer_is_greeted_as_text_once_the_sniff_window_passes() {
     let shared = shared();
@@ -197,19 +211,7 @@ async fn a_pong_keeps_a_native_peer_connected() {
 #[tokio::test]
 async fn replies_follow_request_order_and_a_line_reaches_the_other_member() {
     let shared = shared();
-    let mut ann = Peer::connect(&shared, 1);
-    let mut bob = Peer::connect(&shared, 2);
-    ann.hello("ann").await;
-    bob.hello("bob").await;
-    for peer in [&mut ann, &mut bob] {
-        peer.send(r#"{"type":"join","room":"den","history":0}"#)
-            .await;
-        loop {
-            if let ServerMessage::Members { .. } = peer.frame().await {
-                break;
-            }
-        }
-    }
+    let (mut ann, mut bob) = ann_and_bob_in_den(&shared).await;
     // Pipelined: a say, a bad line, a say to a room ann is not in, a ping.
     ann.send(r#"{"type":"say","room":"den","text":"one","ref":"1"}"#)
         .await;
@@ -303,15 +305,7 @@ async fn a_peer_that_reads_nothing_is_closed_once_a_write_waits_past_the_write_t
 #[tokio::test(start_paused = true)]
 async fn a_session_quiet_long_enough_to_give_back_its_read_buffer_reads_whole_lines_after() {
     let shared = shared();
-    let mut ann = Peer::connect(&shared, 1);
-    let mut bob = Peer::connect(&shared, 2);
-    ann.hello("ann").await;
-    bob.hello("bob").await;
-    for peer in [&mut ann, &mut bob] {
-        peer.send(r#"{"type":"join","room":"den","history":0}"#)
-            .await;
-        while !matches!(peer.frame().await, ServerMessage::Members { .. }) {}
-    }
+    let (mut ann, mut bob) = ann_and_bob_in_den(&shared).await;
     // Past the quiet time: both sessions dropped their read buffers.
     tokio::time::sleep(super::QUIET_READ_BUFFER * 3).await;
     // A line longer than the first buffer, arriving in two parts with a
