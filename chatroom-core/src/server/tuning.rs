@@ -90,6 +90,7 @@ impl Tuning {
     }
 
     /// The WebSocket origins allowed now.
+    #[cfg(feature = "web")]
     pub(crate) fn web_origins(&self) -> Vec<String> {
         self.web_origins
             .read()
