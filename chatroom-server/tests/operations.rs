@@ -18,7 +18,7 @@ use common::cluster::{node, start_node};
 use common::irc_client::{IrcClient, irc_addr};
 use common::json_client::JsonClient;
 use common::nats::Nats;
-use common::server::{BIN, Server};
+use common::server::{BIN, Server, ServerBuilder};
 use common::temp::TempDir;
 use common::text_client::TextClient;
 
@@ -272,17 +272,21 @@ fn say_burst(client: &mut JsonClient, room: &str, n: usize) -> usize {
     limited
 }
 
+/// A server on a free port, memory history, reading its settings from
+/// `file`, which a SIGHUP reads again.
+fn from_file(file: &std::path::Path) -> ServerBuilder {
+    Server::builder()
+        .listen("127.0.0.1:0")
+        .set("history", "memory")
+        .arg("--config")
+        .arg(file)
+}
+
 #[test]
 fn a_sighup_with_a_lower_rate_limits_a_live_connection() {
     let dir = TempDir::new("reload");
     let file = dir.write("server.toml", "rate_per_sec = 1000.0\nrate_burst = 1000\n");
-    let mut server = Server::builder()
-        .listen("127.0.0.1:0")
-        .set("history", "memory")
-        .set("admin_listen", "127.0.0.1:0")
-        .arg("--config")
-        .arg(&file)
-        .start();
+    let mut server = from_file(&file).set("admin_listen", "127.0.0.1:0").start();
     let (mut ann, _) = JsonClient::hello(server.addr(), "ann", DEADLINE);
     ann.join("ops");
     assert_eq!(say_burst(&mut ann, "ops", 10), 0);
@@ -313,12 +317,7 @@ fn a_sighup_with_a_lower_rate_limits_a_live_connection() {
 fn a_broken_file_on_sighup_keeps_the_old_settings() {
     let dir = TempDir::new("reload-bad");
     let file = dir.write("server.toml", "rate_per_sec = 1000.0\nrate_burst = 1000\n");
-    let mut server = Server::builder()
-        .listen("127.0.0.1:0")
-        .set("history", "memory")
-        .arg("--config")
-        .arg(&file)
-        .start();
+    let mut server = from_file(&file).start();
     let (mut ann, _) = JsonClient::hello(server.addr(), "ann", DEADLINE);
     ann.join("ops");
 
@@ -619,12 +618,7 @@ fn a_sighup_makes_and_unmakes_a_server_operator_and_changes_web_origins() {
     const ORIGIN: &str = "https://chat.example.com";
     let dir = TempDir::new("reload-operators");
     let file = dir.write("server.toml", CHEAP);
-    let mut server = Server::builder()
-        .listen("127.0.0.1:0")
-        .set("history", "memory")
-        .arg("--config")
-        .arg(&file)
-        .start();
+    let mut server = from_file(&file).start();
     let (mut root, _) = TextClient::greeted(server.addr(), DEADLINE);
     root.send("/nick root");
     root.line_with("is now known as root");
