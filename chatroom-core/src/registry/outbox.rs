@@ -3,12 +3,13 @@
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use futures::task::AtomicWaker;
+use parking_lot::{Mutex, MutexGuard};
 use tokio::sync::Notify;
 
 use crate::protocol::{self, ServerFrame, ServerMessage};
@@ -23,16 +24,22 @@ pub struct Outbound {
     frame: ServerFrame,
     json: Bytes,
     text: OnceLock<Option<Bytes>>,
+    /// The frame is a `bye`: nothing is written after it. Worked out once
+    /// here, so the queue can tell the writer without the writer looking
+    /// at every frame it writes.
+    bye: bool,
 }
 
 impl Outbound {
     /// Encodes `frame` and wraps it for sharing.
     pub fn new(frame: ServerFrame) -> Arc<Self> {
         let json = protocol::encode_server(&frame);
+        let bye = matches!(frame.message, ServerMessage::Bye { .. });
         Arc::new(Self {
             frame,
             json,
             text: OnceLock::new(),
+            bye,
         })
     }
 
@@ -49,6 +56,11 @@ impl Outbound {
     /// The JSON line, with its `\n`.
     pub(crate) fn json(&self) -> &Bytes {
         &self.json
+    }
+
+    /// True for a `bye`, the last frame a session writes.
+    pub(crate) fn is_bye(&self) -> bool {
+        self.bye
     }
 
     /// The text-dialect line with its `\r\n`, or `None` when text clients
@@ -84,12 +96,16 @@ const PACE: std::time::Duration = std::time::Duration::from_millis(2);
 /// writes, so it is no brake on a reader that keeps up.
 const PACED_BYTES: usize = 64 * 1024;
 
-/// A queue keeps at most this many slots while its writer is parked; a
-/// larger buffer, grown by a burst, is given back when the writer finds the
-/// queue empty and parks, so an idle connection holds no queue memory. (Not
-/// on every drain: under load the writer empties the queue at every batch,
-/// and giving the buffer back each time made every batch regrow it.)
+/// A queue keeps at most this many slots once its writer has been parked
+/// for [`KEEP_LISTS`]; a larger buffer, grown by a burst, is given back
+/// then, so an idle connection holds no queue memory. (Not on every drain,
+/// nor at every park: under load the writer empties the queue at every
+/// batch and often parks between batches, and giving the buffer back each
+/// time made every batch regrow it.)
 pub(crate) const KEEP_SLOTS: usize = 64;
+
+/// How long a parked writer keeps lists larger than [`KEEP_SLOTS`].
+const KEEP_LISTS: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Why a session's outbox was closed from outside.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -122,10 +138,8 @@ pub(crate) enum PushError {
 /// batch. (A channel wakes its receiver on every send; in a room of 100 that
 /// was most of the cost of a delivery, docs/benchmarks.md.)
 struct Queue {
-    frames: Mutex<VecDeque<Arc<Outbound>>>,
+    frames: Mutex<Frames>,
     max_frames: usize,
-    /// Bytes queued and not yet written; the writer subtracts what it wrote.
-    queued_bytes: AtomicUsize,
     max_bytes: usize,
     /// The writer, parked on an empty queue.
     writer: AtomicWaker,
@@ -145,34 +159,70 @@ struct Queue {
     fell_behind: Notify,
 }
 
+/// What the queue's lock guards: the list and its byte count, kept
+/// together so a push checks and counts under the one lock it takes anyway
+/// (a separate atomic counter was a second contended cache line per
+/// delivery).
+#[derive(Default)]
+struct Frames {
+    list: VecDeque<Arc<Outbound>>,
+    /// JSON bytes of the frames queued and of those the writer took and has
+    /// not yet written: what the byte bound counts.
+    bytes: usize,
+    /// Bytes of the frames queued since the writer's last take.
+    fresh: usize,
+    /// A `bye` was queued since the writer's last take.
+    bye: bool,
+}
+
+/// What one take handed the writer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Taken {
+    /// Frames moved to the writer's list; 0 only when every sender is gone
+    /// and the queue is empty.
+    pub(crate) frames: usize,
+    /// Their JSON bytes, which the writer gives back with its next take.
+    pub(crate) bytes: usize,
+    /// One of them is a `bye`.
+    pub(crate) bye: bool,
+}
+
 impl Queue {
-    fn frames(&self) -> MutexGuard<'_, VecDeque<Arc<Outbound>>> {
-        // Nothing panics while holding the lock; a poisoned lock still
-        // holds a consistent list.
-        self.frames.lock().unwrap_or_else(PoisonError::into_inner)
+    fn frames(&self) -> MutexGuard<'_, Frames> {
+        // A lock without poisoning: std's checks the thread's panic state
+        // on every lock and unlock, which is on every delivery here, and
+        // nothing panics while holding this one.
+        self.frames.lock()
     }
 
-    /// Moves every queued frame to the back of `buf`; the number moved.
-    /// An empty `buf` trades places with the queue's list, so a batch moves
-    /// no frame at all: the writer writes from the list the rooms filled,
-    /// and its own emptied list takes the queue's place.
-    fn take(&self, buf: &mut VecDeque<Arc<Outbound>>) -> usize {
-        let mut frames = self.frames();
-        let n = frames.len();
+    /// Gives back `written` bytes the writer has written, then moves every
+    /// queued frame to the back of `buf`. An empty `buf` trades places with
+    /// the queue's list, so a batch moves no frame at all: the writer
+    /// writes from the list the rooms filled, and its own emptied list
+    /// takes the queue's place.
+    fn take(&self, buf: &mut VecDeque<Arc<Outbound>>, written: usize) -> Taken {
+        let mut guard = self.frames();
+        let frames = &mut *guard;
+        frames.bytes -= written;
+        let taken = Taken {
+            frames: frames.list.len(),
+            bytes: std::mem::take(&mut frames.fresh),
+            bye: std::mem::take(&mut frames.bye),
+        };
         if buf.is_empty() {
-            std::mem::swap(&mut *frames, buf);
+            std::mem::swap(&mut frames.list, buf);
         } else {
-            buf.extend(frames.drain(..));
+            buf.extend(frames.list.drain(..));
         }
-        n
+        taken
     }
 
     /// Gives back the queue's buffer when it is empty and large; called by
-    /// a writer about to park.
+    /// a writer that has been parked a while.
     fn shrink_if_idle(&self) {
         let mut frames = self.frames();
-        if frames.is_empty() && frames.capacity() > KEEP_SLOTS {
-            *frames = VecDeque::new();
+        if frames.list.is_empty() && frames.list.capacity() > KEEP_SLOTS {
+            frames.list = VecDeque::new();
         }
     }
 }
@@ -212,9 +262,8 @@ pub(crate) struct OutboxReceiver {
 pub(crate) fn outbox(max_frames: usize, max_bytes: usize) -> (Outbox, OutboxReceiver) {
     assert!(max_frames > 0, "an outbox holds at least one frame");
     let queue = Arc::new(Queue {
-        frames: Mutex::new(VecDeque::new()),
+        frames: Mutex::new(Frames::default()),
         max_frames,
-        queued_bytes: AtomicUsize::new(0),
         max_bytes,
         writer: AtomicWaker::new(),
         writing: AtomicWaker::new(),
@@ -280,27 +329,24 @@ impl Outbox {
         max_bytes: usize,
     ) -> Result<(), PushError> {
         let queue = self.queue();
-        // The reason is set before the token is cancelled, and reading it
-        // is one atomic load; the token's own check takes a lock, which
-        // showed up on the fanout path (docs/benchmarks.md).
+        // Reading the reason is one atomic load.
         if queue.reason.get().is_some() || queue.receiver_gone.load(Ordering::Relaxed) {
             return Err(PushError::Closed);
         }
         let len = frame.json().len();
-        let before = queue.queued_bytes.fetch_add(len, Ordering::Relaxed);
-        if before > 0 && before + len > max_bytes {
-            queue.queued_bytes.fetch_sub(len, Ordering::Relaxed);
-            return Err(PushError::Full);
-        }
         let was_empty = {
-            let mut frames = queue.frames();
-            if frames.len() >= max_frames {
-                drop(frames);
-                queue.queued_bytes.fetch_sub(len, Ordering::Relaxed);
+            let mut guard = queue.frames();
+            let frames = &mut *guard;
+            if frames.list.len() >= max_frames
+                || (frames.bytes > 0 && frames.bytes + len > max_bytes)
+            {
                 return Err(PushError::Full);
             }
-            frames.push_back(frame.clone());
-            frames.len() == 1
+            frames.bytes += len;
+            frames.fresh += len;
+            frames.bye |= frame.is_bye();
+            frames.list.push_back(frame.clone());
+            frames.list.len() == 1
         };
         // A writer with frames still queued comes back for them without
         // being told; only one that may be parked on an empty queue is.
@@ -360,13 +406,13 @@ impl Outbox {
     /// producer that can wait (a backlog being streamed) waits then.
     pub(crate) fn is_half_full(&self) -> bool {
         let queue = self.queue();
-        queue.queued_bytes.load(Ordering::Relaxed) > queue.max_bytes / 2
-            || queue.frames().len() > queue.max_frames / 2
+        let frames = queue.frames();
+        frames.bytes > queue.max_bytes / 2 || frames.list.len() > queue.max_frames / 2
     }
 
     /// Bytes queued and not yet written.
     pub(crate) fn queued_bytes(&self) -> usize {
-        self.queue().queued_bytes.load(Ordering::Relaxed)
+        self.queue().frames().bytes
     }
 
     /// True once the session has been cut off or its writer is gone.
@@ -380,7 +426,7 @@ impl fmt::Debug for Outbox {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let queue = self.queue();
         f.debug_struct("Outbox")
-            .field("queued_bytes", &queue.queued_bytes.load(Ordering::Relaxed))
+            .field("queued_bytes", &queue.frames().bytes)
             .field("cut", &queue.reason.get().is_some())
             .finish()
     }
@@ -388,42 +434,61 @@ impl fmt::Debug for Outbox {
 
 impl OutboxReceiver {
     /// Waits for queued frames or the cut-off, whichever comes first; a
-    /// cut-off wins when both are ready. Moves every queued frame to the
-    /// back of `buf` (the queue's bounds bound it); `Ok(0)` means every
+    /// cut-off wins when both are ready. First gives back the `written`
+    /// bytes of the last batch (what its [`Taken::bytes`] said, once it is
+    /// written), then moves every queued frame to the back of `buf` (the
+    /// queue's bounds bound it). A [`Taken`] of no frames means every
     /// sender is gone and the queue is empty.
     ///
     /// # Errors
     /// The [`CutReason`] once the session has been cut off.
     ///
     /// # Cancel safety
-    /// Cancel-safe: frames move into `buf` only when this completes.
+    /// Cancel-safe: frames move into `buf` only when this completes. The
+    /// written bytes are given back at the first poll, and `written` is 0
+    /// from then on.
     pub(crate) async fn next_batch(
         &mut self,
         buf: &mut VecDeque<Arc<Outbound>>,
-    ) -> Result<usize, CutReason> {
+        written: &mut usize,
+    ) -> Result<Taken, CutReason> {
         let queue = &*self.queue;
-        std::future::poll_fn(|cx| Self::poll_batch(queue, cx, buf)).await
+        if buf.capacity() <= KEEP_SLOTS {
+            return std::future::poll_fn(|cx| Self::poll_batch(queue, cx, buf, written)).await;
+        }
+        // A burst left large lists. They are kept while frames keep coming
+        // (regrowing them batch after batch was a reallocation every few
+        // deliveries) and given back once the queue has been empty for
+        // `KEEP_LISTS`, so an idle connection holds no queue memory. The
+        // timer is armed only when the writer parks with large lists.
+        let wait = std::future::poll_fn(|cx| Self::poll_batch(queue, cx, buf, written));
+        if let Ok(taken) = tokio::time::timeout(KEEP_LISTS, wait).await {
+            return taken;
+        }
+        queue.shrink_if_idle();
+        if buf.is_empty() {
+            *buf = VecDeque::new();
+        }
+        std::future::poll_fn(|cx| Self::poll_batch(queue, cx, buf, written)).await
     }
 
     fn poll_batch(
         queue: &Queue,
         cx: &mut Context<'_>,
         buf: &mut VecDeque<Arc<Outbound>>,
-    ) -> Poll<Result<usize, CutReason>> {
+        written: &mut usize,
+    ) -> Poll<Result<Taken, CutReason>> {
+        // `written` is given back by the first take and is 0 after it, so
+        // a wait that is polled again, or started over, gives it back once.
         if let Some(reason) = queue.reason.get() {
             return Poll::Ready(Err(reason.clone()));
         }
         // Read before looking at the list: a sender's last push happens
         // before it is dropped, so "gone and empty" is really the end.
         let gone = queue.senders_gone.load(Ordering::Acquire);
-        let n = queue.take(buf);
-        if n > 0 || gone {
-            return Poll::Ready(Ok(n));
-        }
-        // About to park: an idle connection keeps no large buffers.
-        queue.shrink_if_idle();
-        if buf.capacity() > KEEP_SLOTS {
-            *buf = VecDeque::new();
+        let taken = queue.take(buf, std::mem::take(written));
+        if taken.frames > 0 || gone {
+            return Poll::Ready(Ok(taken));
         }
         // Register, then look again: a push (or a cut-off) between the
         // first look and the registration woke nobody, or the waker left
@@ -433,9 +498,9 @@ impl OutboxReceiver {
             return Poll::Ready(Err(reason.clone()));
         }
         let gone = queue.senders_gone.load(Ordering::Acquire);
-        let n = queue.take(buf);
-        if n > 0 || gone {
-            Poll::Ready(Ok(n))
+        let taken = queue.take(buf, 0);
+        if taken.frames > 0 || gone {
+            Poll::Ready(Ok(taken))
         } else {
             Poll::Pending
         }
@@ -444,12 +509,12 @@ impl OutboxReceiver {
     #[cfg(any(test, feature = "test-util"))]
     /// Takes frames that are already queued, without waiting.
     pub(crate) fn try_recv(&mut self) -> Option<Arc<Outbound>> {
-        self.queue.frames().pop_front()
-    }
-
-    /// Tells the queue that `bytes` of JSON-encoded frames left it.
-    pub(crate) fn release(&self, bytes: usize) {
-        self.queue.queued_bytes.fetch_sub(bytes, Ordering::Relaxed);
+        let mut frames = self.queue.frames();
+        let frame = frames.list.pop_front()?;
+        let len = frame.json().len();
+        frames.bytes -= len;
+        frames.fresh = frames.fresh.saturating_sub(len);
+        Some(frame)
     }
 
     /// Completes when the session is cut off.
@@ -483,7 +548,7 @@ impl Drop for OutboxReceiver {
         self.queue.receiver_gone.store(true, Ordering::Relaxed);
         // Frames nobody will write are freed now, not when the last room
         // lets go of the sender.
-        let dropped = std::mem::take(&mut *self.queue.frames());
+        let dropped = std::mem::take(&mut self.queue.frames().list);
         drop(dropped);
     }
 }

@@ -9,19 +9,22 @@
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use crate::protocol::{ErrorCode, ServerMessage};
 use crate::registry::{CutReason, Outbound, OutboxReceiver};
 use crate::transport::BoxWriter;
 
-/// Most frames handed to one vectored write. Stays well under the kernel's
-/// iovec limit (1024 on Linux).
-const BATCH: usize = 128;
+/// Most frames handed to one vectored write: 64 frames of a typical chat
+/// line are several kilobytes, enough to make a write worth its syscall,
+/// and the slices (1 KiB) sit on the stack.
+const BATCH: usize = 64;
 
 /// How long a cut-off peer's socket gets to take the notice and `bye`.
 const NOTICE_WINDOW: Duration = Duration::from_millis(200);
@@ -68,26 +71,28 @@ pub(crate) async fn run(
     // cut-off in the middle of a write knows where the peer's stream stands.
     // It is empty whenever a batch is taken, so taking one swaps lists.
     let mut pending = Pending::new(dialect);
+    // Bytes of the last batch, written and given back with the next take.
+    let mut written = 0;
     loop {
-        let n = match rx.next_batch(&mut pending.frames).await {
-            Ok(n) => n,
+        let taken = match rx.next_batch(&mut pending.frames, &mut written).await {
+            Ok(taken) => taken,
             Err(reason) => return cut_off(writer, reason, dialect, pending).await,
         };
-        if n == 0 {
+        if taken.frames == 0 {
             let _ = writer.shutdown().await;
             return WriterEnd::Drained;
         }
-        let queued: usize = pending.frames.iter().map(|f| f.json().len()).sum();
+        written = taken.bytes;
         // `bye` is the last frame a peer gets. Room traffic can still reach
         // the queue after it, from other sessions' threads, until the
-        // session has left its rooms; that traffic is dropped here.
-        let said_bye = match pending.frames.iter().position(is_bye) {
-            Some(at) => {
-                pending.frames.truncate(at + 1);
-                true
-            }
-            None => false,
-        };
+        // session has left its rooms; that traffic is dropped here. (The
+        // queue says whether a batch holds a `bye`, so the frames of an
+        // ordinary batch are not looked at one by one.)
+        if taken.bye
+            && let Some(at) = pending.frames.iter().position(|f| f.is_bye())
+        {
+            pending.frames.truncate(at + 1);
+        }
         // The encoded bytes stay shared with every other recipient and are
         // borrowed for the write: a delivery costs no copy and no
         // reference-count traffic beyond the queue's own `Arc`.
@@ -98,19 +103,23 @@ pub(crate) async fn run(
             reason = rx.cut() => return cut_off(writer, reason, dialect, pending).await,
             r = write_pending(&mut writer, &mut pending, write_timeout) => r,
         };
-        rx.release(queued);
         if let Err(e) = result {
             return WriterEnd::Failed(e);
         }
-        if said_bye {
+        if taken.bye {
             let _ = writer.shutdown().await;
             return WriterEnd::Drained;
         }
     }
 }
 
-fn is_bye(frame: &Arc<Outbound>) -> bool {
-    matches!(frame.frame().message, ServerMessage::Bye { .. })
+/// What one vectored write was offered.
+#[derive(Debug, Default)]
+struct Sent {
+    /// Frames from the front, including those with nothing to write.
+    frames: usize,
+    /// Their bytes (of the front frame, what was left of it).
+    bytes: usize,
 }
 
 /// Frames not yet written, front first, in the peer's dialect.
@@ -135,6 +144,42 @@ impl Pending {
     /// The frame's bytes in this dialect; empty when it has no rendering.
     fn bytes<'a>(&self, frame: &'a Outbound) -> &'a [u8] {
         self.dialect.bytes(frame).map_or(&[], |b| &b[..])
+    }
+
+    /// One vectored write of up to [`BATCH`] frames from the front. The
+    /// slices are gathered on the stack at every poll: nothing is
+    /// allocated per write, and nothing is kept in the writer's future,
+    /// whose size every idle connection pays.
+    ///
+    /// `sent` says what was offered: the frames from the front it covers
+    /// (with those that have nothing to write) and their bytes.
+    fn poll_write(
+        &self,
+        writer: Pin<&mut (dyn AsyncWrite + Send)>,
+        cx: &mut Context<'_>,
+        sent: &mut Sent,
+    ) -> Poll<io::Result<usize>> {
+        let mut slices = [IoSlice::new(&[]); BATCH];
+        let mut n = 0;
+        *sent = Sent::default();
+        for frame in &self.frames {
+            let bytes = self.bytes(frame);
+            let bytes = if sent.frames == 0 {
+                &bytes[self.front_written..]
+            } else {
+                bytes
+            };
+            if !bytes.is_empty() {
+                if n == BATCH {
+                    break;
+                }
+                slices[n] = IoSlice::new(bytes);
+                n += 1;
+                sent.bytes += bytes.len();
+            }
+            sent.frames += 1;
+        }
+        writer.poll_write_vectored(cx, &slices[..n])
     }
 
     /// Drops the front frames that have nothing (left) to write.
@@ -164,42 +209,36 @@ async fn write_pending(
 ) -> io::Result<()> {
     loop {
         pending.skip_written();
-        let Some(front) = pending.frames.front() else {
+        if pending.frames.is_empty() {
             break;
-        };
-        let mut written = {
-            // Sized up front: one allocation per write, not a regrowth.
-            let mut slices = Vec::with_capacity(pending.frames.len().min(BATCH));
-            slices.push(IoSlice::new(&pending.bytes(front)[pending.front_written..]));
-            slices.extend(
-                pending
-                    .frames
-                    .iter()
-                    .skip(1)
-                    .map(|f| pending.bytes(f))
-                    .filter(|b| !b.is_empty())
-                    .take(BATCH - 1)
-                    .map(IoSlice::new),
-            );
-            within(stall, writer.write_vectored(&slices)).await?
-        };
+        }
+        let mut sent = Sent::default();
+        let mut written = within(
+            stall,
+            std::future::poll_fn(|cx| pending.poll_write(writer.as_mut(), cx, &mut sent)),
+        )
+        .await?;
         if written == 0 {
             return Err(io::ErrorKind::WriteZero.into());
         }
-        while written > 0 {
-            let front = pending
-                .frames
-                .front()
-                .expect("written bytes came from pending");
+        if written == sent.bytes {
+            // Everything offered went: the usual case, no frame looked at
+            // again.
+            pending.frames.drain(..sent.frames);
+            pending.front_written = 0;
+            continue;
+        }
+        // A short write: whole frames first, then at most one partly
+        // written.
+        while let Some(front) = pending.frames.front() {
             let left = pending.bytes(front).len() - pending.front_written;
-            if written >= left {
-                written -= left;
-                pending.frames.pop_front();
-                pending.front_written = 0;
-            } else {
+            if written < left {
                 pending.front_written += written;
-                written = 0;
+                break;
             }
+            written -= left;
+            pending.frames.pop_front();
+            pending.front_written = 0;
         }
     }
     within(stall, writer.flush()).await

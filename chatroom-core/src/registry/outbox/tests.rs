@@ -3,6 +3,34 @@
 use super::*;
 use crate::protocol::ServerMessage;
 
+fn frames(taken: Result<Taken, CutReason>) -> Result<usize, CutReason> {
+    taken.map(|t| t.frames)
+}
+
+#[test]
+fn a_take_says_how_many_bytes_it_moved_and_whether_a_bye_is_among_them() {
+    let (tx, rx) = outbox(16, 1 << 20);
+    let pong = Outbound::message(ServerMessage::Pong);
+    let bye = Outbound::message(ServerMessage::Bye { reason: "x".into() });
+    tx.push(&pong).unwrap();
+    tx.offer(&pong).unwrap();
+    let mut buf = VecDeque::new();
+    let first = rx.queue.take(&mut buf, 0);
+    assert_eq!(first.frames, 2);
+    assert_eq!(first.bytes, 2 * pong.json().len());
+    assert!(!first.bye);
+    assert_eq!(tx.queued_bytes(), first.bytes, "taken, not yet written");
+    tx.push(&bye).unwrap();
+    let second = rx.queue.take(&mut buf, first.bytes);
+    assert_eq!(
+        (second.frames, second.bytes, second.bye),
+        (1, bye.json().len(), true)
+    );
+    assert_eq!(tx.queued_bytes(), bye.json().len());
+    assert!(!rx.queue.take(&mut buf, second.bytes).bye);
+    assert_eq!(tx.queued_bytes(), 0);
+}
+
 #[test]
 fn own_frames_past_twice_the_frame_bound_cut_off() {
     let (tx, rx) = outbox(2, 1 << 20);
@@ -24,7 +52,10 @@ fn own_frames_past_twice_the_byte_bound_cut_off() {
         tx.push(&f).unwrap();
     }
     assert_eq!(tx.push(&f), Err(PushError::Full));
-    rx.release(len);
+    // Written bytes given back do not reopen a queue that was cut off.
+    let mut buf = VecDeque::new();
+    assert_eq!(rx.queue.take(&mut buf, 0).frames, 6);
+    assert_eq!(rx.queue.take(&mut buf, 6 * len).frames, 0);
     assert!(tx.is_closed());
 }
 
@@ -50,7 +81,7 @@ async fn a_parked_writer_is_woken_by_a_push_and_takes_everything_queued() {
         let mut buf = VecDeque::new();
         let mut got = 0;
         while got < 5 {
-            got += rx.next_batch(&mut buf).await.unwrap();
+            got += rx.next_batch(&mut buf, &mut 0).await.unwrap().frames;
         }
         (got, rx)
     });
@@ -73,8 +104,8 @@ async fn the_writer_drains_what_is_left_after_the_last_sender_goes() {
     tx.push(&f).unwrap();
     drop(tx);
     let mut buf = VecDeque::new();
-    assert_eq!(rx.next_batch(&mut buf).await, Ok(2));
-    assert_eq!(rx.next_batch(&mut buf).await, Ok(0));
+    assert_eq!(frames(rx.next_batch(&mut buf, &mut 0).await), Ok(2));
+    assert_eq!(frames(rx.next_batch(&mut buf, &mut 0).await), Ok(0));
     assert_eq!(buf.len(), 2);
 }
 
@@ -89,56 +120,73 @@ fn a_gone_writer_closes_the_queue_and_frees_its_frames() {
     assert_eq!(Arc::strong_count(&f), 1);
 }
 
-#[tokio::test]
-async fn a_parking_writer_gives_back_large_buffers_and_keeps_small_ones() {
+#[tokio::test(start_paused = true)]
+async fn a_parked_writer_gives_back_large_lists_after_a_quiet_second_and_keeps_small_ones() {
     let (tx, mut rx) = outbox(1024, 1 << 20);
     let f = Outbound::message(ServerMessage::Pong);
     for _ in 0..500 {
         tx.push(&f).unwrap();
     }
     let mut buf = VecDeque::new();
-    assert_eq!(rx.next_batch(&mut buf).await, Ok(500));
+    assert_eq!(frames(rx.next_batch(&mut buf, &mut 0).await), Ok(500));
     // The batch is the queue's own list; the queue got the writer's.
     assert!(buf.capacity() >= 500);
-    assert_eq!(rx.queue.frames().capacity(), 0);
-    // A burst refills the queue; the writer has not parked, so nothing is
-    // given back in between.
+    assert_eq!(rx.queue.frames().list.capacity(), 0);
+    // A burst refills the queue; the lists trade places and keep their
+    // room.
     buf.clear();
     for _ in 0..200 {
         tx.push(&f).unwrap();
     }
-    assert_eq!(rx.next_batch(&mut buf).await, Ok(200));
-    assert!(
-        rx.queue.frames().capacity() >= 500,
-        "the lists trade places and keep their room"
-    );
+    assert_eq!(frames(rx.next_batch(&mut buf, &mut 0).await), Ok(200));
+    assert!(rx.queue.frames().list.capacity() >= 500);
+    // The writer parks with large lists and the next burst comes within
+    // the second: nothing was given back, nothing regrows.
     buf.clear();
-    // Nothing queued: the writer parks, and both lists are given back.
-    let parked = futures::poll!(std::pin::pin!(rx.next_batch(&mut buf)));
-    assert!(parked.is_pending());
-    assert_eq!(buf.capacity(), 0);
-    assert!(rx.queue.frames().capacity() <= KEEP_SLOTS);
-    // A small one is kept: a connection that chats does not reallocate.
-    tx.push(&f).unwrap();
-    assert_eq!(rx.next_batch(&mut buf).await, Ok(1));
+    let mut none = 0;
+    let (taken, ()) = tokio::join!(rx.next_batch(&mut buf, &mut none), async {
+        tokio::time::sleep(KEEP_LISTS / 2).await;
+        tx.push(&f).unwrap();
+    });
+    assert_eq!(frames(taken), Ok(1));
+    assert!(buf.capacity() >= 200 && rx.queue.frames().list.capacity() >= 200);
+    // A quiet second: both lists are given back while the writer waits.
     buf.clear();
-    let parked = futures::poll!(std::pin::pin!(rx.next_batch(&mut buf)));
+    let mut none = 0;
+    let (taken, ()) = tokio::join!(rx.next_batch(&mut buf, &mut none), async {
+        tokio::time::sleep(KEEP_LISTS * 2).await;
+        assert_eq!(rx_lists(&tx), 0);
+        tx.push(&f).unwrap();
+    });
+    assert_eq!(frames(taken), Ok(1));
+    assert!(buf.capacity() <= KEEP_SLOTS);
+    // Small ones are kept: a connection that chats does not reallocate.
+    buf.clear();
+    let parked = futures::poll!(std::pin::pin!(rx.next_batch(&mut buf, &mut 0)));
     assert!(parked.is_pending());
-    assert!(buf.capacity() > 0 || rx.queue.frames().capacity() > 0);
+    assert!(buf.capacity() > 0 || rx.queue.frames().list.capacity() > 0);
+}
+
+/// The capacity of the queue's own list, seen from the sending side.
+fn rx_lists(tx: &Outbox) -> usize {
+    tx.queue().frames().list.capacity()
 }
 
 #[tokio::test]
 async fn a_cut_off_reaches_a_parked_writer_and_one_stuck_in_a_write() {
     let (tx, mut rx) = outbox(16, 1 << 20);
     let mut buf = VecDeque::new();
-    let parked = futures::poll!(std::pin::pin!(rx.next_batch(&mut buf)));
+    let parked = futures::poll!(std::pin::pin!(rx.next_batch(&mut buf, &mut 0)));
     assert!(parked.is_pending());
     let (stuck, ()) = tokio::join!(rx.cut(), async {
         tokio::task::yield_now().await;
         tx.cut_off(CutReason::NickLost);
     });
     assert_eq!(stuck, CutReason::NickLost);
-    assert_eq!(rx.next_batch(&mut buf).await, Err(CutReason::NickLost));
+    assert_eq!(
+        frames(rx.next_batch(&mut buf, &mut 0).await),
+        Err(CutReason::NickLost)
+    );
 }
 
 /// A producer on another thread and the writer on the runtime, racing
@@ -161,18 +209,19 @@ async fn a_racing_producer_and_writer_lose_no_wake_up() {
     let writer = async {
         let mut buf = VecDeque::new();
         let mut next = 0;
+        let mut written = 0;
         loop {
-            let n = rx.next_batch(&mut buf).await.unwrap();
-            if n == 0 {
+            let taken = rx.next_batch(&mut buf, &mut written).await.unwrap();
+            if taken.frames == 0 {
                 return next;
             }
+            written = taken.bytes;
             for frame in buf.drain(..) {
                 let ServerMessage::Notice { text } = &frame.frame().message else {
                     unreachable!()
                 };
                 assert_eq!(text.parse::<usize>().unwrap(), next);
                 next += 1;
-                rx.release(frame.json().len());
             }
         }
     };
@@ -222,7 +271,10 @@ proptest::proptest! {
             text.split(':').next().unwrap().parse::<usize>().unwrap()
         };
         let mut queued_frames = 0usize;
+        // Bytes not yet given back: queued, or written since the last take
+        // (a writer gives them back with its next take).
         let mut queued_bytes = 0usize;
+        let mut written = 0usize;
         for (n, step) in steps.into_iter().enumerate() {
             match step {
                 Step::Offer(extra) => {
@@ -249,28 +301,34 @@ proptest::proptest! {
                     // The writer takes everything queued behind what it
                     // still holds, then writes up to `limit` frames.
                     let held = writer.len();
-                    let got = rx.queue.take(&mut writer);
-                    proptest::prop_assert_eq!(got, writer.len() - held);
+                    let got = rx.queue.take(&mut writer, written);
+                    queued_bytes -= written;
+                    written = 0;
+                    proptest::prop_assert_eq!(got.frames, writer.len() - held);
+                    proptest::prop_assert_eq!(
+                        got.bytes,
+                        writer.iter().skip(held).map(|f| f.json().len()).sum::<usize>()
+                    );
                     // The frame bound counts what waits in the queue; the
                     // byte bound, what is not written yet.
-                    queued_frames -= got;
+                    queued_frames -= got.frames;
                     for frame in writer.drain(..limit.min(writer.len())) {
-                        let len = frame.json().len();
-                        rx.release(len);
-                        queued_bytes -= len;
+                        written += frame.json().len();
                         taken.push(number(&frame));
                     }
                 }
             }
         }
-        queued_frames -= rx.queue.take(&mut writer);
+        queued_frames -= rx.queue.take(&mut writer, written).frames;
+        written = 0;
         for frame in writer.drain(..) {
-            rx.release(frame.json().len());
+            written += frame.json().len();
             taken.push(number(&frame));
         }
+        rx.queue.take(&mut writer, written);
         proptest::prop_assert_eq!(queued_frames, 0);
         proptest::prop_assert_eq!(taken, accepted);
-        proptest::prop_assert_eq!(tx.queue().queued_bytes.load(Ordering::Relaxed), 0);
+        proptest::prop_assert_eq!(tx.queued_bytes(), 0);
         proptest::prop_assert!(!tx.is_closed());
     }
 }

@@ -41,16 +41,18 @@ pub(super) async fn run(
         buf: Vec::new(),
         written: 0,
     };
+    // Bytes of the last batch, written and given back with the next take.
+    let mut written = 0;
     loop {
-        let n = match rx.next_batch(&mut batch).await {
-            Ok(n) => n,
+        let taken = match rx.next_batch(&mut batch, &mut written).await {
+            Ok(taken) => taken,
             Err(reason) => return cut_off(writer, reason, pending).await,
         };
-        if n == 0 {
+        if taken.frames == 0 {
             let _ = writer.shutdown().await;
             return WriterEnd::Drained;
         }
-        let queued: usize = batch.iter().map(|f| f.json().len()).sum();
+        written = taken.bytes;
         let mut said_bye = false;
         for frame in batch.drain(..) {
             // Room traffic can reach the queue after `bye` until the
@@ -64,7 +66,6 @@ pub(super) async fn run(
             reason = rx.cut() => return cut_off(writer, reason, pending).await,
             r = write_pending(&mut writer, &mut pending, write_timeout) => r,
         };
-        rx.release(queued);
         if pending.buf.capacity() > 64 * 1024 {
             pending.buf.shrink_to(4096);
         }
