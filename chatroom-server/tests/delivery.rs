@@ -12,6 +12,8 @@ use tokio::io::AsyncBufReadExt;
 
 use chatroom_core::testing::Peer;
 use common::abuse::{run_case, settings, slow_link_socket, start_server};
+use common::admin::{admin_addr, get, sample};
+use common::server::Server;
 
 /// How many messages the room has before the crowd joins.
 const HISTORY: u64 = 20;
@@ -199,5 +201,96 @@ fn a_connection_sees_room_private_and_presence_frames_in_order() {
         }
         expected.push("left carol".into());
         assert_eq!(seen, expected);
+    });
+}
+
+/// Members that stop reading spend the server's queue budget between them
+/// and no more, while the members that read get every line at once: 8
+/// members on slow links stop reading while one member says 600 lines of
+/// 1,000 bytes, with 128 KiB of budget for all queues (each may hold
+/// 64 KiB without it, and 128 KiB in all). The budget is spent, never
+/// overdrawn; the readers get all 600 in order; each stalled member, when
+/// it reads again, gets a lag notice and then every line once; and the
+/// budget is given back once the queues have drained.
+#[test]
+fn stalled_members_spend_the_queue_budget_and_no_more_and_the_rest_keep_up() {
+    run_case(async {
+        let budget: u64 = 128 * 1024;
+        let burst = 600u64;
+        let server = Server::builder()
+            .listen("127.0.0.1:0")
+            .set("admin_listen", "127.0.0.1:0")
+            .settings(&settings(&[
+                ("rate_per_sec", "1000000"),
+                ("rate_burst", "1000000"),
+                ("outbox_bytes", "131072"),
+                ("queue_budget_bytes", "131072"),
+            ]))
+            .start();
+        let admin = admin_addr(&server);
+        let reserved = || {
+            let (status, body) = get(admin, "/metrics");
+            assert_eq!(status, 200);
+            sample(&body, "chatroom_queue_budget_reserved_bytes")
+        };
+        let mut talker = Peer::native_in(server.addr(), "talker", "budget").await;
+        let mut stalled = Vec::new();
+        for i in 0..8 {
+            let stream = slow_link_socket().connect(server.addr()).await.unwrap();
+            let mut peer = Peer::from_stream(stream, &format!("stalled{i}"));
+            peer.hello(&format!("stalled{i}")).await;
+            peer.join("budget").await;
+            stalled.push(peer);
+        }
+        let mut readers = Vec::new();
+        for i in 0..10 {
+            let peer = Peer::native_in(server.addr(), &format!("r{i}"), "budget").await;
+            readers.push(peer);
+        }
+        // Every member is in before the first line.
+        talker
+            .send_json(json!({"type": "who", "room": "budget"}))
+            .await;
+        talker.until_type("members").await;
+        let readers: Vec<_> = readers
+            .into_iter()
+            .map(|peer| tokio::spawn(read_all(peer, burst)))
+            .collect();
+
+        let mut talker = talker.into_talker();
+        let line = json!({"type": "say", "room": "budget", "text": "x".repeat(1000)});
+        let lines = format!("{line}\n").repeat(burst as usize);
+        talker.send_raw(lines.as_bytes()).await;
+        for reader in readers {
+            reader.await.expect("a reader");
+        }
+
+        // The stalled members' queues spent the budget, and no more: a
+        // queue draws on it in 4 KiB steps, so "spent" is within a step
+        // per queue of it. (Without it they would have held 64 KiB each
+        // beyond their first 64 KiB: 512 KiB.)
+        let (status, body) = get(admin, "/metrics");
+        assert_eq!(status, 200);
+        let peak = sample(&body, "chatroom_queue_budget_peak_bytes");
+        assert!(peak <= budget, "{peak} reserved of {budget}");
+        assert!(
+            peak > budget - 8 * 4096,
+            "the stalled members spent only {peak}"
+        );
+        assert!(reserved() <= budget);
+
+        for peer in stalled {
+            let lags = read_all(peer, burst).await;
+            assert!(lags > 0, "a stalled member never fell behind");
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while reserved() > 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the budget was not given back"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        drop(talker);
     });
 }

@@ -28,7 +28,7 @@ use crate::protocol::{MessageId, Nickname, RoomInfo, RoomName, ServerMessage, Ti
 
 pub use error::RegistryError;
 pub use outbox::{CutReason, Outbound};
-pub(crate) use outbox::{Outbox, OutboxReceiver, outbox};
+pub(crate) use outbox::{Outbox, OutboxReceiver, QueueBudget, outbox};
 pub use room::{Published, Room, now_ms};
 pub use session_id::SessionId;
 
@@ -413,7 +413,7 @@ impl RoomRegistry {
                 members: r.len(),
             })
             .collect();
-        rooms.sort_by_key(|r| r.name.key());
+        rooms.sort_unstable_by(|a, b| a.name.cmp_folded(&b.name));
         rooms
     }
 
@@ -433,7 +433,7 @@ impl RoomRegistry {
             .iter()
             .filter_map(|m| state.sessions.get(&m.session).map(|s| s.nick.clone()))
             .collect();
-        nicks.sort_by_key(Nickname::key);
+        nicks.sort_unstable_by(Nickname::cmp_folded);
         Ok(nicks)
     }
 
@@ -444,8 +444,8 @@ impl RoomRegistry {
 
     /// What the sessions' queues hold now: the bytes in all of them and in
     /// the fullest one. Read for metrics, at scrape time, so the delivery
-    /// path keeps no shared count: one relaxed load per session, under the
-    /// registry lock.
+    /// path keeps no shared count: one short lock of each session's queue,
+    /// under the registry lock.
     pub(crate) fn queued_bytes(&self) -> QueueDepth {
         let state = self.lock();
         let mut depth = QueueDepth::default();

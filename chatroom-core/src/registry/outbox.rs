@@ -3,7 +3,7 @@
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 
@@ -107,6 +107,83 @@ pub(crate) const KEEP_SLOTS: usize = 64;
 /// How long a parked writer keeps lists larger than [`KEEP_SLOTS`].
 const KEEP_LISTS: std::time::Duration = std::time::Duration::from_secs(1);
 
+/// Bytes any queue may hold without drawing on the server's
+/// [`QueueBudget`]: a member that keeps up never holds more, so the budget
+/// is touched only by queues that are falling behind, and however many of
+/// those have spent it, the others still get their room traffic. (The
+/// catch-up of a member that fell behind is paced below this too.)
+pub(crate) const UNBUDGETED_BYTES: usize = 64 * 1024;
+
+/// Queues take their share of a [`QueueBudget`] in steps of this many
+/// bytes, so the budget's counter is touched once per few kilobytes.
+const CREDIT_STEP: usize = 4 * 1024;
+
+/// Bytes of a session's own frames (replies, private messages) a queue may
+/// hold beyond its share when the budget is spent. Room traffic gets none:
+/// it is held back and caught up later. A session whose own frames pass
+/// this while the budget is spent is not reading them, and is cut off as a
+/// slow consumer.
+pub(crate) const OWN_FRAMES_BEYOND_BUDGET: usize = 16 * 1024;
+
+/// The bytes all sessions' queues may hold together beyond their first
+/// [`UNBUDGETED_BYTES`] each (`queue_budget_bytes`): with it, the server's
+/// queue memory is at most the budget plus a small amount per connection,
+/// not `outbox_bytes` (twice over) per connection. Each queue reserves its
+/// share in [`CREDIT_STEP`]s and gives back what it no longer needs when
+/// its writer takes the next batch.
+#[derive(Debug)]
+pub(crate) struct QueueBudget {
+    reserved: AtomicUsize,
+    /// The most ever reserved at once: how close the server came to the
+    /// budget (an operator sizes it by this).
+    peak: AtomicUsize,
+    max: usize,
+}
+
+impl QueueBudget {
+    /// A budget of `max` bytes.
+    pub(crate) fn new(max: usize) -> Arc<Self> {
+        Arc::new(Self {
+            reserved: AtomicUsize::new(0),
+            peak: AtomicUsize::new(0),
+            max,
+        })
+    }
+
+    /// A budget nothing exhausts (tests and tools).
+    #[cfg(any(test, feature = "test-util"))]
+    pub(crate) fn unlimited() -> Arc<Self> {
+        Self::new(usize::MAX / 2)
+    }
+
+    /// Bytes the queues hold reserved now.
+    pub(crate) fn reserved(&self) -> usize {
+        self.reserved.load(Ordering::Relaxed)
+    }
+
+    /// The most the queues held reserved at once since the server started.
+    pub(crate) fn peak(&self) -> usize {
+        self.peak.load(Ordering::Relaxed)
+    }
+
+    /// Takes `bytes` from the budget, or nothing if that would overdraw it.
+    fn reserve(&self, bytes: usize) -> bool {
+        let before = self.reserved.fetch_add(bytes, Ordering::Relaxed);
+        if before + bytes > self.max {
+            self.reserved.fetch_sub(bytes, Ordering::Relaxed);
+            return false;
+        }
+        self.peak.fetch_max(before + bytes, Ordering::Relaxed);
+        true
+    }
+
+    fn give_back(&self, bytes: usize) {
+        if bytes > 0 {
+            self.reserved.fetch_sub(bytes, Ordering::Relaxed);
+        }
+    }
+}
+
 /// Why a session's outbox was closed from outside.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -157,6 +234,14 @@ struct Queue {
     /// Woken when a room held its traffic back because the queue was full
     /// (see [`Outbox::offer`]); the session then catches the member up.
     fell_behind: Notify,
+    /// The server's budget for all queues.
+    budget: Arc<QueueBudget>,
+}
+
+impl Drop for Queue {
+    fn drop(&mut self) {
+        self.budget.give_back(self.frames.get_mut().credit);
+    }
 }
 
 /// What the queue's lock guards: the list and its byte count, kept
@@ -173,6 +258,10 @@ struct Frames {
     fresh: usize,
     /// A `bye` was queued since the writer's last take.
     bye: bool,
+    /// Bytes of the server's [`QueueBudget`] this queue holds: what `bytes`
+    /// has beyond [`UNBUDGETED_BYTES`], rounded up to a step, except for a
+    /// session's own frames queued while the budget was spent.
+    credit: usize,
 }
 
 /// What one take handed the writer.
@@ -204,6 +293,15 @@ impl Queue {
         let mut guard = self.frames();
         let frames = &mut *guard;
         frames.bytes -= written;
+        // What was written no longer needs its share of the budget.
+        let keep = frames
+            .bytes
+            .saturating_sub(UNBUDGETED_BYTES)
+            .next_multiple_of(CREDIT_STEP);
+        if frames.credit > keep {
+            self.budget.give_back(frames.credit - keep);
+            frames.credit = keep;
+        }
         let taken = Taken {
             frames: frames.list.len(),
             bytes: std::mem::take(&mut frames.fresh),
@@ -255,11 +353,16 @@ pub(crate) struct OutboxReceiver {
 /// A queue that takes room traffic up to `max_frames` frames and about
 /// `max_bytes` bytes, and the session's own frames up to twice that (a
 /// single frame larger than the byte bound is still accepted into an empty
-/// queue, so a large reply cannot wedge a session).
+/// queue, so a large reply cannot wedge a session); all of it within its
+/// share of `budget`, see [`QueueBudget`].
 ///
 /// # Panics
 /// When `max_frames` is zero.
-pub(crate) fn outbox(max_frames: usize, max_bytes: usize) -> (Outbox, OutboxReceiver) {
+pub(crate) fn outbox(
+    max_frames: usize,
+    max_bytes: usize,
+    budget: Arc<QueueBudget>,
+) -> (Outbox, OutboxReceiver) {
     assert!(max_frames > 0, "an outbox holds at least one frame");
     let queue = Arc::new(Queue {
         frames: Mutex::new(Frames::default()),
@@ -271,6 +374,7 @@ pub(crate) fn outbox(max_frames: usize, max_bytes: usize) -> (Outbox, OutboxRece
         receiver_gone: AtomicBool::new(false),
         reason: OnceLock::new(),
         fell_behind: Notify::new(),
+        budget,
     });
     (
         Outbox {
@@ -301,7 +405,12 @@ impl Outbox {
     /// session is gone or was cut off before.
     pub(crate) fn push(&self, frame: &Arc<Outbound>) -> Result<(), PushError> {
         let queue = self.queue();
-        let pushed = self.enqueue(frame, 2 * queue.max_frames, 2 * queue.max_bytes);
+        let pushed = self.enqueue(
+            frame,
+            2 * queue.max_frames,
+            2 * queue.max_bytes,
+            OWN_FRAMES_BEYOND_BUDGET,
+        );
         if pushed == Err(PushError::Full) {
             self.cut_off(CutReason::SlowConsumer);
         }
@@ -317,16 +426,18 @@ impl Outbox {
     /// [`PushError::Closed`] when the session is gone or was cut off.
     pub(crate) fn offer(&self, frame: &Arc<Outbound>) -> Result<(), PushError> {
         let queue = self.queue();
-        self.enqueue(frame, queue.max_frames, queue.max_bytes)
+        self.enqueue(frame, queue.max_frames, queue.max_bytes, 0)
     }
 
     /// Queues `frame` if the queue then holds at most `max_frames` frames
-    /// and about `max_bytes` bytes.
+    /// and about `max_bytes` bytes, and its share of the budget covers it
+    /// (or misses it by at most `beyond_budget` bytes).
     fn enqueue(
         &self,
         frame: &Arc<Outbound>,
         max_frames: usize,
         max_bytes: usize,
+        beyond_budget: usize,
     ) -> Result<(), PushError> {
         let queue = self.queue();
         // Reading the reason is one atomic load.
@@ -341,6 +452,15 @@ impl Outbox {
                 || (frames.bytes > 0 && frames.bytes + len > max_bytes)
             {
                 return Err(PushError::Full);
+            }
+            let need = (frames.bytes + len).saturating_sub(UNBUDGETED_BYTES);
+            if need > frames.credit {
+                let more = need.next_multiple_of(CREDIT_STEP) - frames.credit;
+                if queue.budget.reserve(more) {
+                    frames.credit += more;
+                } else if need > frames.credit + beyond_budget {
+                    return Err(PushError::Full);
+                }
             }
             frames.bytes += len;
             frames.fresh += len;
@@ -373,7 +493,9 @@ impl Outbox {
                 tokio::time::sleep(PACE).await;
             }
             match self.offer(frame) {
-                Err(PushError::Full) => {}
+                // Filled in between, or the server's queue budget is spent:
+                // wait, do not spin.
+                Err(PushError::Full) => tokio::time::sleep(PACE).await,
                 done => return done,
             }
         }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use crate::protocol::{Nickname, RoomName};
 
-use super::{Backlog, OutboxReceiver, Room, RoomRegistry, SessionId, outbox};
+use super::{Backlog, OutboxReceiver, QueueBudget, Room, RoomRegistry, SessionId, outbox};
 
 /// A room of `members` members plus one publisher, with every queue
 /// drained of the presence frames the joins produced.
@@ -34,7 +34,7 @@ impl FanoutRig {
         let capacity = members + 64;
         let mut receivers = Vec::with_capacity(members);
         for i in 0..members {
-            let (tx, rx) = outbox(capacity, 1 << 30);
+            let (tx, rx) = outbox(capacity, 1 << 30, QueueBudget::unlimited());
             let nick = Nickname::new(format!("m{i}")).expect("valid name");
             let id = registry.register(nick, tx).expect("a free nick");
             registry
@@ -43,7 +43,7 @@ impl FanoutRig {
             receivers.push(rx);
         }
         let nick = Nickname::new("publisher").expect("valid literal");
-        let (tx, mut own) = outbox(capacity, 1 << 30);
+        let (tx, mut own) = outbox(capacity, 1 << 30, QueueBudget::unlimited());
         let publisher = registry.register(nick.clone(), tx).expect("a free nick");
         let room = registry
             .join(publisher, &name, 8, Backlog::Last(0))

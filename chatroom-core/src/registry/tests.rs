@@ -29,7 +29,11 @@ fn room(s: &str) -> RoomName {
 }
 
 fn roomy() -> (Outbox, OutboxReceiver) {
-    outbox(ROOMY_FRAMES, ROOMY_BYTES)
+    outbox(
+        ROOMY_FRAMES,
+        ROOMY_BYTES,
+        crate::registry::QueueBudget::unlimited(),
+    )
 }
 
 /// Registers `name` with a roomy outbox.
@@ -159,7 +163,7 @@ fn one_full_queue_delays_nobody_and_its_owner_falls_behind_until_caught_up() {
     }
     // Joins last, so the only frame it holds before publishing starts is its
     // own `joined`; its receiver is never drained.
-    let (slow_tx, slow_rx) = outbox(2, ROOMY_BYTES);
+    let (slow_tx, slow_rx) = outbox(2, ROOMY_BYTES, crate::registry::QueueBudget::unlimited());
     let slow_id = registry.register(nick("slow"), slow_tx.clone()).unwrap();
     registry.join(slow_id, &lobby, 4, Backlog::Last(0)).unwrap();
 

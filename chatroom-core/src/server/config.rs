@@ -107,6 +107,12 @@ pub struct LimitsConfig {
     pub outbox_frames: usize,
     /// Most bytes waiting in one connection's outbound queue.
     pub outbox_bytes: usize,
+    /// Most bytes all connections' outbound queues may hold together beyond
+    /// the first 64 KiB of each. Past it, room traffic is held back from
+    /// the members whose queues would grow (they catch up from the room's
+    /// history as they read), so the server's queue memory stays bounded
+    /// whatever the clients do.
+    pub queue_budget_bytes: usize,
     /// How long the server waits for a first byte before it decides the
     /// client speaks the text dialect and greets it.
     pub sniff_ms: u64,
@@ -293,6 +299,7 @@ impl Default for LimitsConfig {
             max_connections: 10_000,
             outbox_frames: 1024,
             outbox_bytes: 1024 * 1024,
+            queue_budget_bytes: 512 * 1024 * 1024,
             sniff_ms: 250,
             handshake_timeout_secs: 10,
             ping_interval_secs: 30,
@@ -385,6 +392,7 @@ setters!(LimitsConfig {
     with_max_connections => max_connections: usize;
     with_outbox_frames => outbox_frames: usize;
     with_outbox_bytes => outbox_bytes: usize;
+    with_queue_budget_bytes => queue_budget_bytes: usize;
     with_sniff_ms => sniff_ms: u64;
     with_handshake_timeout_secs => handshake_timeout_secs: u64;
     with_ping_interval_secs => ping_interval_secs: u64;

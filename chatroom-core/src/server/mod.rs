@@ -52,7 +52,7 @@ use crate::accounts::{AccountStore, MemoryAccounts};
 use crate::broker::{Broker, LocalBroker};
 use crate::history::HistoryStore;
 use crate::protocol::{ErrorCode, ServerFrame, ServerMessage};
-use crate::registry::{RoomRegistry, now_ms};
+use crate::registry::{QueueBudget, RoomRegistry, now_ms};
 use crate::transport::{Connection, Listener, TransportError};
 
 pub use admin::{Admin, Readiness};
@@ -162,6 +162,7 @@ impl Server {
         let tuning = Tuning::new(config, &limits);
         Ok(Self {
             shared: Arc::new(Shared {
+                queue_budget: QueueBudget::new(limits.queue_budget),
                 limits,
                 rooms,
                 broker,

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use crate::broker::Broker;
+use crate::registry::QueueBudget;
 
 use super::accounts::Accounts;
 use super::config::Limits;
@@ -34,4 +35,6 @@ pub(crate) struct Shared {
     pub(crate) moderation: Moderation,
     /// Which IRC users of this node are away (an IRC-only notion).
     pub(crate) irc_away: AwayBoard,
+    /// The bytes all sessions' queues may hold together.
+    pub(crate) queue_budget: Arc<QueueBudget>,
 }

@@ -9,7 +9,7 @@ fn frames(taken: Result<Taken, CutReason>) -> Result<usize, CutReason> {
 
 #[test]
 fn a_take_says_how_many_bytes_it_moved_and_whether_a_bye_is_among_them() {
-    let (tx, rx) = outbox(16, 1 << 20);
+    let (tx, rx) = outbox(16, 1 << 20, QueueBudget::unlimited());
     let pong = Outbound::message(ServerMessage::Pong);
     let bye = Outbound::message(ServerMessage::Bye { reason: "x".into() });
     tx.push(&pong).unwrap();
@@ -33,7 +33,7 @@ fn a_take_says_how_many_bytes_it_moved_and_whether_a_bye_is_among_them() {
 
 #[test]
 fn own_frames_past_twice_the_frame_bound_cut_off() {
-    let (tx, rx) = outbox(2, 1 << 20);
+    let (tx, rx) = outbox(2, 1 << 20, QueueBudget::unlimited());
     let f = Outbound::message(ServerMessage::Pong);
     for _ in 0..4 {
         tx.push(&f).unwrap();
@@ -47,7 +47,7 @@ fn own_frames_past_twice_the_frame_bound_cut_off() {
 fn own_frames_past_twice_the_byte_bound_cut_off() {
     let f = Outbound::message(ServerMessage::Pong);
     let len = f.json().len();
-    let (tx, rx) = outbox(100, len * 3);
+    let (tx, rx) = outbox(100, len * 3, QueueBudget::unlimited());
     for _ in 0..6 {
         tx.push(&f).unwrap();
     }
@@ -61,7 +61,7 @@ fn own_frames_past_twice_the_byte_bound_cut_off() {
 
 #[test]
 fn a_queue_full_of_room_traffic_still_takes_the_sessions_own_frames() {
-    let (tx, rx) = outbox(2, 1 << 20);
+    let (tx, rx) = outbox(2, 1 << 20, QueueBudget::unlimited());
     let room = Outbound::message(ServerMessage::Pong);
     tx.offer(&room).unwrap();
     tx.offer(&room).unwrap();
@@ -75,7 +75,7 @@ fn a_queue_full_of_room_traffic_still_takes_the_sessions_own_frames() {
 
 #[tokio::test]
 async fn a_parked_writer_is_woken_by_a_push_and_takes_everything_queued() {
-    let (tx, mut rx) = outbox(16, 1 << 20);
+    let (tx, mut rx) = outbox(16, 1 << 20, QueueBudget::unlimited());
     let f = Outbound::message(ServerMessage::Pong);
     let writer = tokio::spawn(async move {
         let mut buf = VecDeque::new();
@@ -98,7 +98,7 @@ async fn a_parked_writer_is_woken_by_a_push_and_takes_everything_queued() {
 
 #[tokio::test]
 async fn the_writer_drains_what_is_left_after_the_last_sender_goes() {
-    let (tx, mut rx) = outbox(16, 1 << 20);
+    let (tx, mut rx) = outbox(16, 1 << 20, QueueBudget::unlimited());
     let f = Outbound::message(ServerMessage::Pong);
     tx.push(&f).unwrap();
     tx.push(&f).unwrap();
@@ -111,7 +111,7 @@ async fn the_writer_drains_what_is_left_after_the_last_sender_goes() {
 
 #[test]
 fn a_gone_writer_closes_the_queue_and_frees_its_frames() {
-    let (tx, rx) = outbox(16, 1 << 20);
+    let (tx, rx) = outbox(16, 1 << 20, QueueBudget::unlimited());
     let f = Outbound::message(ServerMessage::Pong);
     tx.push(&f).unwrap();
     drop(rx);
@@ -122,7 +122,7 @@ fn a_gone_writer_closes_the_queue_and_frees_its_frames() {
 
 #[tokio::test(start_paused = true)]
 async fn a_parked_writer_gives_back_large_lists_after_a_quiet_second_and_keeps_small_ones() {
-    let (tx, mut rx) = outbox(1024, 1 << 20);
+    let (tx, mut rx) = outbox(1024, 1 << 20, QueueBudget::unlimited());
     let f = Outbound::message(ServerMessage::Pong);
     for _ in 0..500 {
         tx.push(&f).unwrap();
@@ -174,7 +174,7 @@ fn rx_lists(tx: &Outbox) -> usize {
 
 #[tokio::test]
 async fn a_cut_off_reaches_a_parked_writer_and_one_stuck_in_a_write() {
-    let (tx, mut rx) = outbox(16, 1 << 20);
+    let (tx, mut rx) = outbox(16, 1 << 20, QueueBudget::unlimited());
     let mut buf = VecDeque::new();
     let parked = futures::poll!(std::pin::pin!(rx.next_batch(&mut buf, &mut 0)));
     assert!(parked.is_pending());
@@ -195,7 +195,7 @@ async fn a_cut_off_reaches_a_parked_writer_and_one_stuck_in_a_write() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_racing_producer_and_writer_lose_no_wake_up() {
     const FRAMES: usize = 20_000;
-    let (tx, mut rx) = outbox(8, 1 << 20);
+    let (tx, mut rx) = outbox(8, 1 << 20, QueueBudget::unlimited());
     let producer = std::thread::spawn(move || {
         for n in 0..FRAMES {
             let frame = Outbound::message(ServerMessage::Notice {
@@ -260,7 +260,7 @@ proptest::proptest! {
         max_frames in 1usize..16,
         max_bytes in 64usize..2048,
     ) {
-        let (tx, rx) = outbox(max_frames, max_bytes);
+        let (tx, rx) = outbox(max_frames, max_bytes, QueueBudget::unlimited());
         let mut accepted = Vec::new();
         let mut taken = Vec::new();
         let mut writer = VecDeque::new();
@@ -331,6 +331,74 @@ proptest::proptest! {
         proptest::prop_assert_eq!(tx.queued_bytes(), 0);
         proptest::prop_assert!(!tx.is_closed());
     }
+}
+
+/// A frame of about `bytes` bytes of JSON.
+fn sized(bytes: usize) -> Arc<Outbound> {
+    Outbound::message(ServerMessage::Notice {
+        text: "x".repeat(bytes.saturating_sub(30)),
+    })
+}
+
+#[test]
+fn a_spent_budget_holds_room_traffic_back_and_takes_only_a_little_of_a_sessions_own() {
+    let budget = QueueBudget::new(4 * CREDIT_STEP);
+    let (a, a_rx) = outbox(1000, 1 << 20, budget.clone());
+    let (b, _b_rx) = outbox(1000, 1 << 20, budget.clone());
+    let frame = sized(1000);
+    let len = frame.json().len();
+    let mut queued = 0;
+    while a.offer(&frame).is_ok() {
+        queued += 1;
+    }
+    // Room traffic stopped at the free allowance plus the budget, far
+    // below the queue's own bound, and the session stays.
+    assert!(
+        queued * len <= UNBUDGETED_BYTES + 4 * CREDIT_STEP,
+        "{queued}"
+    );
+    assert!(queued * len > UNBUDGETED_BYTES, "{queued}");
+    assert!(!a.is_closed());
+    assert_eq!(budget.reserved(), 4 * CREDIT_STEP);
+    // Another queue still takes room traffic up to its free allowance.
+    let mut free = 0;
+    while b.offer(&frame).is_ok() {
+        free += 1;
+    }
+    assert!(free * len <= UNBUDGETED_BYTES && (free + 1) * len > UNBUDGETED_BYTES);
+    assert!(!b.is_closed());
+    // Its own replies still fit beyond that, up to a few kilobytes.
+    let mut own = 0;
+    while b.push(&frame).is_ok() {
+        own += 1;
+    }
+    assert!(
+        own > 0 && own * len <= OWN_FRAMES_BEYOND_BUDGET + len,
+        "{own}"
+    );
+    assert!(
+        b.is_closed(),
+        "a session not reading its replies is cut off"
+    );
+    // A's writer writes what it took: its share goes back to the budget.
+    let mut buf = VecDeque::new();
+    let taken = a_rx.queue.take(&mut buf, 0);
+    assert_eq!(taken.frames, queued);
+    a_rx.queue.take(&mut buf, taken.bytes);
+    assert_eq!(budget.reserved(), 0);
+}
+
+#[test]
+fn a_queue_gives_its_share_of_the_budget_back_when_it_goes() {
+    let budget = QueueBudget::new(1 << 20);
+    let (tx, rx) = outbox(1000, 1 << 20, budget.clone());
+    for _ in 0..100 {
+        tx.offer(&sized(1000)).unwrap();
+    }
+    assert!(budget.reserved() >= 100 * 1000 - UNBUDGETED_BYTES);
+    drop(rx);
+    drop(tx);
+    assert_eq!(budget.reserved(), 0);
 }
 
 #[test]

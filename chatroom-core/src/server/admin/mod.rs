@@ -87,6 +87,8 @@ impl Admin {
             ready: self.readiness().is_ready(),
             outbox_bytes: queues.total,
             outbox_largest: queues.largest,
+            queue_budget_reserved: shared.queue_budget.reserved(),
+            queue_budget_peak: shared.queue_budget.peak(),
             history_queued: history.and_then(|h| h.queued()),
             commits: history.and_then(|h| h.commit_times()),
             publishes: shared.broker.publish_times(),

@@ -20,6 +20,7 @@ pub(crate) struct Limits {
     pub(crate) max_connections: usize,
     pub(crate) outbox_frames: usize,
     pub(crate) outbox_bytes: usize,
+    pub(crate) queue_budget: usize,
     pub(crate) sniff: Duration,
     pub(crate) handshake_timeout: Duration,
     pub(crate) ping_interval: Duration,
@@ -182,6 +183,12 @@ impl ServerConfig {
         positive("max_connections", limits.max_connections as u64)?;
         positive("outbox_frames", limits.outbox_frames as u64)?;
         positive("outbox_bytes", limits.outbox_bytes as u64)?;
+        if limits.queue_budget_bytes < limits.outbox_bytes {
+            return Err(invalid(
+                "queue_budget_bytes",
+                "must be at least outbox_bytes, or no queue could ever fill",
+            ));
+        }
         positive("sniff_ms", limits.sniff_ms)?;
         positive("handshake_timeout_secs", limits.handshake_timeout_secs)?;
         positive("ping_interval_secs", limits.ping_interval_secs)?;
@@ -232,6 +239,7 @@ impl ServerConfig {
             max_connections: limits.max_connections,
             outbox_frames: limits.outbox_frames,
             outbox_bytes: limits.outbox_bytes,
+            queue_budget: limits.queue_budget_bytes,
             sniff: Duration::from_millis(limits.sniff_ms),
             handshake_timeout: Duration::from_secs(limits.handshake_timeout_secs),
             ping_interval: Duration::from_secs(limits.ping_interval_secs),

@@ -135,7 +135,11 @@ pub(super) async fn register(
             }
             continue;
         }
-        let (tx, rx) = outbox(limits.outbox_frames, limits.outbox_bytes);
+        let (tx, rx) = outbox(
+            limits.outbox_frames,
+            limits.outbox_bytes,
+            shared.queue_budget.clone(),
+        );
         match shared.rooms.register(&nick, &tx).await {
             Ok(id) => {
                 return Some(Registered {

@@ -31,6 +31,10 @@ pub(crate) struct Readings {
     pub(crate) outbox_bytes: usize,
     /// Bytes queued in the fullest session's queue.
     pub(crate) outbox_largest: usize,
+    /// Bytes of `queue_budget_bytes` the sessions' queues hold.
+    pub(crate) queue_budget_reserved: usize,
+    /// The most they held at once.
+    pub(crate) queue_budget_peak: usize,
     /// Appends the history store has yet to commit, if it commits in the
     /// background.
     pub(crate) history_queued: Option<usize>,

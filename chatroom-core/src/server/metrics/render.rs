@@ -135,20 +135,31 @@ pub(crate) fn render(c: &Counters, readings: &Readings) -> String {
     for (name, help, value) in plain {
         Family::new(o, name, "counter", help).sample(value.load(Relaxed));
     }
-    Family::new(
-        o,
-        "chatroom_outbox_bytes",
-        "gauge",
-        "Bytes queued for clients and not yet written, in all sessions' queues.",
-    )
-    .sample(readings.outbox_bytes as u64);
-    Family::new(
-        o,
-        "chatroom_outbox_largest_bytes",
-        "gauge",
-        "Bytes queued in the fullest session's queue (outbox_bytes is its limit).",
-    )
-    .sample(readings.outbox_largest as u64);
+    let queues = [
+        (
+            "chatroom_outbox_bytes",
+            "Bytes queued for clients and not yet written, in all sessions' queues.",
+            readings.outbox_bytes,
+        ),
+        (
+            "chatroom_outbox_largest_bytes",
+            "Bytes queued in the fullest session's queue (outbox_bytes is its limit).",
+            readings.outbox_largest,
+        ),
+        (
+            "chatroom_queue_budget_reserved_bytes",
+            "Bytes of queue_budget_bytes the sessions' queues hold; at the budget, room traffic is held back.",
+            readings.queue_budget_reserved,
+        ),
+        (
+            "chatroom_queue_budget_peak_bytes",
+            "The most of queue_budget_bytes the sessions' queues held at once since the server started.",
+            readings.queue_budget_peak,
+        ),
+    ];
+    for (name, help, bytes) in queues {
+        Family::new(o, name, "gauge", help).sample(bytes as u64);
+    }
     if let Some(queued) = readings.history_queued {
         Family::new(
             o,

@@ -390,10 +390,10 @@ impl Rooms {
         };
         if !remote.is_empty() {
             nicks.extend(remote);
-            nicks.sort_by_key(Nickname::key);
+            nicks.sort_by(Nickname::cmp_folded);
             // A nick is held once in the cluster; a rename heard from
             // another node a moment late must not show someone twice.
-            nicks.dedup_by_key(|n| n.key());
+            nicks.dedup_by(|a, b| a.cmp_folded(b).is_eq());
         }
         Ok(nicks)
     }

@@ -28,7 +28,7 @@ async fn register_unique_appends_the_first_free_number() {
     let mut queues = Vec::new();
     let mut got = Vec::new();
     for _ in 0..4 {
-        let (tx, rx) = outbox(16, 1 << 20);
+        let (tx, rx) = outbox(16, 1 << 20, crate::registry::QueueBudget::unlimited());
         queues.push(rx);
         got.push(
             rooms
@@ -41,7 +41,7 @@ async fn register_unique_appends_the_first_free_number() {
     assert_eq!(got, ["bob", "bob-2", "bob-3", "bob-4"].map(nick));
 
     // Taken ignoring case, so BOB gets a suffix too, and skips bob-2.
-    let (tx, _rx) = outbox(16, 1 << 20);
+    let (tx, _rx) = outbox(16, 1 << 20, crate::registry::QueueBudget::unlimited());
     let bob5 = rooms
         .register_unique(&nick("BOB"), &tx, |_| false)
         .await
@@ -51,14 +51,14 @@ async fn register_unique_appends_the_first_free_number() {
 
     // A base at the length limit is shortened to make room for the suffix.
     let long = "n".repeat(32);
-    let (tx, _rx1) = outbox(16, 1 << 20);
+    let (tx, _rx1) = outbox(16, 1 << 20, crate::registry::QueueBudget::unlimited());
     let first = rooms
         .register_unique(&nick(&long), &tx, |_| false)
         .await
         .unwrap()
         .1;
     assert_eq!(first, nick(&long));
-    let (tx, _rx2) = outbox(16, 1 << 20);
+    let (tx, _rx2) = outbox(16, 1 << 20, crate::registry::QueueBudget::unlimited());
     let second = rooms
         .register_unique(&nick(&long), &tx, |_| false)
         .await

@@ -182,7 +182,11 @@ async fn chat(
     shutdown: CancellationToken,
 ) {
     let limits = &shared.limits;
-    let (tx, rx) = outbox(limits.outbox_frames, limits.outbox_bytes);
+    let (tx, rx) = outbox(
+        limits.outbox_frames,
+        limits.outbox_bytes,
+        shared.queue_budget.clone(),
+    );
     let mut writer_task = WriterTask(tokio::spawn(writer::run(
         writer,
         rx,
