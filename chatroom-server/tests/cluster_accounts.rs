@@ -23,8 +23,9 @@ use serde_json::{Value, json};
 struct Pair {
     nodes: Vec<Server>,
     builders: Vec<ServerBuilder>,
-    _nats: Nats,
-    _dir: TempDir,
+    nats: Option<Nats>,
+    port: u16,
+    dir: TempDir,
 }
 
 impl Pair {
@@ -52,8 +53,9 @@ impl Pair {
         Self {
             nodes,
             builders,
-            _nats: nats,
-            _dir: dir,
+            port: nats.port,
+            nats: Some(nats),
+            dir,
         }
     }
 
@@ -75,9 +77,23 @@ impl Pair {
     }
 }
 
+impl Pair {
+    /// Kills NATS (SIGKILL); the nodes stay up.
+    fn stop_nats(&mut self) {
+        self.nats = None;
+    }
+
+    /// Starts NATS again on the same port with the same store.
+    fn restart_nats(&mut self) {
+        let nats = Nats::start_on(self.port, &self.dir.join("nats"), &[]);
+        self.nats = Some(nats.expect("nats-server did not start again on its port"));
+    }
+}
+
 impl Drop for Pair {
     fn drop(&mut self) {
         self.nodes.clear();
+        self.nats = None;
     }
 }
 
@@ -278,5 +294,55 @@ fn kicks_bans_and_keys_made_on_one_node_hold_on_the_other_and_after_a_restart() 
         bob.send(&json!({"type": "join", "room": "class", "key": "s3cret", "history": 0}));
         let answer = bob.next_where(|f| f["type"] == "members" || f["type"] == "error");
         answer["type"] == "members"
+    });
+}
+
+#[test]
+fn after_a_nats_outage_each_node_hears_the_others_changes_again() {
+    let mut pair = Pair::start("outage");
+    pair.stop_nats();
+    thread::sleep(Duration::from_millis(500));
+    pair.restart_nats();
+    let (a, b) = (pair.addr(0), pair.addr(1));
+
+    // A registration on a, once it is connected again, reaches b.
+    let mut owner = None;
+    eventually("a takes a nick once NATS is back", || {
+        let (client, first) = JsonClient::open(
+            a,
+            &json!({"type": "hello", "version": 1, "nick": "owner"}),
+            DEADLINE,
+        );
+        owner = Some(client);
+        first["type"] == "welcome"
+    });
+    let mut owner = owner.unwrap();
+    owner.send(&json!({"type": "register", "password": "owner-password"}));
+    assert_eq!(owner.next_of("logged_in")["account"], "owner");
+    quit(owner);
+    eventually("node b knows the account made after the outage", || {
+        let (mut guest, welcome) = JsonClient::open(
+            b,
+            &json!({"type": "hello", "version": 1, "nick": "owner"}),
+            DEADLINE,
+        );
+        welcome["nick"] != "owner" && guest.next_of("error")["code"] == "nick_registered"
+    });
+
+    // And a key set on b after the outage is asked on a.
+    let mut owner = login(b, "owner", "owner-password");
+    owner.join("den");
+    owner.send(&json!({"type": "mode", "room": "den", "key": "k3y"}));
+    owner.next_of("ok");
+    let (mut guest, _) = JsonClient::hello(a, "visitor", DEADLINE);
+    eventually("node a asks for the key", || {
+        guest.send(&json!({"type": "join", "room": "den", "history": 0}));
+        let answer = guest.next_where(|f| f["type"] == "members" || f["type"] == "error");
+        if answer["type"] == "members" {
+            guest.send(&json!({"type": "leave", "room": "den"}));
+            guest.next_of("ok");
+            return false;
+        }
+        answer["code"] == "bad_key"
     });
 }

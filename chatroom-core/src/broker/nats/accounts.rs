@@ -26,6 +26,7 @@ use std::time::Duration;
 use async_nats::jetstream::{self, kv, stream};
 use futures::StreamExt;
 use tokio::runtime::Handle;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::timeout;
 
@@ -33,7 +34,7 @@ use crate::accounts::{Account, AccountError, AccountStore, ChangeSink, LogEntry,
 use crate::broker::{BrokerError, Outage};
 
 use super::claims::bucket_stream;
-use super::link::Link;
+use super::link::{Connections, Link};
 use super::lock::lock;
 
 /// The key-value bucket of accounts and room rules.
@@ -221,7 +222,12 @@ impl NatsAccounts {
         timeout(config.request_timeout * 10, read)
             .await
             .map_err(outage)??;
-        let watcher = tokio::spawn(follow(bucket.clone(), watch, mirror.clone()));
+        let watcher = tokio::spawn(follow(
+            bucket.clone(),
+            watch,
+            mirror.clone(),
+            link.connections.clone(),
+        ));
         Ok(Self {
             bucket,
             js: link.js.clone(),
@@ -259,19 +265,38 @@ impl NatsAccounts {
     }
 }
 
-/// Feeds the mirror from the bucket's watch, making the watch again (with
-/// every key's last value, deletions included) when it breaks.
-async fn follow(bucket: kv::Store, mut watch: kv::Watch, mirror: Arc<Mutex<Mirror>>) {
+/// Feeds the mirror from the bucket's watch. The watch is made again,
+/// with every key's last value (deletions included), when it ends and
+/// after every reconnection to NATS: a watch's consumer does not outlive
+/// a NATS server that lost it, and what changed meanwhile must be heard.
+async fn follow(
+    bucket: kv::Store,
+    mut watch: kv::Watch,
+    mirror: Arc<Mutex<Mirror>>,
+    mut connections: watch::Receiver<Connections>,
+) {
+    connections.mark_unchanged();
     loop {
-        while let Some(entry) = watch.next().await {
-            match entry {
-                Ok(entry) => lock(&mirror).apply(&entry),
-                Err(e) => tracing::warn!(error = %e, "the account bucket's watch failed"),
+        tokio::select! {
+            entry = watch.next() => match entry {
+                Some(Ok(entry)) => {
+                    lock(&mirror).apply(&entry);
+                    continue;
+                }
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "the account bucket's watch failed");
+                    continue;
+                }
+                None => tracing::warn!("the account bucket's watch ended; watching it again"),
+            },
+            changed = connections.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                tracing::debug!("connected to NATS again; watching the account bucket again");
             }
         }
-        tracing::warn!("the account bucket's watch ended; watching it again");
         loop {
-            tokio::time::sleep(REWATCH).await;
             match bucket.watch_with_history(">").await {
                 Ok(again) => {
                     watch = again;
@@ -279,6 +304,7 @@ async fn follow(bucket: kv::Store, mut watch: kv::Watch, mirror: Arc<Mutex<Mirro
                 }
                 Err(e) => tracing::warn!(error = %e, "cannot watch the account bucket"),
             }
+            tokio::time::sleep(REWATCH).await;
         }
     }
 }
