@@ -256,6 +256,19 @@ fn kicks_bans_and_keys_made_on_one_node_hold_on_the_other_and_after_a_restart() 
     assert_eq!(newcomer.next_of("error")["code"], "killed");
     newcomer.expect_closed();
 
+    // A server-wide ban on a keeps the nick off b.
+    teacher.send(&json!({"type": "ban", "mask": "nick:eve", "duration_secs": 600}));
+    teacher.next_of("moderated");
+    teacher.next_of("ok");
+    eventually("node b refuses eve", || {
+        let (_, first) = JsonClient::open(
+            b,
+            &json!({"type": "hello", "version": 1, "nick": "eve"}),
+            DEADLINE,
+        );
+        first["code"] == "banned"
+    });
+
     // The moderation log made on a reads on b.
     drop(teacher);
     let mut teacher_b = login(b, "teacher", "blackboard");
@@ -286,6 +299,12 @@ fn kicks_bans_and_keys_made_on_one_node_hold_on_the_other_and_after_a_restart() 
     assert_eq!(newcomer.next_of("error")["code"], "bad_key");
     newcomer.send(&json!({"type": "join", "room": "class", "key": "s3cret", "history": 0}));
     newcomer.next_of("members");
+    let (_, first) = JsonClient::open(
+        a,
+        &json!({"type": "hello", "version": 1, "nick": "eve"}),
+        DEADLINE,
+    );
+    assert_eq!(first["code"], "banned", "{first}");
     // The owner lifts the ban on b, and bob is let in.
     let mut teacher = login(b, "teacher", "blackboard");
     teacher.send(&json!({"type": "unban", "room": "class", "mask": "nick:bob"}));
