@@ -133,6 +133,7 @@ fn eventually(what: &str, mut check: impl FnMut() -> bool) {
         );
         thread::sleep(Duration::from_millis(50));
     }
+    eprintln!("{what}: after {:?}", started.elapsed());
 }
 
 #[test]
