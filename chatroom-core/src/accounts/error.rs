@@ -20,4 +20,10 @@ pub enum AccountError {
     /// A stored value is not what this version wrote.
     #[error("a stored account or rule is damaged: {0}")]
     Damaged(String),
+    /// An account with this name exists already.
+    #[error("the account exists already")]
+    Exists,
+    /// The shared store could not be reached or refused the change.
+    #[error("the account store is unavailable: {0}")]
+    Unavailable(String),
 }

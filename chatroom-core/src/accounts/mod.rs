@@ -65,6 +65,28 @@ pub struct LogEntry {
     pub action: String,
 }
 
+/// A change another node made to the store, as the engine takes it up.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum StoreChange {
+    /// An account was registered or its password changed.
+    Account(Account),
+    /// The account with this folded name was dropped.
+    AccountRemoved(String),
+    /// A room's rules (`*`: the server's) are now `encoded`; an empty text
+    /// means none are left.
+    Rules {
+        /// The folded room name, or `*`.
+        key: String,
+        /// The rules as the engine encoded them.
+        encoded: String,
+    },
+}
+
+/// Where a store hands the changes it hears of (see
+/// [`AccountStore::follow`]).
+pub type ChangeSink = Box<dyn Fn(StoreChange) + Send + Sync>;
+
 /// Where accounts, room rules and the moderation log are remembered.
 ///
 /// Every method may block on I/O; the engine calls them from a
@@ -81,6 +103,28 @@ pub trait AccountStore: Send + Sync + fmt::Debug + 'static {
     /// # Errors
     /// [`AccountError`] when the store cannot be written.
     fn put_account(&self, account: &Account) -> Result<(), AccountError>;
+
+    /// Stores a new account unless one with the same folded name exists:
+    /// the check and the write are one step, so that two nodes sharing
+    /// the store cannot both register one nick.
+    ///
+    /// # Errors
+    /// [`AccountError::Exists`] when the name is taken, else as
+    /// [`AccountStore::put_account`].
+    fn create_account(&self, account: &Account) -> Result<(), AccountError> {
+        // One engine is the only writer of a store that is not shared, and
+        // it checked the name under its own lock.
+        self.put_account(account)
+    }
+
+    /// Hands `sink` every change the store learns of that the engine did
+    /// not make itself (another node's), from now on; first, everything
+    /// the store holds, so that nothing changed since the engine read it
+    /// is missed. A store only this engine writes (the default) has
+    /// nothing to tell.
+    fn follow(&self, sink: ChangeSink) {
+        let _ = sink;
+    }
 
     /// Forgets the account with this folded name, if there is one.
     ///

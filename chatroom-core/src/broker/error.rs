@@ -86,6 +86,10 @@ pub enum Outage {
     /// The key-value bucket of nick claims cannot be made or opened.
     #[error("cannot open the nick bucket")]
     NickBucket(#[source] Cause),
+    /// The key-value bucket of accounts and room rules, or the stream of
+    /// the moderation log, cannot be made or opened.
+    #[error("cannot open the account bucket or the moderation log")]
+    AccountBucket(#[source] Cause),
     /// A subscription the node needs cannot be made.
     #[error("cannot subscribe to {what}")]
     Subscribe {

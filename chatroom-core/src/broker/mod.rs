@@ -82,6 +82,10 @@ impl<T> fmt::Debug for Pending<T> {
     }
 }
 
+/// Where a broker hands the bulletins other nodes send (see
+/// [`Broker::bulletin`]).
+pub type BulletinSink = Box<dyn Fn(&[u8]) + Send + Sync>;
+
 /// Where a room's messages and the nick claims go to reach every node.
 ///
 /// The engine calls these around the registry; none of them is called
@@ -175,6 +179,19 @@ pub trait Broker: Send + Sync + fmt::Debug + 'static {
     /// node, and within a bounded wait whatever happens.
     fn shutdown(&self) -> Pending<()> {
         Pending::ready(())
+    }
+
+    /// Hands `payload`, which the engine made and alone reads (a
+    /// moderator's kick or ban, a line for a room's members), to every
+    /// other node, in the order of the calls. Never waits; one node alone
+    /// has nobody to tell.
+    fn bulletin(&self, payload: Vec<u8>) {
+        let _ = payload;
+    }
+
+    /// Hands `sink` every bulletin another node sends from now on.
+    fn follow_bulletins(&self, sink: BulletinSink) {
+        let _ = sink;
     }
 
     /// The members of `room` on the other nodes (none for one node alone).

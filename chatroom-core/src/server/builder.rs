@@ -77,11 +77,16 @@ impl ServerBuilder {
         if !config.cluster.servers.is_empty() {
             #[cfg(feature = "cluster")]
             {
-                // In a cluster, history is the rooms' JetStream streams.
-                // Accounts stay on each node for now (docs/security.md).
-                let (broker, store) = cluster::join(&config).await?;
-                let accounts = Arc::new(MemoryAccounts::new());
-                return Server::assemble(config, limits, store, broker, accounts);
+                // In a cluster, history is the rooms' JetStream streams,
+                // and accounts and rules a bucket every node shares.
+                let joined = cluster::join(&config).await?;
+                return Server::assemble(
+                    config,
+                    limits,
+                    joined.history,
+                    joined.broker,
+                    joined.accounts,
+                );
             }
             #[cfg(not(feature = "cluster"))]
             return Err(missing_feature("cluster", "cluster").into());

@@ -24,6 +24,7 @@
 mod accounts;
 mod admin;
 mod builder;
+mod bulletin;
 mod config;
 mod end;
 mod error;
@@ -150,8 +151,8 @@ impl Server {
             &limits.room_owners,
         )
         .map_err(ServerError::Accounts)?;
-        let accounts =
-            accounts::Accounts::load(account_store, &limits).map_err(ServerError::Accounts)?;
+        let accounts = accounts::Accounts::load(account_store.clone(), &limits)
+            .map_err(ServerError::Accounts)?;
         let registry = RoomRegistry::with_history(Some(store), limits.recent_per_room);
         let room_limits = RoomLimits {
             max_rooms: limits.max_rooms,
@@ -160,20 +161,34 @@ impl Server {
         };
         let rooms = Rooms::new(registry, broker.clone(), room_limits);
         let tuning = Tuning::new(config, &limits);
-        Ok(Self {
-            shared: Arc::new(Shared {
-                queue_budget: QueueBudget::new(limits.queue_budget),
-                limits,
-                rooms,
-                broker,
-                tuning,
-                metrics: Counters::default(),
-                listening: AtomicBool::new(false),
-                accounts,
-                moderation,
-                irc_away: irc::away::AwayBoard::default(),
-            }),
-        })
+        let shared = Arc::new(Shared {
+            queue_budget: QueueBudget::new(limits.queue_budget),
+            limits,
+            rooms,
+            broker,
+            tuning,
+            metrics: Counters::default(),
+            listening: AtomicBool::new(false),
+            accounts,
+            moderation,
+            irc_away: irc::away::AwayBoard::default(),
+        });
+        // What other nodes of a cluster change or ask (nothing on one
+        // node). The sinks hold the engine weakly: the store and the
+        // broker it owns must not keep it alive.
+        let weak = Arc::downgrade(&shared);
+        account_store.follow(Box::new(move |change| {
+            if let Some(shared) = weak.upgrade() {
+                bulletin::take_change(&shared, change);
+            }
+        }));
+        let weak = Arc::downgrade(&shared);
+        shared.broker.follow_bulletins(Box::new(move |payload| {
+            if let Some(shared) = weak.upgrade() {
+                bulletin::apply(&shared, payload);
+            }
+        }));
+        Ok(Self { shared })
     }
 
     /// A handle for the operator: metrics, health and reloads (see

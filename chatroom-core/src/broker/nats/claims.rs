@@ -39,18 +39,8 @@ pub(super) async fn open_bucket(link: &Link) -> Result<kv::Store, BrokerError> {
     // stream looks: `create_key_value` first asks for the account's
     // info, whose reply from a 2.9 server this client cannot read.
     let bucket = stream::Config {
-        name: format!("KV_{NICK_BUCKET}"),
-        description: Some("chatroom nickname claims".to_owned()),
-        subjects: vec![format!("$KV.{NICK_BUCKET}.>")],
-        max_messages_per_subject: 1,
         max_age: config.nick_lease,
-        storage: stream::StorageType::File,
-        discard: stream::DiscardPolicy::New,
-        allow_rollup: true,
-        deny_delete: true,
-        allow_direct: true,
-        num_replicas: config.replicas,
-        ..Default::default()
+        ..bucket_stream(NICK_BUCKET, "chatroom nickname claims", config.replicas)
     };
     link.js
         .get_or_create_stream(bucket)
@@ -62,6 +52,24 @@ pub(super) async fn open_bucket(link: &Link) -> Result<kv::Store, BrokerError> {
         .await
         .map_err(|e| Outage::NickBucket(e.into()))?;
     Ok(nicks)
+}
+
+/// The stream of a key-value bucket keeping one value per key, as
+/// `create_key_value` would make it.
+pub(super) fn bucket_stream(bucket: &str, description: &str, replicas: usize) -> stream::Config {
+    stream::Config {
+        name: format!("KV_{bucket}"),
+        description: Some(description.to_owned()),
+        subjects: vec![format!("$KV.{bucket}.>")],
+        max_messages_per_subject: 1,
+        storage: stream::StorageType::File,
+        discard: stream::DiscardPolicy::New,
+        allow_rollup: true,
+        deny_delete: true,
+        allow_direct: true,
+        num_replicas: replicas,
+        ..Default::default()
+    }
 }
 
 /// This node's nick claims.

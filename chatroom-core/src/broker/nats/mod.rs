@@ -20,6 +20,10 @@
 //!   expire after the lease (`max_age` of the bucket); the owning node
 //!   renews each claim every third of it, so a dead node's nicks free
 //!   themselves.
+//! - **Accounts, room rules and the moderation log** are shared through
+//!   the bucket `chatroom_accounts` and the stream `CHATROOM-MODLOG`
+//!   (module `accounts`); **bulletins** carry a moderator's kick or ban
+//!   to the other nodes (module `bulletin`).
 //! - **Presence** (who is in which room on the other nodes) travels on core
 //!   subjects as numbered changes with heartbeats (module `presence`);
 //!   `who`, `rooms` and the `members` reply of a join span every node.
@@ -33,6 +37,8 @@
 //! are the small pieces they share. This file wires them into the
 //! [`Broker`].
 
+mod accounts;
+mod bulletin;
 mod claims;
 mod config;
 mod connect;
@@ -58,7 +64,8 @@ use crate::protocol::{MessageId, Nickname, RoomInfo, RoomName, Timestamp};
 use crate::registry::{Published, Room, RoomRegistry, SessionId};
 
 use super::presence::Change;
-use super::{Broker, BrokerError, Outage, Pending};
+use super::{Broker, BrokerError, BulletinSink, Outage, Pending};
+use bulletin::Bulletins;
 use claims::Claims;
 use feed::Feeds;
 use link::Link;
@@ -66,6 +73,7 @@ use outgoing::InFlight;
 use presence::Presence;
 use publish::Publisher;
 
+pub use accounts::{ACCOUNT_BUCKET, MODLOG_STREAM, NatsAccounts};
 pub use claims::NICK_BUCKET;
 pub use config::NatsConfig;
 pub use connect::{ClientCert, NatsAuth, NatsTls, redact_url};
@@ -83,6 +91,7 @@ pub struct NatsBroker {
     feeds: Arc<Feeds>,
     claims: Arc<Claims>,
     publisher: Arc<Publisher>,
+    bulletins: Bulletins,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -141,15 +150,28 @@ impl NatsBroker {
         ];
         tasks.extend(presence_tasks);
         tasks.push(whisper::start(&link).await?);
+        let (bulletins, bulletin_tasks) = Bulletins::start(&link).await?;
+        tasks.extend(bulletin_tasks);
         let broker = Self {
             link,
             presence,
             feeds,
             claims,
             publisher: Arc::new(publisher),
+            bulletins,
             tasks,
         };
         Ok((Arc::new(broker), store))
+    }
+
+    /// Opens the cluster's account store: accounts, room rules and the
+    /// moderation log, shared by every node (see [`NatsAccounts`]).
+    ///
+    /// # Errors
+    /// [`BrokerError::Unavailable`] when its bucket or stream cannot be
+    /// made or read.
+    pub async fn accounts(&self) -> Result<NatsAccounts, BrokerError> {
+        NatsAccounts::open(&self.link).await
     }
 
     /// Starts receiving `room` here unless it is received already; its
@@ -283,6 +305,14 @@ impl Broker for NatsBroker {
                 tracing::warn!("could not tell the cluster everything before stopping");
             }
         })
+    }
+
+    fn bulletin(&self, payload: Vec<u8>) {
+        self.bulletins.send(payload);
+    }
+
+    fn follow_bulletins(&self, sink: BulletinSink) {
+        self.bulletins.follow(sink);
     }
 
     fn remote_members(&self, room: &RoomName) -> Vec<Nickname> {

@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
-use crate::accounts::{Account, AccountError, AccountStore, HashParams, password};
+use crate::accounts::{Account, AccountError, AccountStore, HashParams, StoreChange, password};
 use crate::protocol::{ErrorCode, Nickname, Password};
 use crate::registry::now_ms;
 
@@ -146,8 +146,15 @@ impl Accounts {
             }
             known.insert(nick.key(), account.clone());
         }
-        if let Err(e) = self.write(move |store| store.put_account(&account)).await {
+        if let Err(e) = self
+            .write(move |store| store.create_account(&account))
+            .await
+        {
             lock(&self.known).remove(&nick.key());
+            // Another node sharing the store registered it first.
+            if let AccountsError::Store(AccountError::Exists) = e {
+                return Err(AccountsError::Exists(nick.clone()));
+            }
             return Err(e);
         }
         tracing::info!(account = %nick, "account registered");
@@ -229,6 +236,20 @@ impl Accounts {
         self.write(move |store| store.remove_account(&key)).await?;
         tracing::info!(account = %name, "account dropped");
         Ok(())
+    }
+
+    /// Takes up an account another node registered, changed or dropped.
+    pub(crate) fn apply(&self, change: StoreChange) {
+        let mut known = lock(&self.known);
+        match change {
+            StoreChange::Account(account) => {
+                known.insert(account.name.key(), account);
+            }
+            StoreChange::AccountRemoved(key) => {
+                known.remove(&key);
+            }
+            _ => {}
+        }
     }
 
     /// Runs a store write on a blocking-friendly thread.

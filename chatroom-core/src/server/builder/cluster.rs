@@ -6,17 +6,24 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::accounts::AccountStore;
 use crate::broker::nats::{ClientCert, NatsAuth, NatsBroker, NatsConfig, NatsTls, redact_url};
 use crate::broker::{Broker, Secret};
 use crate::history::HistoryStore;
 use crate::server::config::{ClusterConfig, ServerConfig};
 use crate::server::error::ServerError;
 
-/// Connects to the cluster's NATS: the broker that shares rooms and nicks
-/// with the other nodes, and the store that reads the rooms' streams.
-pub(super) async fn join(
-    config: &ServerConfig,
-) -> Result<(Arc<dyn Broker>, Arc<dyn HistoryStore>), ServerError> {
+/// What a node of a cluster is built on: the broker that shares rooms and
+/// nicks with the other nodes, the store that reads the rooms' streams,
+/// and the account store every node shares.
+pub(super) struct Joined {
+    pub(super) broker: Arc<dyn Broker>,
+    pub(super) history: Arc<dyn HistoryStore>,
+    pub(super) accounts: Arc<dyn AccountStore>,
+}
+
+/// Connects to the cluster's NATS and opens what the node shares there.
+pub(super) async fn join(config: &ServerConfig) -> Result<Joined, ServerError> {
     let cluster = &config.cluster;
     let node = if cluster.node_name.is_empty() {
         format!("node-{}", std::process::id())
@@ -32,9 +39,14 @@ pub(super) async fn join(
     let (broker, store) = NatsBroker::connect(nats)
         .await
         .map_err(ServerError::Cluster)?;
+    let accounts = broker.accounts().await.map_err(ServerError::Cluster)?;
     let servers: Vec<String> = cluster.servers.iter().map(|url| redact_url(url)).collect();
     tracing::info!(%node, ?servers, "joined the cluster");
-    Ok((broker, store))
+    Ok(Joined {
+        broker,
+        history: store,
+        accounts: Arc::new(accounts),
+    })
 }
 
 /// The credentials the settings name. A password or token file is read

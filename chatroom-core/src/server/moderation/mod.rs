@@ -77,6 +77,9 @@ pub(crate) struct Moderation {
     seen: Mutex<HashMap<SessionId, Seen>>,
     /// Server operators' folded account names; replaced by a reload.
     operators: RwLock<Vec<String>>,
+    /// The owners the settings declare (`room_owners`), by folded room
+    /// name: they hold over whatever another node stores.
+    declared: Vec<(String, String)>,
 }
 
 fn read<T>(l: &RwLock<T>) -> RwLockReadGuard<'_, T> {
@@ -116,6 +119,7 @@ impl Moderation {
             rules: RwLock::new(rules),
             moderated: AtomicUsize::new(moderated),
             operators: RwLock::new(operators),
+            declared: owners.to_vec(),
             ..Self::default()
         })
     }
@@ -174,6 +178,26 @@ impl Moderation {
         }
         // Plain data with string keys: serializing cannot fail.
         serde_json::to_string(rules).unwrap_or_default()
+    }
+
+    /// Takes up `key`'s rules as another node stored them (`encoded`;
+    /// empty when none are left). Damaged rules are logged and left out.
+    pub(crate) fn replace(&self, key: &str, encoded: &str) {
+        let mut rules = if encoded.is_empty() {
+            RoomRules::default()
+        } else {
+            match serde_json::from_str::<RoomRules>(encoded) {
+                Ok(rules) => rules,
+                Err(e) => {
+                    tracing::error!(room = key, error = %e, "rules from the cluster cannot be read");
+                    return;
+                }
+            }
+        };
+        if let Some((_, owner)) = self.declared.iter().find(|(room, _)| room == key) {
+            rules.owner = Some(owner.clone());
+        }
+        self.update(key, |stored| *stored = rules);
     }
 
     /// The server-wide ban on `actor`, if any.

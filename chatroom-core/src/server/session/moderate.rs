@@ -9,6 +9,7 @@ use crate::protocol::{
 };
 use crate::registry::now_ms;
 
+use super::super::bulletin::{self, Bulletin, tell_everywhere};
 use super::super::moderation::{Actor, Ban, SERVER, canonical_mask, mask_of};
 use super::reply::Failure;
 use super::state::{Flow, Session};
@@ -77,7 +78,10 @@ impl Session {
     }
 
     /// Writes `key`'s rules (when `encoded` is given) and a log line. The
-    /// future owns what it needs: a session is not shared across threads.
+    /// rules go to the other nodes of a cluster at once, before the future
+    /// is awaited: call this before telling the room, so that another
+    /// node holds the rules before its members see the line. The future
+    /// owns what it needs: a session is not shared across threads.
     pub(super) fn record(
         &self,
         key: &str,
@@ -96,6 +100,15 @@ impl Session {
             action: action.trim().to_owned(),
         };
         tracing::info!(by = %entry.by, room = %entry.room, action = %entry.action, "moderation");
+        if let Some(encoded) = &encoded {
+            bulletin::send(
+                &self.shared,
+                &Bulletin::Rules {
+                    key: key.clone(),
+                    encoded: encoded.clone(),
+                },
+            );
+        }
         let shared = self.shared.clone();
         async move {
             // A failed write is logged by `write`; the change holds in memory.
@@ -138,41 +151,33 @@ impl Session {
         let word = format!("{action:?}").to_ascii_lowercase();
         let line = format!("{word} {target}");
         let event = self.event(Some(room), action, target);
-        self.shared
-            .rooms
-            .tell(room, ServerMessage::Moderated(event));
-        self.record(&room.key(), Some(encoded), room.as_str(), line)
+        let stored = self.record(&room.key(), Some(encoded), room.as_str(), line);
+        tell_everywhere(&self.shared, room, ServerMessage::Moderated(event));
+        stored
     }
 
     /// Removes every member of `room` its bans now name, except its
-    /// operators, telling the room why.
+    /// operators, on every node, telling the room why.
     fn remove_banned(&self, room: &RoomName) {
-        let moderation = &self.shared.moderation;
-        let rules = moderation.rules(&room.key());
-        let now = now_ms();
         let why = format!("banned by {}", self.nick);
-        for nick in self.shared.rooms.members(room).unwrap_or_default() {
-            let Some(id) = self.shared.rooms.session_of(&nick) else {
-                continue;
-            };
-            let seen = moderation.seen(id).unwrap_or_default();
-            let actor = seen.actor(&nick);
-            if rules.ban_on(&actor, now).is_some()
-                && !rules.is_operator(actor.account)
-                && !moderation.is_server_operator(actor.account)
-            {
-                self.remove_member(room, &nick, &why);
-            }
-        }
+        bulletin::remove_banned(&self.shared, room, &why);
+        bulletin::send(
+            &self.shared,
+            &Bulletin::RemoveBanned {
+                room: room.clone(),
+                why,
+            },
+        );
     }
 
-    /// Removes `nick` from `room` if it is there, telling the room `why`.
-    fn remove_member(&self, room: &RoomName, nick: &Nickname, why: &str) -> bool {
-        let Some(id) = self.shared.rooms.session_of(nick) else {
-            return false;
-        };
-        self.shared.moderation.evict(id, room);
-        self.shared.rooms.remove(id, nick, room, why).is_ok()
+    /// Disconnects the session holding `nick`: here, or else on whichever
+    /// node of a cluster holds it. Whether it was held here.
+    pub(super) fn kill_anywhere(&self, nick: &Nickname) -> bool {
+        if self.shared.rooms.kill(nick) {
+            return true;
+        }
+        bulletin::send(&self.shared, &Bulletin::Kill { nick: nick.clone() });
+        false
     }
 
     pub(super) async fn moderate(
@@ -192,14 +197,22 @@ impl Session {
                 }
                 let mut event = self.event(Some(&room), ModAction::Kick, nick.to_string());
                 event.reason.clone_from(&reason);
-                self.shared
-                    .rooms
-                    .tell(&room, ServerMessage::Moderated(event));
+                tell_everywhere(&self.shared, &room, ServerMessage::Moderated(event));
                 let why = match &reason {
                     Some(r) => format!("kicked by {}: {r}", self.nick),
                     None => format!("kicked by {}", self.nick),
                 };
-                self.remove_member(&room, &nick, &why);
+                // The member may be held by another node of a cluster.
+                if !bulletin::remove_member(&self.shared, &room, &nick, &why) {
+                    bulletin::send(
+                        &self.shared,
+                        &Bulletin::Remove {
+                            room: room.clone(),
+                            nick: nick.clone(),
+                            why,
+                        },
+                    );
+                }
                 self.record(
                     &room.key(),
                     None,
@@ -240,19 +253,17 @@ impl Session {
                     ));
                 }
                 let event = self.event(room.as_ref(), ModAction::Unban, wanted.join(" "));
-                if let Some(room) = &room {
-                    self.shared
-                        .rooms
-                        .tell(room, ServerMessage::Moderated(event));
-                }
                 let place = room.as_ref().map_or(SERVER, RoomName::as_str);
-                self.record(
+                let stored = self.record(
                     &key,
                     Some(encoded),
                     place,
                     format!("unban {}", wanted.join(" ")),
-                )
-                .await;
+                );
+                if let Some(room) = &room {
+                    tell_everywhere(&self.shared, room, ServerMessage::Moderated(event));
+                }
+                stored.await;
             }
             ClientMessage::Topic { room, topic: None } => {
                 let rules = self.shared.moderation.rules(&room.key());
@@ -279,7 +290,14 @@ impl Session {
                     rules.topic = (!topic.is_empty()).then(|| topic.clone());
                     rules.topic_by = (!topic.is_empty()).then(|| by.clone());
                 });
-                self.shared.rooms.tell(
+                let stored = self.record(
+                    &room.key(),
+                    Some(encoded),
+                    room.as_str(),
+                    format!("topic {topic}"),
+                );
+                tell_everywhere(
+                    &self.shared,
                     &room,
                     ServerMessage::Topic {
                         room: room.clone(),
@@ -287,13 +305,7 @@ impl Session {
                         by: Some(by),
                     },
                 );
-                self.record(
-                    &room.key(),
-                    Some(encoded),
-                    room.as_str(),
-                    format!("topic {topic}"),
-                )
-                .await;
+                stored.await;
             }
             other => return self.moderate_more(other, reference).await,
         }
@@ -322,7 +334,9 @@ impl Session {
                         let seen = moderation.seen(id).unwrap_or_default();
                         (mask_of(&seen.actor(&nick)), Some(nick))
                     }
-                    None => (format!("nick:{}", nick.key()), None),
+                    // Held on another node of a cluster, or by no one:
+                    // this node knows only the nick.
+                    None => (format!("nick:{}", nick.key()), Some(nick)),
                 }
             }
         };
@@ -344,24 +358,23 @@ impl Session {
         };
         let mut event = self.event(room.as_ref(), ModAction::Ban, shown.clone());
         event.reason.clone_from(&reason);
+        let place = room.as_ref().map_or(SERVER, RoomName::as_str);
+        let action = format!("ban {shown} {}", reason.clone().unwrap_or_default());
+        let stored = self.record(&key, Some(encoded), place, action);
         match (&room, &target) {
             (Some(room), _) => {
-                self.shared
-                    .rooms
-                    .tell(room, ServerMessage::Moderated(event));
+                tell_everywhere(&self.shared, room, ServerMessage::Moderated(event));
                 self.remove_banned(room);
             }
             (None, target) => {
                 // No room sees a server-wide ban; its maker is told.
                 self.reply(ServerMessage::Moderated(event), None);
                 if let Some(nick) = target {
-                    self.shared.rooms.kill(nick);
+                    self.kill_anywhere(nick);
                 }
             }
         }
-        let place = room.as_ref().map_or(SERVER, RoomName::as_str);
-        let action = format!("ban {shown} {}", reason.unwrap_or_default());
-        self.record(&key, Some(encoded), place, action).await;
+        stored.await;
         Ok(())
     }
 }

@@ -67,7 +67,10 @@ impl Session {
             }
             ClientMessage::Kill { nick, reason } => {
                 self.require_server_operator()?;
-                if !self.shared.rooms.kill(&nick) {
+                // In a cluster the nick may be held on another node, which
+                // the bulletin reaches; only one node alone knows it is
+                // held nowhere.
+                if !self.kill_anywhere(&nick) && self.shared.broker.is_connected().is_none() {
                     return Err(Failure::new(
                         ErrorCode::NoSuchNick,
                         format!("no user {nick} on this server"),

@@ -1,0 +1,368 @@
+//! Accounts and moderation in cluster mode: two `chatroom-server` nodes on
+//! one `nats-server -js` (started by the test on a free loopback port with
+//! a store directory of its own) share registered nicks, room rules, bans
+//! and the moderation log, and keep them when both nodes restart.
+//!
+//! `nats-server` is Debian's package (`apt-get install nats-server`); the
+//! tests fail, never skip, when it cannot be found, as the other cluster
+//! tests do.
+
+mod common;
+
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::cluster::{DEADLINE, node, start_node};
+use common::json_client::JsonClient;
+use common::nats::Nats;
+use common::server::{Server, ServerBuilder};
+use common::temp::TempDir;
+use serde_json::{Value, json};
+
+/// Two chat nodes on one NATS with JetStream. The nodes go before NATS.
+struct Pair {
+    nodes: Vec<Server>,
+    builders: Vec<ServerBuilder>,
+    nats: Option<Nats>,
+    port: u16,
+    dir: TempDir,
+}
+
+impl Pair {
+    fn start(name: &str) -> Self {
+        let dir = TempDir::new(&format!("cluster-accounts-{name}"));
+        let nats = Nats::start(&dir.join("nats"), &[]);
+        let url = format!("nats://127.0.0.1:{}", nats.port);
+        let builders: Vec<ServerBuilder> = ["a", "b"]
+            .iter()
+            .map(|n| {
+                node(&url, n, &dir.join(n)).settings(&[
+                    // Small argon2 costs: the debug build's tests do not
+                    // wait on hashing.
+                    ("hash_memory_kib", "64"),
+                    ("hash_iterations", "1"),
+                    ("operators", "teacher"),
+                ])
+            })
+            .collect();
+        let nodes = builders
+            .iter()
+            .zip(["a", "b"])
+            .map(|(b, n)| start_node(b, n))
+            .collect();
+        Self {
+            nodes,
+            builders,
+            port: nats.port,
+            nats: Some(nats),
+            dir,
+        }
+    }
+
+    fn addr(&self, node: usize) -> std::net::SocketAddr {
+        self.nodes[node].addr()
+    }
+
+    /// Stops both nodes, then starts them again on the same NATS.
+    fn restart(&mut self) {
+        for node in &mut self.nodes {
+            node.stop();
+        }
+        self.nodes = self
+            .builders
+            .iter()
+            .zip(["a", "b"])
+            .map(|(b, n)| start_node(b, n))
+            .collect();
+    }
+}
+
+impl Pair {
+    /// Kills NATS (SIGKILL); the nodes stay up.
+    fn stop_nats(&mut self) {
+        self.nats = None;
+    }
+
+    /// Starts NATS again on the same port with the same store.
+    fn restart_nats(&mut self) {
+        let nats = Nats::start_on(self.port, &self.dir.join("nats"), &[]);
+        self.nats = Some(nats.expect("nats-server did not start again on its port"));
+    }
+}
+
+impl Drop for Pair {
+    fn drop(&mut self) {
+        self.nodes.clear();
+        self.nats = None;
+    }
+}
+
+/// Every frame up to the `welcome` (errors before it allowed).
+fn hello_with(addr: std::net::SocketAddr, hello: Value) -> (JsonClient, Value) {
+    let (mut client, first) = JsonClient::open(addr, &hello, DEADLINE);
+    let mut frame = first;
+    while frame["type"] != "welcome" {
+        assert_eq!(frame["type"], "error", "before welcome: {frame}");
+        frame = client.next();
+    }
+    (client, frame)
+}
+
+fn login(addr: std::net::SocketAddr, nick: &str, password: &str) -> JsonClient {
+    let (client, welcome) = hello_with(
+        addr,
+        json!({"type": "hello", "version": 1, "nick": nick, "password": password}),
+    );
+    assert_eq!(welcome["nick"], nick, "{welcome}");
+    client
+}
+
+fn quit(mut client: JsonClient) {
+    client.send(&json!({"type": "quit"}));
+    client.next_of("bye");
+}
+
+/// Polls `check` until it holds, for a few seconds: what one node wrote
+/// reaches the other's cache through a watch, a few milliseconds later.
+fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !check() {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "not within 5 s: {what}"
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+    eprintln!("{what}: after {:?}", started.elapsed());
+}
+
+#[test]
+fn an_account_registered_on_one_node_holds_on_the_other_and_after_a_restart() {
+    let mut pair = Pair::start("account");
+    let (mut teacher, _) = JsonClient::hello(pair.addr(0), "teacher", DEADLINE);
+    teacher.send(&json!({"type": "register", "password": "blackboard", "ref": "r"}));
+    assert_eq!(teacher.next_of("logged_in")["account"], "teacher");
+    quit(teacher);
+
+    // A guest on the other node is refused the registered nick, with the
+    // typed error, and gets a free guest nick.
+    let b = pair.addr(1);
+    eventually("node b knows the account", || {
+        let (mut guest, welcome) = JsonClient::open(
+            b,
+            &json!({"type": "hello", "version": 1, "nick": "Teacher"}),
+            DEADLINE,
+        );
+        assert_eq!(welcome["type"], "welcome", "{welcome}");
+        if welcome["nick"] == "Teacher" {
+            return false;
+        }
+        assert!(welcome["nick"].as_str().unwrap().starts_with("guest"));
+        guest.next_of("error")["code"] == "nick_registered"
+    });
+    // Registering the same nick again there is refused too.
+    let (mut other, _) = JsonClient::hello(b, "someone", DEADLINE);
+    other.send(&json!({"type": "nick", "nick": "teacher"}));
+    assert_eq!(other.next_of("error")["code"], "nick_registered");
+
+    // The password logs in on the other node; a wrong one does not.
+    let (_, refused) = JsonClient::open(
+        b,
+        &json!({"type": "hello", "version": 1, "nick": "teacher", "password": "wrong-one"}),
+        DEADLINE,
+    );
+    assert_eq!(refused["code"], "bad_credentials", "{refused}");
+    quit(login(b, "teacher", "blackboard"));
+
+    // After both nodes restart, the account is still there on each.
+    pair.restart();
+    quit(login(pair.addr(0), "teacher", "blackboard"));
+    quit(login(pair.addr(1), "teacher", "blackboard"));
+    let (mut guest, _) = JsonClient::open(
+        pair.addr(1),
+        &json!({"type": "hello", "version": 1, "nick": "teacher"}),
+        DEADLINE,
+    );
+    assert_eq!(guest.next_of("error")["code"], "nick_registered");
+}
+
+#[test]
+fn kicks_bans_and_keys_made_on_one_node_hold_on_the_other_and_after_a_restart() {
+    let mut pair = Pair::start("moderation");
+    let (a, b) = (pair.addr(0), pair.addr(1));
+    // The teacher registers on node a and creates #class there: its owner.
+    let (mut teacher, _) = JsonClient::hello(a, "teacher", DEADLINE);
+    teacher.send(&json!({"type": "register", "password": "blackboard"}));
+    teacher.next_of("logged_in");
+    teacher.join("class");
+    // A watcher and bob are in #class on node b.
+    let mut watcher = JsonClient::hello_in(b, "watcher", "class", DEADLINE);
+    let (mut bob, _) = JsonClient::hello(b, "bob", DEADLINE);
+    bob.join("class");
+    teacher.wait_for_members("class", &["bob", "teacher", "watcher"], DEADLINE);
+
+    // A kick on node a removes bob on node b; the room there sees it.
+    teacher.send(&json!({"type": "kick", "room": "class", "nick": "bob", "reason": "noise"}));
+    teacher.next_of("ok");
+    let kick = watcher.next_of("moderated");
+    assert_eq!(
+        (&kick["action"], &kick["target"], &kick["by"]),
+        (&json!("kick"), &json!("bob"), &json!("teacher")),
+        "{kick}"
+    );
+    let left = watcher.next_of("left");
+    assert_eq!(
+        (&left["nick"], &left["reason"]),
+        (&json!("bob"), &json!("kicked by teacher: noise")),
+        "{left}"
+    );
+    bob.next_of("left");
+    bob.send(&json!({"type": "say", "room": "class", "text": "still here?"}));
+    assert_eq!(bob.next_of("error")["code"], "not_in_room");
+
+    // Kicked is not banned: bob comes back on b. A ban on a removes him
+    // there and keeps him out of the room on b.
+    bob.join("class");
+    watcher.next_of("joined");
+    teacher.send(&json!({"type": "ban", "room": "class", "mask": "bob", "reason": "flooding"}));
+    teacher.next_of("ok");
+    let ban = watcher.next_of("moderated");
+    assert_eq!(
+        (&ban["action"], &ban["target"], &ban["reason"]),
+        (&json!("ban"), &json!("nick:bob"), &json!("flooding")),
+        "{ban}"
+    );
+    let left = watcher.next_of("left");
+    assert_eq!(left["reason"], "banned by teacher", "{left}");
+    bob.next_of("left");
+    bob.send(&json!({"type": "join", "room": "class", "ref": "j"}));
+    let refused = bob.next_of("error");
+    assert_eq!(
+        (&refused["code"], &refused["ref"]),
+        (&json!("banned"), &json!("j")),
+        "{refused}"
+    );
+
+    // A key set on a is asked on b.
+    teacher.send(&json!({"type": "mode", "room": "class", "key": "s3cret"}));
+    teacher.next_of("ok");
+    assert_eq!(watcher.next_of("moderated")["action"], "mode");
+    let (mut newcomer, _) = JsonClient::hello(b, "newcomer", DEADLINE);
+    newcomer.send(&json!({"type": "join", "room": "class"}));
+    assert_eq!(newcomer.next_of("error")["code"], "bad_key");
+
+    // A server operator's kill on a disconnects a session of b.
+    teacher.send(&json!({"type": "kill", "nick": "newcomer", "reason": "testing"}));
+    teacher.next_of("ok");
+    assert_eq!(newcomer.next_of("error")["code"], "killed");
+    newcomer.expect_closed();
+
+    // A server-wide ban on a keeps the nick off b.
+    teacher.send(&json!({"type": "ban", "mask": "nick:eve", "duration_secs": 600}));
+    teacher.next_of("moderated");
+    teacher.next_of("ok");
+    eventually("node b refuses eve", || {
+        let (_, first) = JsonClient::open(
+            b,
+            &json!({"type": "hello", "version": 1, "nick": "eve"}),
+            DEADLINE,
+        );
+        first["code"] == "banned"
+    });
+
+    // The moderation log made on a reads on b.
+    drop(teacher);
+    let mut teacher_b = login(b, "teacher", "blackboard");
+    teacher_b.send(&json!({"type": "mod_log", "limit": 10}));
+    let log = teacher_b.next_where(|f| {
+        f["type"] == "notice"
+            && f["text"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("* moderation log"))
+    });
+    let text = log["text"].as_str().unwrap();
+    for line in [
+        "teacher in #class: kick bob noise",
+        "teacher in #class: ban nick:bob flooding",
+    ] {
+        assert!(text.contains(line), "{line} missing from {text}");
+    }
+
+    // After both nodes restart: the ban, the key and the owner hold.
+    drop((watcher, bob, teacher_b));
+    pair.restart();
+    let (a, b) = (pair.addr(0), pair.addr(1));
+    let (mut bob, _) = JsonClient::hello(b, "bob", DEADLINE);
+    bob.send(&json!({"type": "join", "room": "class", "key": "s3cret"}));
+    assert_eq!(bob.next_of("error")["code"], "banned");
+    let (mut newcomer, _) = JsonClient::hello(a, "newcomer", DEADLINE);
+    newcomer.send(&json!({"type": "join", "room": "class"}));
+    assert_eq!(newcomer.next_of("error")["code"], "bad_key");
+    newcomer.send(&json!({"type": "join", "room": "class", "key": "s3cret", "history": 0}));
+    newcomer.next_of("members");
+    let (_, first) = JsonClient::open(
+        a,
+        &json!({"type": "hello", "version": 1, "nick": "eve"}),
+        DEADLINE,
+    );
+    assert_eq!(first["code"], "banned", "{first}");
+    // The owner lifts the ban on b, and bob is let in.
+    let mut teacher = login(b, "teacher", "blackboard");
+    teacher.send(&json!({"type": "unban", "room": "class", "mask": "nick:bob"}));
+    teacher.next_of("ok");
+    eventually("the ban is lifted on node b", || {
+        bob.send(&json!({"type": "join", "room": "class", "key": "s3cret", "history": 0}));
+        let answer = bob.next_where(|f| f["type"] == "members" || f["type"] == "error");
+        answer["type"] == "members"
+    });
+}
+
+#[test]
+fn after_a_nats_outage_each_node_hears_the_others_changes_again() {
+    let mut pair = Pair::start("outage");
+    pair.stop_nats();
+    thread::sleep(Duration::from_millis(500));
+    pair.restart_nats();
+    let (a, b) = (pair.addr(0), pair.addr(1));
+
+    // A registration on a, once it is connected again, reaches b.
+    let mut owner = None;
+    eventually("a takes a nick once NATS is back", || {
+        let (client, first) = JsonClient::open(
+            a,
+            &json!({"type": "hello", "version": 1, "nick": "owner"}),
+            DEADLINE,
+        );
+        owner = Some(client);
+        first["type"] == "welcome"
+    });
+    let mut owner = owner.unwrap();
+    owner.send(&json!({"type": "register", "password": "owner-password"}));
+    assert_eq!(owner.next_of("logged_in")["account"], "owner");
+    quit(owner);
+    eventually("node b knows the account made after the outage", || {
+        let (mut guest, welcome) = JsonClient::open(
+            b,
+            &json!({"type": "hello", "version": 1, "nick": "owner"}),
+            DEADLINE,
+        );
+        welcome["nick"] != "owner" && guest.next_of("error")["code"] == "nick_registered"
+    });
+
+    // And a key set on b after the outage is asked on a.
+    let mut owner = login(b, "owner", "owner-password");
+    owner.join("den");
+    owner.send(&json!({"type": "mode", "room": "den", "key": "k3y"}));
+    owner.next_of("ok");
+    let (mut guest, _) = JsonClient::hello(a, "visitor", DEADLINE);
+    eventually("node a asks for the key", || {
+        guest.send(&json!({"type": "join", "room": "den", "history": 0}));
+        let answer = guest.next_where(|f| f["type"] == "members" || f["type"] == "error");
+        if answer["type"] == "members" {
+            guest.send(&json!({"type": "leave", "room": "den"}));
+            guest.next_of("ok");
+            return false;
+        }
+        answer["code"] == "bad_key"
+    });
+}
