@@ -534,7 +534,15 @@ pub fn validate_text(text: &str) -> Result<(), ProtocolError> {
     // C0, DEL and C1 controls could drive a terminal; bidi overrides and
     // other format characters stay allowed in text because a client renders
     // text as text, never as names or commands.
-    if text.chars().any(|c| c.is_control() && c != '\t') {
+    let control = if text.is_ascii() {
+        // One pass the compiler vectorises, for the usual text.
+        text.bytes().fold(false, |seen, b| {
+            seen | ((b < 0x20) & (b != b'\t')) | (b == 0x7f)
+        })
+    } else {
+        text.chars().any(|c| c.is_control() && c != '\t')
+    };
+    if control {
         return Err(ProtocolError::InvalidText {
             reason: "holds a control character",
         });

@@ -325,6 +325,27 @@ impl Queue {
     }
 }
 
+/// Extends `frames`' share of the budget to cover `len` more bytes; false
+/// when the budget is spent and that would leave more than `beyond_budget`
+/// bytes uncovered. Out of line: only a queue past its first
+/// [`UNBUDGETED_BYTES`] comes here.
+#[cold]
+#[inline(never)]
+fn draw_on_budget(
+    budget: &QueueBudget,
+    frames: &mut Frames,
+    len: usize,
+    beyond_budget: usize,
+) -> bool {
+    let need = (frames.bytes + len).saturating_sub(UNBUDGETED_BYTES);
+    let more = need.next_multiple_of(CREDIT_STEP) - frames.credit;
+    if budget.reserve(more) {
+        frames.credit += more;
+        return true;
+    }
+    need <= frames.credit + beyond_budget
+}
+
 /// Keeps count of the senders: dropped with the last [`Outbox`] clone, it
 /// tells the writer that nothing more will come.
 struct Senders {
@@ -424,6 +445,7 @@ impl Outbox {
     /// # Errors
     /// [`PushError::Full`] when the queue holds its most frames or bytes,
     /// [`PushError::Closed`] when the session is gone or was cut off.
+    #[inline]
     pub(crate) fn offer(&self, frame: &Arc<Outbound>) -> Result<(), PushError> {
         let queue = self.queue();
         self.enqueue(frame, queue.max_frames, queue.max_bytes, 0)
@@ -431,7 +453,9 @@ impl Outbox {
 
     /// Queues `frame` if the queue then holds at most `max_frames` frames
     /// and about `max_bytes` bytes, and its share of the budget covers it
-    /// (or misses it by at most `beyond_budget` bytes).
+    /// (or misses it by at most `beyond_budget` bytes). Inlined into the
+    /// rooms' fanout loop: this is the per-delivery cost of a message.
+    #[inline]
     fn enqueue(
         &self,
         frame: &Arc<Outbound>,
@@ -453,14 +477,10 @@ impl Outbox {
             {
                 return Err(PushError::Full);
             }
-            let need = (frames.bytes + len).saturating_sub(UNBUDGETED_BYTES);
-            if need > frames.credit {
-                let more = need.next_multiple_of(CREDIT_STEP) - frames.credit;
-                if queue.budget.reserve(more) {
-                    frames.credit += more;
-                } else if need > frames.credit + beyond_budget {
-                    return Err(PushError::Full);
-                }
+            if frames.bytes + len > UNBUDGETED_BYTES + frames.credit
+                && !draw_on_budget(&queue.budget, frames, len, beyond_budget)
+            {
+                return Err(PushError::Full);
             }
             frames.bytes += len;
             frames.fresh += len;
