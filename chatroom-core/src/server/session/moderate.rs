@@ -355,7 +355,11 @@ impl Session {
                 // No room sees a server-wide ban; its maker is told.
                 self.reply(ServerMessage::Moderated(event), None);
                 if let Some(nick) = target {
-                    self.shared.rooms.kill(nick);
+                    let why = match &reason {
+                        Some(r) => format!("banned from this server: {r}"),
+                        None => "banned from this server".to_owned(),
+                    };
+                    self.shared.rooms.kill(nick, Some(why));
                 }
             }
         }

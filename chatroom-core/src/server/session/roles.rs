@@ -1,7 +1,9 @@
 //! The rest of moderation: granting roles (op, voice), room modes,
 //! invitations, and the server operators' kill and moderation log.
 
-use crate::protocol::{ClientMessage, ErrorCode, ModAction, Nickname, RoomName, ServerMessage};
+use crate::protocol::{
+    self, ClientMessage, ErrorCode, ModAction, Nickname, RoomName, ServerMessage,
+};
 
 use super::reply::Failure;
 use super::state::{Flow, Session};
@@ -67,7 +69,12 @@ impl Session {
             }
             ClientMessage::Kill { nick, reason } => {
                 self.require_server_operator()?;
-                if !self.shared.rooms.kill(&nick) {
+                // The reason is shown to the one disconnected, in every
+                // dialect: it obeys the rules of message text.
+                if let Some(reason) = &reason {
+                    protocol::validate_text(reason)?;
+                }
+                if !self.shared.rooms.kill(&nick, reason.clone()) {
                     return Err(Failure::new(
                         ErrorCode::NoSuchNick,
                         format!("no user {nick} on this server"),
