@@ -228,6 +228,13 @@ fn an_irc_operator_kicks_bans_and_sets_modes_seen_as_irc_lines() {
     dave.expect(" 404 dave #hall :");
     chair.send("MODE #hall +v dave");
     dave.expect(":chair!chair@chatroom MODE #hall +v dave");
+    // NAMES marks the owner `@` and the voiced `+`.
+    dave.send("NAMES #hall");
+    let names = dave.expect(" 353 dave = #hall :");
+    let names: Vec<&str> = names.rsplit(" :").next().unwrap().split(' ').collect();
+    for nick in ["@chair", "+dave", "jay"] {
+        assert!(names.contains(&nick), "{nick} in {names:?}");
+    }
     dave.send("PRIVMSG #hall :now I can");
     chair.expect("PRIVMSG #hall :now I can");
     chair.send("MODE #hall -m");

@@ -168,6 +168,7 @@ impl IrcSession {
         let n = self.numerics();
         let channel = format!("#{room}");
         let members = self.shared.rooms.members(room).unwrap_or_default();
+        let members = self.prefixed(room, &members);
         let mut lines = String::new();
         let fixed = n.start("353").param("=").param(&channel).end().len();
         for chunk in name_chunks(&members, fixed)
@@ -233,19 +234,19 @@ impl IrcSession {
 
 /// The members' nicks, space-separated, in pieces that fit a `353` line
 /// whose fixed part is `fixed` bytes long.
-fn name_chunks(members: &[Nickname], fixed: usize) -> Vec<String> {
+fn name_chunks(members: &[String], fixed: usize) -> Vec<String> {
     let budget = MAX_LINE_LEN.saturating_sub(fixed + 2);
     let mut chunks = vec![String::new()];
     for nick in members {
         let last = chunks.last_mut().expect("never empty");
-        if !last.is_empty() && last.len() + 1 + nick.as_str().len() > budget {
+        if !last.is_empty() && last.len() + 1 + nick.len() > budget {
             chunks.push(String::new());
         }
         let last = chunks.last_mut().expect("never empty");
         if !last.is_empty() {
             last.push(' ');
         }
-        last.push_str(nick.as_str());
+        last.push_str(nick);
     }
     chunks
 }
@@ -264,9 +265,7 @@ mod tests {
 
     #[test]
     fn names_fit_the_line() {
-        let members: Vec<Nickname> = (0..100)
-            .map(|i| Nickname::new(format!("user{i:028}")).unwrap())
-            .collect();
+        let members: Vec<String> = (0..100).map(|i| format!("user{i:028}")).collect();
         let chunks = name_chunks(&members, 40);
         assert!(chunks.len() > 1);
         for chunk in &chunks {

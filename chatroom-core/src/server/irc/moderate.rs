@@ -344,6 +344,37 @@ impl IrcSession {
         }
     }
 
+    /// `members` of `room` as `NAMES` shows them: `@` before an operator,
+    /// `+` before a voiced member. Roles belong to accounts, which are
+    /// known for the sessions of this node; a member of another node of a
+    /// cluster shows no prefix.
+    pub(super) fn prefixed(&self, room: &RoomName, members: &[Nickname]) -> Vec<String> {
+        let moderation = &self.shared.moderation;
+        let rules = moderation.rules(&room.key());
+        members
+            .iter()
+            .map(|nick| {
+                let seen = self
+                    .shared
+                    .rooms
+                    .session_of(nick)
+                    .and_then(|id| moderation.seen(id))
+                    .unwrap_or_default();
+                let actor = seen.actor(nick);
+                let prefix = if rules.is_operator(actor.account)
+                    || moderation.is_server_operator(actor.account)
+                {
+                    "@"
+                } else if rules.is_voiced(&actor) {
+                    "+"
+                } else {
+                    ""
+                };
+                format!("{prefix}{nick}")
+            })
+            .collect()
+    }
+
     /// `324`: the room's modes; the key itself only to its operators.
     fn mode_query(&self, room: &RoomName, channel: &str) {
         let rules = self.shared.moderation.rules(&room.key());
