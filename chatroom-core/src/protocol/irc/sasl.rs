@@ -109,6 +109,43 @@ mod tests {
         }
     }
 
+    /// The encoder clients use, written the plain way, to check the
+    /// decoder against.
+    fn encode(bytes: &[u8]) -> String {
+        const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let mut out = String::new();
+        for chunk in bytes.chunks(3) {
+            let mut n = 0u32;
+            for (i, &b) in chunk.iter().enumerate() {
+                n |= u32::from(b) << (16 - 8 * i);
+            }
+            for i in 0..4 {
+                if i <= chunk.len() {
+                    out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
+                } else {
+                    out.push('=');
+                }
+            }
+        }
+        out
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_bytes_round_trip(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..300)) {
+            proptest::prop_assert_eq!(decode_base64(&encode(&bytes)).unwrap(), bytes);
+        }
+
+        #[test]
+        fn any_text_decodes_or_is_refused(text in "[A-Za-z0-9+/=!* ]{0,64}") {
+            // Never a panic; whatever decodes is three bytes per four.
+            if let Ok(raw) = decode_base64(&text) {
+                proptest::prop_assert!(raw.len() <= text.len() / 4 * 3);
+                let _ = plain(&raw);
+            }
+        }
+    }
+
     #[test]
     fn plain_has_three_fields() {
         // "\0alice\0secret-pw"

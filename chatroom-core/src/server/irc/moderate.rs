@@ -433,6 +433,29 @@ impl IrcSession {
 mod tests {
     use super::*;
 
+    proptest::proptest! {
+        #[test]
+        fn any_mode_line_parses_or_is_refused(
+            modes in "[-+biklmovx]{0,12}",
+            args in proptest::collection::vec("[a-z0-9!*@.]{1,8}", 0..6),
+        ) {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            // Never a panic, and never more parameters used than given.
+            if let Ok(changes) = parse_modes(&modes, &args) {
+                let used = changes
+                    .iter()
+                    .filter(|c| !matches!(
+                        c,
+                        Change::Moderated(_) | Change::InviteOnly(_) | Change::Limit(None) | Change::Key(None)
+                    ))
+                    .count();
+                proptest::prop_assert!(used <= args.len());
+                let letters = modes.chars().filter(|c| *c != '+' && *c != '-').count();
+                proptest::prop_assert_eq!(changes.len(), letters);
+            }
+        }
+    }
+
     #[test]
     fn mode_strings_take_their_parameters_in_order() {
         let changes =
