@@ -441,7 +441,7 @@ fn irc_clients_obey_the_same_bans_keys_kicks_and_registered_nicks() {
     owner.send("/join hall");
     owner.line_with("* you own #hall");
 
-    // A registered nick is refused to IRC, which cannot log in yet.
+    // A registered nick is refused to IRC without a login.
     let mut squatter = IrcClient::connect(irc, WAIT);
     squatter.send("NICK chair");
     squatter.send("USER chair 0 * :x");
@@ -450,7 +450,7 @@ fn irc_clients_obey_the_same_bans_keys_kicks_and_registered_nicks() {
     // A kicked IRC member can no longer speak in the channel.
     let mut dave = IrcClient::joined(irc, "dave", "#hall", WAIT);
     owner.send("/kick dave off topic");
-    dave.expect("kicked dave from #hall (off topic)");
+    dave.expect("KICK #hall dave :off topic");
     dave.send("PRIVMSG #hall :still here");
     dave.expect(" 404 ");
 
@@ -472,7 +472,7 @@ fn irc_clients_obey_the_same_bans_keys_kicks_and_registered_nicks() {
 
     // A ban by nick: out, and 474 on the way back.
     owner.send("/ban nick:dave");
-    dave.expect("banned nick:dave from #hall");
+    dave.expect("MODE #hall +b dave!*@*");
     dave.send("JOIN #hall sesame");
     dave.expect(" 474 ");
 }

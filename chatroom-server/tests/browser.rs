@@ -20,63 +20,24 @@ mod common;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use common::browser::{Driver, Page, STEP, eventually, eventually_within, output_dir};
+use common::browser::{Page, STEP, eventually, eventually_within, with_pages};
 use common::irc_client::irc_addr;
 use common::irssi::{self, Irssi};
 use common::json_client::JsonClient;
 use common::server::Server;
-use common::temp::TempDir;
 use common::text_client::TextClient;
 use fantoccini::Locator;
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_page_chats_renders_text_as_text_and_resumes() {
-    let required = std::env::var("BROWSER_TEST_REQUIRED").is_ok_and(|v| v == "1");
-    let skip = |reason: String| {
-        assert!(!required, "BROWSER_TEST_REQUIRED=1 but {reason}");
-        println!("skipped: {reason}");
-    };
-    let out = output_dir();
-    let driver = match Driver::start(&out.join("chromedriver.log")).await {
-        Ok(driver) => driver,
-        Err(reason) => return skip(reason),
-    };
-    let profiles = TempDir::new("browser-profiles");
-    let mut pages = Vec::new();
-    for name in ["alice", "bob"] {
-        match driver.session(&profiles.join(name)).await {
-            Ok(client) => pages.push(Page { client, name }),
-            Err(reason) => {
-                for page in pages {
-                    let _ = page.client.close().await;
-                }
-                return skip(reason);
-            }
-        }
-    }
-    let bob = pages.pop().expect("bob's page");
-    let alice = pages.pop().expect("alice's page");
-
-    // The scenario runs on a task of its own so that, pass or fail, the
-    // browsers are closed before the test ends.
-    let outcome = tokio::spawn(scenario(alice.clone(), bob.clone(), out)).await;
-    for page in [alice, bob] {
-        let _ = page.client.close().await;
-    }
-    drop(driver);
-    drop(profiles);
-    rethrow(outcome);
-}
-
-/// Fails the test as its scenario task failed, if it did.
-fn rethrow(outcome: Result<(), tokio::task::JoinError>) {
-    if let Err(e) = outcome {
-        match e.try_into_panic() {
-            Ok(panic) => std::panic::resume_unwind(panic),
-            Err(e) => panic!("the scenario did not finish: {e}"),
-        }
-    }
+    with_pages("chat", &["alice", "bob"], |pages, out| {
+        let Ok([alice, bob]) = <[Page; 2]>::try_from(pages) else {
+            panic!("two pages");
+        };
+        scenario(alice, bob, out)
+    })
+    .await;
 }
 
 async fn scenario(alice: Page, bob: Page, out: PathBuf) {
@@ -335,39 +296,17 @@ async fn scenario(alice: Page, bob: Page, out: PathBuf) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_page_and_irssi_chat_in_one_room() {
-    let required = std::env::var("BROWSER_TEST_REQUIRED").is_ok_and(|v| v == "1");
     if let Some(why) = irssi::missing() {
         println!("skipped: {why}");
         return;
     }
-    let out = output_dir();
-    let driver = match Driver::start(&out.join("chromedriver-irssi.log")).await {
-        Ok(driver) => driver,
-        Err(reason) => {
-            assert!(!required, "BROWSER_TEST_REQUIRED=1 but {reason}");
-            println!("skipped: {reason}");
-            return;
-        }
-    };
-    let profiles = TempDir::new("browser-irssi");
-    let client = match driver.session(&profiles.join("web")).await {
-        Ok(client) => client,
-        Err(reason) => {
-            assert!(!required, "BROWSER_TEST_REQUIRED=1 but {reason}");
-            println!("skipped: {reason}");
-            return;
-        }
-    };
-    let page = Page {
-        client,
-        name: "webber",
-    };
-    // As in the first case: pass or fail, the browser is closed.
-    let outcome = tokio::spawn(with_irssi(page.clone(), out)).await;
-    let _ = page.client.close().await;
-    drop(driver);
-    drop(profiles);
-    rethrow(outcome);
+    with_pages("irssi", &["webber"], |pages, out| {
+        let Ok([page]) = <[Page; 1]>::try_from(pages) else {
+            panic!("one page");
+        };
+        with_irssi(page, out)
+    })
+    .await;
 }
 
 async fn with_irssi(page: Page, out: PathBuf) {

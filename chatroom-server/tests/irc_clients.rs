@@ -2,6 +2,8 @@
 //! a terminal (tmux), and the Python `irc` library. Each chats with a
 //! person on `nc` (the text dialect) in `#lobby`; irssi also with a
 //! program on the native dialect and a web user (the page's WebSocket).
+//! The library also logs in with its SASL PLAIN and kicks and bans with
+//! its own `KICK` and `MODE`.
 //!
 //! `.ci/install-test-deps` installs irssi, tmux and the library (in a
 //! virtual environment under the target directory) when they are missing;
@@ -38,10 +40,16 @@ fn say_skipped(why: &str) {
 /// A server with a chat listener and an IRC listener; returns both
 /// addresses.
 fn start() -> (Server, SocketAddr, SocketAddr) {
+    start_with(&[])
+}
+
+/// [`start`], with more settings.
+fn start_with(settings: &[(&str, &str)]) -> (Server, SocketAddr, SocketAddr) {
     let mut server = Server::builder()
         .listen("127.0.0.1:0")
         .set("irc_listen", "127.0.0.1:0")
         .set("sniff_ms", "100")
+        .settings(settings)
         .start();
     let chat = server.addr();
     let irc = irc_addr(&mut server);
@@ -117,32 +125,13 @@ fn the_python_irc_library_joins_says_and_parts() {
     };
     let (_server, chat, irc) = start();
     let (mut nc, _) = TextClient::greeted(chat, WAIT);
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/clients/irc_lib_client.py"
+    let port = irc.port().to_string();
+    let mut script = Script::spawn(
+        &python,
+        "irc_lib_client.py",
+        &["127.0.0.1", &port, "pybot", "#lobby"],
     );
-    let mut child = KillOnDrop(
-        Command::new(python)
-            .arg(script)
-            .args(["127.0.0.1", &irc.port().to_string(), "pybot", "#lobby"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start the python client"),
-    );
-    let (tx, rx) = mpsc::channel();
-    let stdout = child.0.stdout.take().expect("piped");
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
-    let next = || {
-        rx.recv_timeout(WAIT)
-            .expect("the python client said nothing more")
-    };
+    let mut next = || script.next();
     assert_eq!(next(), "JOINED #lobby");
     assert_eq!(
         nc.line_with("hello from python").trim_end(),
@@ -154,8 +143,95 @@ fn the_python_irc_library_joins_says_and_parts() {
     assert!(next().ends_with(" please part"));
     assert_eq!(next(), "PARTED #lobby");
     assert_eq!(nc.line_with("pybot").trim_end(), "* pybot left #lobby");
-    let status = child.0.wait().expect("the python client ends");
-    assert!(status.success(), "{status}");
+    script.success();
+}
+
+#[test]
+fn the_python_irc_library_logs_in_with_sasl_and_kicks_and_bans() {
+    let Some(python) = venv_python() else {
+        return say_skipped(
+            "the Python irc library is not installed (.ci/install-test-deps installs it)",
+        );
+    };
+    let (_server, chat, irc) = start_with(&[("hash_memory_kib", "64"), ("hash_iterations", "1")]);
+    let (mut op, _) = TextClient::greeted(chat, WAIT);
+    op.send("/nick pyop");
+    op.line_with("is now known as pyop");
+    op.send("/register pyop-password");
+    op.line_with("* you are logged in as pyop");
+    op.send("/quit");
+    op.expect_closed();
+
+    // The library's own SASL PLAIN logs it in; being first in the empty
+    // room makes it the owner.
+    let port = irc.port().to_string();
+    let mut script = Script::spawn(
+        &python,
+        "irc_lib_moderator.py",
+        &["127.0.0.1", &port, "pyop", "pyop-password", "#hall"],
+    );
+    assert_eq!(script.next(), "LOGGEDIN pyop");
+    assert_eq!(script.next(), "JOINED #hall");
+    let (mut nc, nc_nick) = TextClient::greeted(chat, WAIT);
+    nc.send("/join hall");
+    nc.line_with("* in #hall: ");
+    nc.send("kick me");
+    assert_eq!(script.next(), format!("KICK {nc_nick} as asked"));
+    nc.line_with(&format!("* pyop kicked {nc_nick} from #hall (as asked)"));
+    nc.send("/join hall");
+    nc.line_with("* in #hall: ");
+    nc.send("ban somebody");
+    assert_eq!(script.next(), "MODE +b somebody!*@*");
+    nc.line_with("* pyop banned nick:somebody from #hall");
+    nc.send("done");
+    script.success();
+}
+
+/// A Python client of tests/clients/ run with the venv's Python, its
+/// output read line by line with a deadline.
+struct Script {
+    child: KillOnDrop,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Script {
+    fn spawn(python: &std::path::Path, name: &str, args: &[&str]) -> Self {
+        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/clients")
+            .join(name);
+        let mut child = KillOnDrop(
+            Command::new(python)
+                .arg(script)
+                .args(args)
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .spawn()
+                .expect("start the python client"),
+        );
+        let (tx, lines) = mpsc::channel();
+        let stdout = child.0.stdout.take().expect("piped");
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        Self { child, lines }
+    }
+
+    /// The next line the client printed.
+    fn next(&mut self) -> String {
+        self.lines
+            .recv_timeout(WAIT)
+            .expect("the python client said nothing more")
+    }
+
+    /// Waits for the client to end, which must be a success.
+    fn success(mut self) {
+        let status = self.child.0.wait().expect("the python client ends");
+        assert!(status.success(), "{status}");
+    }
 }
 
 /// A child process killed if the test ends before it does.

@@ -193,8 +193,9 @@ pub enum CutReason {
     /// Its nickname is held by a session of another node now (this node
     /// was cut off from the cluster longer than the nick's lease).
     NickLost,
-    /// A server operator disconnected it (`kill`).
-    Killed,
+    /// A server operator disconnected it (`kill`); the reason, if the
+    /// operator gave one, is shown to the session before it closes.
+    Killed(Option<String>),
 }
 
 /// Why a push failed.

@@ -36,8 +36,13 @@ pub(crate) enum Bulletin {
     },
     /// Takes out of `room` every member here its bans now name.
     RemoveBanned { room: RoomName, why: String },
-    /// Disconnects the session here holding `nick`, if any.
-    Kill { nick: Nickname },
+    /// Disconnects the session here holding `nick`, if any, telling it
+    /// `reason`.
+    Kill {
+        nick: Nickname,
+        #[serde(default)]
+        reason: Option<String>,
+    },
 }
 
 /// Sends `bulletin` to every other node (nothing on one node).
@@ -77,8 +82,8 @@ pub(crate) fn apply(shared: &Shared, payload: &[u8]) {
             remove_member(shared, &room, &nick, &why);
         }
         Bulletin::RemoveBanned { room, why } => remove_banned(shared, &room, &why),
-        Bulletin::Kill { nick } => {
-            shared.rooms.kill(&nick);
+        Bulletin::Kill { nick, reason } => {
+            shared.rooms.kill(&nick, reason);
         }
     }
 }

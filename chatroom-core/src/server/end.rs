@@ -36,7 +36,7 @@ impl End {
     pub(super) fn from_writer(ended: Result<WriterEnd, JoinError>) -> Self {
         match ended {
             Ok(WriterEnd::Cut(CutReason::NickLost)) => Self::NickLost,
-            Ok(WriterEnd::Cut(CutReason::Killed)) => Self::Killed,
+            Ok(WriterEnd::Cut(CutReason::Killed(_))) => Self::Killed,
             Ok(WriterEnd::Cut(_)) => Self::SlowConsumer,
             Ok(WriterEnd::Failed(e)) => Self::WriteFailed(e),
             // The session holds a sender, so the queue cannot have

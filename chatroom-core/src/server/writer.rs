@@ -267,31 +267,35 @@ async fn cut_off(
     dialect: Dialect,
     mut pending: Pending,
 ) -> WriterEnd {
-    let (code, text, why) = match reason {
+    let (code, text, why) = match &reason {
         CutReason::SlowConsumer => (
             ErrorCode::SlowConsumer,
-            "you read too slowly to keep up; disconnecting",
-            "slow consumer",
+            "you read too slowly to keep up; disconnecting".to_owned(),
+            "slow consumer".to_owned(),
         ),
-        CutReason::Killed => (
+        CutReason::Killed(None) => (
             ErrorCode::Killed,
-            "a server operator disconnected you",
-            "killed",
+            "a server operator disconnected you".to_owned(),
+            "killed".to_owned(),
+        ),
+        CutReason::Killed(Some(reason)) => (
+            ErrorCode::Killed,
+            format!("a server operator disconnected you: {reason}"),
+            format!("killed: {reason}"),
         ),
         CutReason::NickLost => (
             ErrorCode::NickTaken,
             "your nickname was taken on another server while this one was cut off \
-             from the cluster; disconnecting",
-            "nick taken",
+             from the cluster; disconnecting"
+                .to_owned(),
+            "nick taken".to_owned(),
         ),
     };
     let error = Outbound::message(ServerMessage::Error {
         code,
-        message: text.to_owned(),
+        message: text,
     });
-    let bye = Outbound::message(ServerMessage::Bye {
-        reason: why.to_owned(),
-    });
+    let bye = Outbound::message(ServerMessage::Bye { reason: why });
     // Only the front frame can have been started; the rest are dropped.
     pending
         .frames

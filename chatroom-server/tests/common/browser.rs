@@ -12,6 +12,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use fantoccini::{Client, ClientBuilder, Locator};
+
+use super::temp::TempDir;
 use serde_json::{Value, json};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -283,5 +285,54 @@ impl Page {
     pub(crate) async fn screenshot(&self, path: &Path) {
         let png = self.client.screenshot().await.expect("take a screenshot");
         std::fs::write(path, png).expect("save the screenshot");
+    }
+}
+
+/// Starts chromedriver and one browser per name in `names`, then runs
+/// `scenario` with their pages (in that order) and the output directory
+/// on a task of its own, so that, pass or fail, the browsers are closed
+/// before the test ends; the test then fails as the scenario did. When the
+/// browser cannot start it prints `skipped: <reason>` and returns, unless
+/// `BROWSER_TEST_REQUIRED=1` is set, which makes that a failure. `label`
+/// names the driver's log and the profiles' directory.
+pub(crate) async fn with_pages<F, Fut>(label: &str, names: &[&'static str], scenario: F)
+where
+    F: FnOnce(Vec<Page>, PathBuf) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let required = std::env::var("BROWSER_TEST_REQUIRED").is_ok_and(|v| v == "1");
+    let skip = |reason: String| {
+        assert!(!required, "BROWSER_TEST_REQUIRED=1 but {reason}");
+        println!("skipped: {reason}");
+    };
+    let out = output_dir();
+    let driver = match Driver::start(&out.join(format!("chromedriver-{label}.log"))).await {
+        Ok(driver) => driver,
+        Err(reason) => return skip(reason),
+    };
+    let profiles = TempDir::new(&format!("browser-{label}"));
+    let mut pages = Vec::new();
+    for &name in names {
+        match driver.session(&profiles.join(name)).await {
+            Ok(client) => pages.push(Page { client, name }),
+            Err(reason) => {
+                for page in pages {
+                    let _ = page.client.close().await;
+                }
+                return skip(reason);
+            }
+        }
+    }
+    let outcome = tokio::spawn(scenario(pages.clone(), out)).await;
+    for page in pages {
+        let _ = page.client.close().await;
+    }
+    drop(driver);
+    drop(profiles);
+    if let Err(e) = outcome {
+        match e.try_into_panic() {
+            Ok(panic) => std::panic::resume_unwind(panic),
+            Err(e) => panic!("the scenario did not finish: {e}"),
+        }
     }
 }

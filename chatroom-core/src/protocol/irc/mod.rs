@@ -7,6 +7,7 @@
 
 mod build;
 mod parse;
+pub(crate) mod sasl;
 mod text;
 mod time;
 

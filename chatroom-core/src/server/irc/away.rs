@@ -86,6 +86,15 @@ impl AwayBoard {
         self.lock().get(&nick.key()).and_then(|p| p.away.clone())
     }
 
+    /// Queues `lines` for the IRC user `nick` of this node, if there is
+    /// one (an `INVITE` addressed to it).
+    pub(super) fn send_to(&self, nick: &Nickname, lines: &str) {
+        let outbox = self.lock().get(&nick.key()).map(|p| p.outbox.clone());
+        if let Some(outbox) = outbox {
+            reply::send(&outbox, lines.to_owned());
+        }
+    }
+
     /// Queues `lines` for each of `nicks` (once each) that is an IRC user
     /// of this node with `away-notify`, other than the session `except`.
     pub(super) fn notify<'n>(

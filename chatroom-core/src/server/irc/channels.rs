@@ -93,6 +93,7 @@ impl IrcSession {
             match joined {
                 Ok(handle) => {
                     self.rooms.insert(room.key(), handle);
+                    self.after_join(&room, members).await;
                     self.names_of(&room);
                     // `away-notify`: the room learns at once that the
                     // joiner is away, after its `JOIN`.
@@ -167,6 +168,7 @@ impl IrcSession {
         let n = self.numerics();
         let channel = format!("#{room}");
         let members = self.shared.rooms.members(room).unwrap_or_default();
+        let members = self.prefixed(room, &members);
         let mut lines = String::new();
         let fixed = n.start("353").param("=").param(&channel).end().len();
         for chunk in name_chunks(&members, fixed)
@@ -189,13 +191,6 @@ impl IrcSession {
             Some(room) if !self.rooms.contains_key(&room.key()) => {
                 n.about("442", channel, "You're not on that channel")
             }
-            // Setting needs a room operator, which needs an account, which
-            // IRC cannot log in to yet.
-            Some(_) if params.len() > 1 => n.about(
-                "482",
-                channel,
-                "You're not channel operator (operators log in, which IRC cannot yet)",
-            ),
             Some(room) => match self.shared.moderation.rules(&room.key()).topic {
                 Some(topic) => n.about("332", channel, &topic),
                 None => n.about("331", channel, "No topic is set"),
@@ -218,21 +213,16 @@ impl IrcSession {
         self.send(lines);
     }
 
-    /// `MODE` queries are answered with the only modes there are: none.
-    /// Setting a mode is refused.
-    pub(super) fn on_mode(&mut self, params: &[&str]) {
+    /// `MODE`: a channel's in `moderate`; user modes are not kept.
+    pub(super) async fn on_mode(&mut self, params: &[&str]) {
         let Some(target) = params.first() else {
             return self.not_enough("MODE");
         };
+        if target.starts_with('#') {
+            return self.channel_mode(target, &params[1..]).await;
+        }
         let n = self.numerics();
-        let line = if target.starts_with('#') {
-            match (room_of(target), params.get(1)) {
-                (None, _) => n.about("403", target, "No such channel"),
-                (Some(_), None) => n.start("324").param(target).param("+").end(),
-                (Some(_), Some(&"b")) => n.about("368", target, "End of channel ban list"),
-                (Some(_), Some(_)) => n.about("482", target, "Channel modes are not supported"),
-            }
-        } else if Nickname::new(*target).is_ok_and(|t| t.key() == self.nick.key()) {
+        let line = if Nickname::new(*target).is_ok_and(|t| t.key() == self.nick.key()) {
             // User modes are not kept; asking or setting one shows none.
             n.start("221").param("+").end()
         } else {
@@ -244,19 +234,19 @@ impl IrcSession {
 
 /// The members' nicks, space-separated, in pieces that fit a `353` line
 /// whose fixed part is `fixed` bytes long.
-fn name_chunks(members: &[Nickname], fixed: usize) -> Vec<String> {
+fn name_chunks(members: &[String], fixed: usize) -> Vec<String> {
     let budget = MAX_LINE_LEN.saturating_sub(fixed + 2);
     let mut chunks = vec![String::new()];
     for nick in members {
         let last = chunks.last_mut().expect("never empty");
-        if !last.is_empty() && last.len() + 1 + nick.as_str().len() > budget {
+        if !last.is_empty() && last.len() + 1 + nick.len() > budget {
             chunks.push(String::new());
         }
         let last = chunks.last_mut().expect("never empty");
         if !last.is_empty() {
             last.push(' ');
         }
-        last.push_str(nick.as_str());
+        last.push_str(nick);
     }
     chunks
 }
@@ -275,9 +265,7 @@ mod tests {
 
     #[test]
     fn names_fit_the_line() {
-        let members: Vec<Nickname> = (0..100)
-            .map(|i| Nickname::new(format!("user{i:028}")).unwrap())
-            .collect();
+        let members: Vec<String> = (0..100).map(|i| format!("user{i:028}")).collect();
         let chunks = name_chunks(&members, 40);
         assert!(chunks.len() > 1);
         for chunk in &chunks {

@@ -5,7 +5,7 @@
 use crate::protocol::irc::{Line, Message};
 use crate::protocol::{self, ErrorCode, Nickname, ServerMessage};
 
-use super::names::SUPPORTED_CAPS;
+use super::names::supported_caps;
 use super::register::{not_enough, pong};
 use super::session::{End, IrcSession};
 
@@ -28,11 +28,15 @@ impl IrcSession {
             "PRIVMSG" => self.on_message(params, false).await,
             "NOTICE" => self.on_message(params, true).await,
             "NAMES" => self.on_names(params),
+            "TOPIC" if params.len() > 1 => self.set_topic(params[0], params[1]).await,
             "TOPIC" => self.on_topic(params),
+            "KICK" => self.on_kick(params).await,
+            "INVITE" => self.on_invite(params).await,
+            "KILL" => self.on_kill(params).await,
             "LIST" => self.on_list(),
             "WHO" => self.on_who(params),
             "WHOIS" => self.on_whois(params),
-            "MODE" => self.on_mode(params),
+            "MODE" => self.on_mode(params).await,
             "AWAY" => self.on_away(params.first().copied()),
             "CHATHISTORY" => self.on_chathistory(params).await,
             "MOTD" => self.send(self.numerics().text("422", "MOTD File is missing")),
@@ -63,7 +67,12 @@ impl IrcSession {
         if new.as_str() == self.nick.as_str() {
             return;
         }
-        if self.shared.accounts.is_registered(&new) {
+        if self
+            .shared
+            .accounts
+            .may_use(&new, self.account.as_ref())
+            .is_err()
+        {
             let line = n.about("433", new.as_str(), "Nickname is registered to an account");
             return self.send(line);
         }
@@ -92,7 +101,7 @@ impl IrcSession {
                 .trailing(list)
         };
         let line = match sub.as_deref() {
-            Some("LS") => cap("LS", SUPPORTED_CAPS),
+            Some("LS") => cap("LS", &supported_caps(params.get(1).copied())),
             Some("LIST") => cap("LIST", &self.caps.list()),
             // The writer renders with the capabilities it was given at
             // registration, so they cannot change afterwards.

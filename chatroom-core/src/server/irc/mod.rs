@@ -2,7 +2,8 @@
 //! the same rooms, nicks, history and limits as every other dialect.
 //!
 //! The walk of one connection, file by file:
-//! - [`register`]: `CAP`, `PASS`, `NICK`, `USER` until the nick is held;
+//! - [`register`]: `CAP`, `PASS`, `NICK`, `USER` until the nick is held,
+//!   with [`login`] for `PASS` and SASL PLAIN;
 //! - [`session`]: the registered connection's loop and its end;
 //! - `commands`, `channels`, `messages`, `users`, `history`: one command
 //!   each;
@@ -18,7 +19,10 @@ mod channels;
 mod commands;
 mod conn;
 mod history;
+mod login;
 mod messages;
+mod moderate;
+mod modes;
 mod names;
 mod register;
 mod render;
@@ -73,8 +77,9 @@ pub(crate) async fn serve(shared: Arc<Shared>, conn: Connection, shutdown: Cance
     };
     let mut session = IrcSession::new(&shared, names.clone(), &registered);
     session.peer_ip = peer.ip();
+    session.account = registered.account.clone();
     let seen = super::moderation::Seen {
-        account: None,
+        account: registered.account.clone(),
         ip: peer.ip(),
     };
     shared.moderation.saw(session.id, seen);

@@ -58,11 +58,27 @@ pub(super) struct Caps {
     pub(super) chathistory: bool,
     /// `away-notify`: `AWAY` changes of users sharing a room.
     pub(super) away_notify: bool,
+    /// `sasl`: the client may log in with `AUTHENTICATE` while it
+    /// registers (accepted whether or not it enabled this).
+    pub(super) sasl: bool,
 }
 
-/// What `CAP LS` offers.
+/// What `CAP LS 302` offers; `sasl` is named with its one mechanism.
 pub(super) const SUPPORTED_CAPS: &str =
-    "away-notify batch draft/chathistory echo-message message-tags server-time";
+    "away-notify batch draft/chathistory echo-message message-tags sasl=PLAIN server-time";
+
+/// [`SUPPORTED_CAPS`] as shown to a client that sent `CAP LS version`:
+/// values (`sasl=PLAIN`) from version 302 on, bare names before.
+pub(super) fn supported_caps(version: Option<&str>) -> String {
+    let with_values = version
+        .and_then(|v| v.parse::<u32>().ok())
+        .is_some_and(|v| v >= 302);
+    if with_values {
+        SUPPORTED_CAPS.to_owned()
+    } else {
+        SUPPORTED_CAPS.replace("sasl=PLAIN", "sasl")
+    }
+}
 
 impl Caps {
     /// Applies a `CAP REQ` list: all of it, or none of it when one name is
@@ -81,6 +97,7 @@ impl Caps {
                 "batch" => next.batch = on,
                 "away-notify" => next.away_notify = on,
                 "draft/chathistory" => next.chathistory = on,
+                "sasl" => next.sasl = on,
                 _ => return false,
             }
         }
@@ -106,6 +123,9 @@ impl Caps {
         if self.message_tags {
             names.push("message-tags");
         }
+        if self.sasl {
+            names.push("sasl");
+        }
         if self.server_time {
             names.push("server-time");
         }
@@ -127,7 +147,7 @@ mod tests {
     #[test]
     fn a_request_is_all_or_nothing() {
         let mut caps = Caps::default();
-        assert!(!caps.request("server-time sasl"));
+        assert!(!caps.request("server-time sasl-nope"));
         assert_eq!(caps, Caps::default());
         assert!(caps.request("server-time echo-message"));
         assert_eq!(caps.list(), "echo-message server-time");

@@ -12,14 +12,15 @@ use tokio::io::AsyncWriteExt;
 use tokio::time::Instant;
 
 use crate::protocol::irc::{IrcError, Line, Message, parse};
-use crate::protocol::{ErrorCode, Nickname};
+use crate::protocol::{ErrorCode, Nickname, Password};
 use crate::registry::{Outbox, OutboxReceiver, SessionId, outbox};
 use crate::transport::{BoxWriter, Frame, PeerAddr};
 
 use super::super::rate::TokenBucket;
 use super::super::shared::Shared;
 use super::conn::Reader;
-use super::names::{Caps, Names, SUPPORTED_CAPS};
+use super::login::Login;
+use super::names::{Caps, Names, supported_caps};
 use super::reply::Numerics;
 
 /// A client that completed registration.
@@ -27,6 +28,8 @@ pub(super) struct Registered {
     pub(super) id: SessionId,
     pub(super) nick: Nickname,
     pub(super) caps: Caps,
+    /// The account logged in to (`PASS` or SASL), if any.
+    pub(super) account: Option<Nickname>,
     /// The session's queue; the rooms hold clones of it from now on.
     pub(super) outbox: Outbox,
     /// Its other end, for the writer.
@@ -42,6 +45,7 @@ struct Gathered {
     /// `CAP LS` or `CAP REQ` was sent and `CAP END` not yet: registration
     /// waits, as IRCv3 capability negotiation asks.
     negotiating: bool,
+    login: Login,
 }
 
 /// What one line asks of registration.
@@ -87,6 +91,19 @@ pub(super) async fn register(
                 numerics.text("417", "Input line was too long"),
             ),
             Frame::Line(line) => match parse(line) {
+                Ok(message) if message.command == "AUTHENTICATE" => {
+                    let param = message.params.first().copied();
+                    let answer = got
+                        .login
+                        .authenticate(&shared.accounts, &numerics, param, peer.ip())
+                        .await;
+                    let step = if answer.refused {
+                        Step::Refused
+                    } else {
+                        Step::Continue
+                    };
+                    (step, answer.lines)
+                }
                 Ok(message) => on_line(&mut got, &numerics, &message),
                 Err(IrcError::Empty) => (Step::Continue, String::new()),
                 Err(IrcError::TooLong { .. } | IrcError::TagsTooLong { .. }) => (
@@ -121,19 +138,40 @@ pub(super) async fn register(
         let Some(nick) = got.nick.clone() else {
             continue;
         };
-        if shared.accounts.is_registered(&nick) {
-            // IRC cannot log in to an account yet: a registered nick is
-            // taken for it.
-            got.nick = None;
-            let registered = Numerics { names, me: "*" }.about(
-                "433",
-                nick.as_str(),
-                "Nickname is registered to an account",
-            );
-            if write(writer, &registered, limits).await.is_err() {
+        if shared
+            .accounts
+            .may_use(&nick, got.login.account.as_ref())
+            .is_err()
+        {
+            // A registered nick needs its account: a `PASS` given is its
+            // password; without one (or with a wrong one) the nick is
+            // refused as taken, and the client may pick another.
+            let n = Numerics {
+                names,
+                me: nick.as_str(),
+            };
+            let mut lines = got
+                .login
+                .try_pass(&shared.accounts, &n, &nick, peer.ip())
+                .await;
+            if shared
+                .accounts
+                .may_use(&nick, got.login.account.as_ref())
+                .is_err()
+            {
+                got.nick = None;
+                lines += &Numerics { names, me: "*" }.about(
+                    "433",
+                    nick.as_str(),
+                    "Nickname is registered to an account; log in with PASS or SASL",
+                );
+            }
+            if write(writer, &lines, limits).await.is_err() {
                 return None;
             }
-            continue;
+            if got.nick.is_none() {
+                continue;
+            }
         }
         let (tx, rx) = outbox(
             limits.outbox_frames,
@@ -146,6 +184,7 @@ pub(super) async fn register(
                     id,
                     nick,
                     caps: got.caps,
+                    account: got.login.account,
                     outbox: tx,
                     rx,
                 });
@@ -186,7 +225,10 @@ fn on_line(got: &mut Gathered, numerics: &Numerics<'_>, message: &Message<'_>) -
             match sub.as_deref() {
                 Some("LS") => {
                     got.negotiating = true;
-                    (Step::Continue, cap("LS", SUPPORTED_CAPS))
+                    (
+                        Step::Continue,
+                        cap("LS", &supported_caps(params.get(1).copied())),
+                    )
                 }
                 Some("LIST") => (Step::Continue, cap("LIST", &got.caps.list())),
                 Some("REQ") => {
@@ -212,9 +254,13 @@ fn on_line(got: &mut Gathered, numerics: &Numerics<'_>, message: &Message<'_>) -
                 ),
             }
         }
-        // No password is asked for; one given is accepted and ignored.
+        // The password of the account the nick names, tried once the nick
+        // is known; without accounts it is ignored.
         "PASS" if params.is_empty() => (Step::Refused, not_enough(numerics, "PASS")),
-        "PASS" => (Step::Continue, String::new()),
+        "PASS" => {
+            got.login.pass = Some(Password::new(params[0]));
+            (Step::Continue, String::new())
+        }
         "NICK" => match params.first() {
             None | Some(&"") => (Step::Refused, numerics.text("431", "No nickname given")),
             Some(wanted) => match Nickname::new(*wanted) {

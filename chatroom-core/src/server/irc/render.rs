@@ -7,6 +7,7 @@ use crate::protocol::irc::{Line, MAX_LINE_LEN, server_time, split_text};
 use crate::protocol::{MessageId, Nickname, RoomName, ServerMessage, Timestamp};
 use crate::registry::Outbound;
 
+use super::modes::{Removal, Removals, event_lines};
 use super::names::{Caps, Names};
 use super::reply::{Mark, own_lines};
 
@@ -26,6 +27,9 @@ pub(super) struct Render {
     /// The history batch a join opened: the room's key and the batch id.
     /// The room's messages are tagged with it until the session closes it.
     batch: Option<(String, String)>,
+    /// Kicks and bans shown, so that the `left` they cause is shown as
+    /// part of them rather than as a `QUIT`.
+    removals: Removals,
 }
 
 /// A message line's parts.
@@ -50,6 +54,7 @@ impl Render {
             caps,
             last_quit: None,
             batch: None,
+            removals: Removals::default(),
         }
     }
 
@@ -124,12 +129,26 @@ impl Render {
                 reason: None,
             } => self.by_user(nick, "PART").param(&format!("#{room}")).end(),
             ServerMessage::Left {
+                room,
                 nick,
                 reason: Some(reason),
-                ..
             } => {
-                // A `left` with a reason is a session that ended, which is
-                // what IRC calls a quit.
+                // A moderator's removal was shown as a `KICK`.
+                match self.removals.of(&room.key(), nick, reason) {
+                    Removal::Shown => return false,
+                    Removal::Banned(by) => {
+                        let line = self
+                            .by_user(&by, "KICK")
+                            .param(&format!("#{room}"))
+                            .param(nick.as_str())
+                            .trailing(reason);
+                        out.extend_from_slice(line.as_bytes());
+                        return false;
+                    }
+                    Removal::None => {}
+                }
+                // Any other `left` with a reason is a session that ended,
+                // which is what IRC calls a quit.
                 let key = nick.key();
                 if self.last_quit.as_deref() == Some(key.as_str()) {
                     return false;
@@ -144,7 +163,13 @@ impl Render {
                 self.by_user(old, "NICK").trailing(new.as_str())
             }
             ServerMessage::Error { message, .. } => self.notice(message),
-            ServerMessage::Moderated(event) => self.notice(&event.render()),
+            ServerMessage::Moderated(event) => match event_lines(&self.names, event) {
+                Some(lines) => {
+                    self.removals.saw(event);
+                    lines
+                }
+                None => self.notice(&event.render()),
+            },
             // A change of topic, as IRC shows one; the topic shown on
             // joining (no setter known) as a notice.
             ServerMessage::Topic {
@@ -171,8 +196,7 @@ impl Render {
                 "#{room}: you fell behind; messages {first} to {last} follow"
             )),
             ServerMessage::Bye { reason } => {
-                let line = Line::new(self.names.server(), "ERROR")
-                    .trailing(&format!("Closing link: {reason}"));
+                let line = self.closing(reason);
                 out.extend_from_slice(line.as_bytes());
                 return true;
             }
@@ -188,6 +212,11 @@ impl Render {
         };
         out.extend_from_slice(line.as_bytes());
         false
+    }
+
+    /// `:server ERROR :Closing link: why`, the last line of a connection.
+    pub(super) fn closing(&self, why: &str) -> String {
+        Line::new(self.names.server(), "ERROR").trailing(&format!("Closing link: {why}"))
     }
 
     fn by_user(&self, nick: &Nickname, command: &str) -> Line {

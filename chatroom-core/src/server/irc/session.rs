@@ -42,6 +42,8 @@ pub(super) struct IrcSession {
     batches: u64,
     last_heard: Instant,
     pinged: bool,
+    /// The account logged in to at registration, if any.
+    pub(super) account: Option<Nickname>,
     /// The peer's address, for address bans.
     pub(super) peer_ip: Option<std::net::IpAddr>,
     /// The moderation evictions count this session last looked at.
@@ -65,16 +67,17 @@ impl IrcSession {
             batches: 0,
             last_heard: now,
             pinged: false,
+            account: None,
             peer_ip: None,
             evictions_seen: shared.moderation.evictions(),
         }
     }
 
-    /// This session as bans see it: IRC cannot log in to accounts yet.
+    /// This session as bans and permissions see it.
     pub(super) fn actor(&self) -> Actor<'_> {
         Actor {
             nick: &self.nick,
-            account: None,
+            account: self.account.as_ref(),
             ip: self.peer_ip,
         }
     }
@@ -133,7 +136,7 @@ impl IrcSession {
         let limits = &self.shared.limits;
         let isupport = format!(
             "CASEMAPPING=ascii CHANTYPES=# CHANNELLEN={} NICKLEN={} LINELEN={} \
-             CHANLIMIT=#:{} NETWORK={server} PREFIX=() CHANMODES=,,, \
+             CHANLIMIT=#:{} NETWORK={server} PREFIX=(ov)@+ CHANMODES=b,k,l,im \
              CHATHISTORY={} MSGREFTYPES=msgid",
             crate::protocol::MAX_ROOM_LEN + 1,
             crate::protocol::MAX_NICK_LEN,
@@ -153,7 +156,14 @@ impl IrcSession {
             &format!("Your host is {server}, running version {version}"),
         );
         lines += &n.text("003", "This server speaks IRC as one of its dialects");
-        lines += &n.start("004").param(server).param(version).param("i").end();
+        lines += &n
+            .start("004")
+            .param(server)
+            .param(version)
+            .param("i")
+            .param("bikmlov")
+            .param("bklov")
+            .end();
         let mut isupport_line = n.start("005");
         for token in isupport.split(' ') {
             isupport_line = isupport_line.param(token);

@@ -46,7 +46,7 @@ pub(super) async fn run(
     loop {
         let taken = match rx.next_batch(&mut batch, &mut written).await {
             Ok(taken) => taken,
-            Err(reason) => return cut_off(writer, reason, pending).await,
+            Err(reason) => return cut_off(writer, reason, &render, pending).await,
         };
         if taken.frames == 0 {
             let _ = writer.shutdown().await;
@@ -63,7 +63,7 @@ pub(super) async fn run(
         }
         let result = tokio::select! {
             biased;
-            reason = rx.cut() => return cut_off(writer, reason, pending).await,
+            reason = rx.cut() => return cut_off(writer, reason, &render, pending).await,
             r = write_pending(&mut writer, &mut pending, write_timeout) => r,
         };
         if pending.buf.capacity() > 64 * 1024 {
@@ -108,11 +108,19 @@ async fn write_pending(
 /// Tells a cut-off peer why, as far as its socket still takes bytes, and
 /// closes. A line that was partly written is finished first, so the
 /// closing line stands on its own.
-async fn cut_off(mut writer: BoxWriter, reason: CutReason, mut pending: Pending) -> WriterEnd {
-    let why = match reason {
-        CutReason::SlowConsumer => "you read too slowly to keep up",
-        CutReason::NickLost => "your nickname was taken on another server",
-        CutReason::Killed => "a server operator disconnected you",
+async fn cut_off(
+    mut writer: BoxWriter,
+    reason: CutReason,
+    render: &Render,
+    mut pending: Pending,
+) -> WriterEnd {
+    let why = match &reason {
+        CutReason::SlowConsumer => "you read too slowly to keep up".to_owned(),
+        CutReason::NickLost => "your nickname was taken on another server".to_owned(),
+        CutReason::Killed(None) => "a server operator disconnected you".to_owned(),
+        CutReason::Killed(Some(reason)) => {
+            format!("a server operator disconnected you: {reason}")
+        }
     };
     let keep = if pending.written > 0 {
         let rest = &pending.buf[pending.written..];
@@ -125,7 +133,7 @@ async fn cut_off(mut writer: BoxWriter, reason: CutReason, mut pending: Pending)
     pending.buf.truncate(keep);
     pending
         .buf
-        .extend_from_slice(format!("ERROR :Closing link: {why}\r\n").as_bytes());
+        .extend_from_slice(render.closing(&why).as_bytes());
     let _ = tokio::time::timeout(NOTICE_WINDOW, async {
         write_pending(&mut writer, &mut pending, NOTICE_WINDOW).await?;
         writer.shutdown().await

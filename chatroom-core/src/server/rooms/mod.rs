@@ -307,12 +307,14 @@ impl Rooms {
             .tell_members(std::slice::from_ref(room), &Outbound::message(message));
     }
 
-    /// Disconnects the session of this node holding `nick`, if any.
-    pub(crate) fn kill(&self, nick: &Nickname) -> bool {
+    /// Disconnects the session of this node holding `nick`, if any,
+    /// telling it `reason`.
+    pub(crate) fn kill(&self, nick: &Nickname, reason: Option<String>) -> bool {
         if !self.registry.holds(nick) {
             return false;
         }
-        self.registry.cut_off_holder(nick, CutReason::Killed);
+        self.registry
+            .cut_off_holder(nick, CutReason::Killed(reason));
         true
     }
 

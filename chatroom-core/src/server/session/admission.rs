@@ -26,6 +26,24 @@ impl Session {
     /// Ownership and topic, once this session is in `room`, which had
     /// `before` members.
     pub(super) async fn after_join(&mut self, room: &RoomName, before: usize) {
+        self.claim(room, before).await;
+        let rules = self.shared.moderation.rules(&room.key());
+        if let Some(topic) = rules.topic {
+            self.reply(
+                ServerMessage::Topic {
+                    room: room.clone(),
+                    topic,
+                    by: rules.topic_by,
+                },
+                None,
+            );
+        }
+    }
+
+    /// Makes this session's account the owner of `room`, which it just
+    /// joined and which had `before` members, if it was empty and had no
+    /// owner.
+    pub(super) async fn claim(&mut self, room: &RoomName, before: usize) {
         let moderation = &self.shared.moderation;
         let rules = moderation.rules(&room.key());
         if before == 0
@@ -49,16 +67,6 @@ impl Session {
                 format!("owner {account}"),
             )
             .await;
-        }
-        if let Some(topic) = rules.topic {
-            self.reply(
-                ServerMessage::Topic {
-                    room: room.clone(),
-                    topic,
-                    by: rules.topic_by,
-                },
-                None,
-            );
         }
     }
 }

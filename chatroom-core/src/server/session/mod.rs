@@ -14,11 +14,13 @@
 //!   in a registered [`Session`];
 //! - `requests` and `text`: one request at a time, one function per kind;
 //! - `says`: the `say` pipeline that keeps answers in request order;
-//! - `reply`: the answers and errors themselves.
+//! - `reply`: the answers and errors themselves;
+//! - [`foreign`]: moderation asked for by another dialect's session.
 
 mod account;
 mod admission;
 mod catch_up;
+pub(super) mod foreign;
 mod handshake;
 mod moderate;
 mod opening;

@@ -172,11 +172,17 @@ impl Session {
 
     /// Disconnects the session holding `nick`: here, or else on whichever
     /// node of a cluster holds it. Whether it was held here.
-    pub(super) fn kill_anywhere(&self, nick: &Nickname) -> bool {
-        if self.shared.rooms.kill(nick) {
+    pub(super) fn kill_anywhere(&self, nick: &Nickname, reason: Option<String>) -> bool {
+        if self.shared.rooms.kill(nick, reason.clone()) {
             return true;
         }
-        bulletin::send(&self.shared, &Bulletin::Kill { nick: nick.clone() });
+        bulletin::send(
+            &self.shared,
+            &Bulletin::Kill {
+                nick: nick.clone(),
+                reason,
+            },
+        );
         false
     }
 
@@ -370,7 +376,11 @@ impl Session {
                 // No room sees a server-wide ban; its maker is told.
                 self.reply(ServerMessage::Moderated(event), None);
                 if let Some(nick) = target {
-                    self.kill_anywhere(nick);
+                    let why = match &reason {
+                        Some(r) => format!("banned from this server: {r}"),
+                        None => "banned from this server".to_owned(),
+                    };
+                    self.kill_anywhere(nick, Some(why));
                 }
             }
         }

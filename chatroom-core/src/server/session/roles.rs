@@ -1,7 +1,9 @@
 //! The rest of moderation: granting roles (op, voice), room modes,
 //! invitations, and the server operators' kill and moderation log.
 
-use crate::protocol::{ClientMessage, ErrorCode, ModAction, Nickname, RoomName, ServerMessage};
+use crate::protocol::{
+    self, ClientMessage, ErrorCode, ModAction, Nickname, RoomName, ServerMessage,
+};
 
 use super::reply::Failure;
 use super::state::{Flow, Session};
@@ -67,10 +69,17 @@ impl Session {
             }
             ClientMessage::Kill { nick, reason } => {
                 self.require_server_operator()?;
+                // The reason is shown to the one disconnected, in every
+                // dialect: it obeys the rules of message text.
+                if let Some(reason) = &reason {
+                    protocol::validate_text(reason)?;
+                }
                 // In a cluster the nick may be held on another node, which
                 // the bulletin reaches; only one node alone knows it is
                 // held nowhere.
-                if !self.kill_anywhere(&nick) && self.shared.broker.is_connected().is_none() {
+                if !self.kill_anywhere(&nick, reason.clone())
+                    && self.shared.broker.is_connected().is_none()
+                {
                     return Err(Failure::new(
                         ErrorCode::NoSuchNick,
                         format!("no user {nick} on this server"),

@@ -53,6 +53,11 @@
     nickInput: $("nick-input"),
     nickError: $("nick-error"),
     nickCancel: $("nick-cancel"),
+    accountState: $("account-state"),
+    accountForm: $("account-form"),
+    accountNick: $("account-nick"),
+    accountPassword: $("account-password"),
+    accountRegister: $("account-register"),
   };
 
   const state = {
@@ -83,6 +88,10 @@
     roomsTimer: null,
     members: [], // members of the current room
     lastPrivate: null,
+    account: null, // the account logged in to on this connection
+    // The credentials of the last login, in memory only (never stored), so
+    // that a reconnect logs in again with its `hello`.
+    login: null,
   };
 
   const key = (name) => name.toLowerCase();
@@ -282,7 +291,9 @@
     ws.onopen = () => {
       if (ws !== state.ws) return;
       state.lastHeard = Date.now();
-      send({ type: "hello", version: 1, nick: state.wantedNick }, { kind: "hello" });
+      const hello = { type: "hello", version: 1, nick: state.wantedNick };
+      if (state.login && sameNick(state.login.nick, state.wantedNick)) hello.password = state.login.password;
+      send(hello, { kind: "hello" });
     };
     ws.onmessage = (event) => {
       if (ws !== state.ws) return;
@@ -401,6 +412,12 @@
         return;
       case "bye":
         return onBye(f);
+      case "logged_in":
+        return onLoggedIn(f);
+      case "moderated":
+        return onModerated(f);
+      case "topic":
+        return onTopic(f);
       default:
         // pong, and frame types newer than this page: nothing to show.
         return;
@@ -424,6 +441,9 @@
     state.nickRetries = 0;
     state.nick = f.nick;
     state.wantedNick = f.nick;
+    // A login is per connection: `logged_in` follows when the hello had one.
+    state.account = null;
+    ui.accountState.textContent = "guest: register your nickname to keep it";
     if (typeof f.max_text_len === "number") state.maxText = f.max_text_len;
     save(STORE.nick, f.nick);
     ui.me.textContent = f.nick;
@@ -564,7 +584,15 @@
       state.rooms.delete(k);
       state.cursors.delete(k);
       state.unread.delete(k);
-      presence(`you left #${f.room}${why}`, f.room);
+      // A moderator's removal says so plainly: the page does not rejoin.
+      const reason = String(f.reason || "");
+      if (/^(kicked|banned) by /.test(reason)) {
+        const li = makeLine("removed", f.room);
+        li.appendChild(span("text", `you were removed from #${f.room}: ${reason}`));
+        append(li, true);
+      } else {
+        presence(`you left #${f.room}${why}`, f.room);
+      }
       if (state.current === k) {
         const next = state.rooms.keys().next();
         setCurrent(next.done ? null : next.value);
@@ -679,6 +707,50 @@
       li.appendChild(reply);
     }
     append(li, mine);
+  }
+
+  function onLoggedIn(f) {
+    const meta = takeMeta(f);
+    state.account = f.account;
+    if (meta && meta.password !== undefined) state.login = { nick: f.account, password: meta.password };
+    ui.accountState.textContent = `logged in as ${f.account}`;
+    ui.accountPassword.value = "";
+    if (!meta || meta.kind !== "hello") info(`you are logged in as ${f.account}`);
+  }
+
+  /** A moderator's action, as the text dialect words it. */
+  function modText(e) {
+    const by = e.by;
+    const target = e.target || "";
+    const place = e.room ? `#${e.room}` : "the server";
+    const words = {
+      kick: `${by} kicked ${target} from ${place}`,
+      ban: `${by} banned ${target} from ${place}`,
+      unban: `${by} lifted the ban on ${target} in ${place}`,
+      op: `${by} made ${target} an operator of ${place}`,
+      deop: `${by} took operator of ${place} from ${target}`,
+      voice: `${by} gave ${target} a voice in ${place}`,
+      devoice: `${by} took the voice in ${place} from ${target}`,
+      mode: `${by} set ${place} ${target}`,
+      invite: `${by} invited ${target} to ${place}`,
+      kill: `${by} disconnected ${target}`,
+    };
+    const line = words[e.action] || `${by} moderated ${place}: ${e.action} ${target}`;
+    return e.reason ? `${line} (${e.reason})` : line;
+  }
+
+  function onModerated(f) {
+    const li = makeLine("moderation", f.room || null);
+    li.dataset.action = String(f.action);
+    if (f.target) li.dataset.target = String(f.target);
+    li.appendChild(span("text", modText(f)));
+    append(li, true);
+  }
+
+  function onTopic(f) {
+    takeMeta(f);
+    const text = f.topic ? `topic of #${f.room}: ${f.topic}` : `#${f.room} has no topic`;
+    info(f.by && f.topic ? `${text} (set by ${f.by})` : text, f.room);
   }
 
   function onBye(f) {
@@ -804,6 +876,12 @@
     "  /history [N]      the last N messages of the current room",
     "  /clear            clear this page's message list",
     "  /quit [REASON]    disconnect",
+    "  /register PASSWORD       register your nickname (or use the Account form)",
+    "  /login NICK PASSWORD     log in to an account",
+    "  /kick NICK [REASON]      remove NICK from this room (operators)",
+    "  /ban NICK|MASK [REASON]  ban from this room (operators)",
+    "  /unban NICK|MASK         lift a ban in this room (operators)",
+    "  /topic [TEXT]            read or set this room's topic",
     "  //text            say text starting with /",
   ];
 
@@ -904,6 +982,30 @@
       case "exit":
         quit(rest);
         return true;
+      case "register":
+        if (args.length !== 1) return usage("/register PASSWORD");
+        return register(args[0]);
+      case "login":
+        if (args.length !== 2) return usage("/login NICK PASSWORD");
+        return logIn(args[0], args[1]);
+      case "kick":
+      case "ban": {
+        const m = rest.match(/^(\S+)(?:\s+(.+))?$/);
+        if (!m) return usage(`/${word} NICK [REASON]`);
+        return moderate(word, m[1], m[2]);
+      }
+      case "unban":
+        if (args.length !== 1) return usage("/unban NICK|MASK");
+        return moderate("unban", args[0]);
+      case "topic": {
+        const room = currentName();
+        if (!room) return usage("/topic [TEXT] (join a room first)");
+        if (!needReady()) return false;
+        const frame = { type: "topic", room };
+        if (rest) frame.topic = rest;
+        send(frame, { kind: "topic", room });
+        return true;
+      }
       default:
         errorLine(`unknown command /${word}: try /help`);
         return false;
@@ -937,6 +1039,33 @@
     if (action) frame.action = true;
     send(frame, { kind: "say", room, text, action: !!action, li });
     append(li, true);
+    return true;
+  }
+
+  function register(password) {
+    if (!needReady()) return false;
+    send({ type: "register", password }, { kind: "register", password });
+    return true;
+  }
+
+  function logIn(nick, password) {
+    if (!NAME_RE.test(nick)) {
+      errorLine(`not a valid nickname: ${nick}`);
+      return false;
+    }
+    if (!needReady()) return false;
+    send({ type: "login", nick, password }, { kind: "login", password });
+    return true;
+  }
+
+  /** `kick`, `ban` or `unban` in the current room. */
+  function moderate(kind, who, reason) {
+    const room = currentName();
+    if (!room) return usage(`/${kind} needs a current room: /join ROOM first`);
+    if (!needReady()) return false;
+    const frame = kind === "kick" ? { type: "kick", room, nick: who } : { type: kind, room, mask: who };
+    if (reason && kind !== "unban") frame.reason = reason;
+    send(frame, { kind, room });
     return true;
   }
 
@@ -1019,6 +1148,20 @@
     event.preventDefault();
     if (submit(ui.input.value)) ui.input.value = "";
     ui.input.focus();
+  });
+
+  ui.accountForm.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const password = ui.accountPassword.value;
+    if (!password) return errorLine("type your password first");
+    const nick = ui.accountNick.value.trim() || state.nick || "";
+    logIn(nick, password);
+  });
+
+  ui.accountRegister.addEventListener("click", () => {
+    const password = ui.accountPassword.value;
+    if (!password) return errorLine("type the password to register your nickname with");
+    register(password);
   });
 
   ui.joinForm.addEventListener("submit", (event) => {
