@@ -604,8 +604,10 @@ impl OutboxReceiver {
         // deliveries) and given back once the queue has been empty for
         // `KEEP_LISTS`, so an idle connection holds no queue memory. The
         // timer is armed only when the writer parks with large lists.
+        // Boxed: a timer held inline would size every writer's future, and
+        // so every idle connection, for the rare wait that needs one.
         let wait = std::future::poll_fn(|cx| Self::poll_batch(queue, cx, buf, written));
-        if let Ok(taken) = tokio::time::timeout(KEEP_LISTS, wait).await {
+        if let Ok(taken) = Box::pin(tokio::time::timeout(KEEP_LISTS, wait)).await {
             return taken;
         }
         queue.shrink_if_idle();
