@@ -76,7 +76,7 @@ pub(crate) async fn run(
     loop {
         let taken = match rx.next_batch(&mut pending.frames, &mut written).await {
             Ok(taken) => taken,
-            Err(reason) => return cut_off(writer, reason, dialect, pending).await,
+            Err(reason) => return Box::pin(cut_off(writer, reason, dialect, pending)).await,
         };
         if taken.frames == 0 {
             let _ = writer.shutdown().await;
@@ -100,7 +100,7 @@ pub(crate) async fn run(
             biased;
             // A peer that stopped reading can park this write forever; the
             // cut-off must still win so the session ends.
-            reason = rx.cut() => return cut_off(writer, reason, dialect, pending).await,
+            reason = rx.cut() => return Box::pin(cut_off(writer, reason, dialect, pending)).await,
             r = write_pending(&mut writer, &mut pending, write_timeout) => r,
         };
         if let Err(e) = result {
@@ -252,7 +252,9 @@ async fn within<T>(stall: Duration, io: impl Future<Output = io::Result<T>>) -> 
     if let std::task::Poll::Ready(done) = futures::poll!(io.as_mut()) {
         return done;
     }
-    tokio::time::timeout(stall, io)
+    // Boxed: a timer held inline would size every writer's future (and so
+    // every idle connection) for a wait only a full socket needs.
+    Box::pin(tokio::time::timeout(stall, io))
         .await
         .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))?
 }
@@ -312,4 +314,25 @@ async fn cut_off(
     })
     .await;
     WriterEnd::Cut(reason)
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every connection's writer task holds this future while idle: the
+    /// rare paths (a cut-off's notice, a write to a full socket) are boxed
+    /// so that their state does not size it. (It was 848 bytes with them
+    /// inline.)
+    #[test]
+    fn the_writers_future_stays_small() {
+        let (_tx, rx) = crate::registry::outbox(4, 1024, crate::registry::QueueBudget::unlimited());
+        let sink: crate::transport::BoxWriter = Box::pin(tokio::io::sink());
+        let writer = super::run(
+            sink,
+            rx,
+            super::Dialect::Native,
+            std::time::Duration::from_secs(1),
+        );
+        let size = std::mem::size_of_val(&writer);
+        assert!(size <= 512, "the writer's future is {size} bytes");
+    }
 }

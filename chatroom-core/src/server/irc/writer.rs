@@ -46,7 +46,7 @@ pub(super) async fn run(
     loop {
         let taken = match rx.next_batch(&mut batch, &mut written).await {
             Ok(taken) => taken,
-            Err(reason) => return cut_off(writer, reason, &render, pending).await,
+            Err(reason) => return Box::pin(cut_off(writer, reason, &render, pending)).await,
         };
         if taken.frames == 0 {
             let _ = writer.shutdown().await;
@@ -63,7 +63,7 @@ pub(super) async fn run(
         }
         let result = tokio::select! {
             biased;
-            reason = rx.cut() => return cut_off(writer, reason, &render, pending).await,
+            reason = rx.cut() => return Box::pin(cut_off(writer, reason, &render, pending)).await,
             r = write_pending(&mut writer, &mut pending, write_timeout) => r,
         };
         if pending.buf.capacity() > 64 * 1024 {
