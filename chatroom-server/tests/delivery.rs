@@ -294,3 +294,47 @@ fn stalled_members_spend_the_queue_budget_and_no_more_and_the_rest_keep_up() {
         drop(talker);
     });
 }
+
+/// A person on `nc` who pastes 3,000 lines at once (with queues of 16
+/// frames: a hundred times what its queue takes of its own frames) is not
+/// cut off: answers a text client is
+/// never shown (the `ok` of each line) take no room in its queue. Before,
+/// they filled it while the server worked through the paste, and the
+/// paster was disconnected as too slow though it read everything. Another
+/// person sees every line, in order.
+#[test]
+fn a_text_user_pasting_thousands_of_lines_is_not_cut_off() {
+    run_case(async {
+        let lines = 3000;
+        let server = start_server(&settings(&[
+            ("rate_per_sec", "1000000"),
+            ("rate_burst", "1000000"),
+            ("outbox_frames", "16"),
+        ]));
+        let mut reader = Peer::text(server.addr()).await;
+        let mut paster = Peer::text(server.addr()).await;
+        let joined = format!("{} joined", paster.nick());
+        reader.until_line_where(|l| l.contains(&joined)).await;
+
+        let paste: String = (0..lines).map(|i| format!("pasted line {i}\n")).collect();
+        paster.send_raw(paste.as_bytes()).await;
+        let mut i = 0;
+        while i < lines {
+            let line = reader.line().await;
+            // The reader may fall behind the paste too; it is told, and
+            // given the lines it missed.
+            if line.starts_with("* you fell behind") {
+                continue;
+            }
+            assert!(
+                line.ends_with(&format!("pasted line {i}")),
+                "line {i}: {line:?}"
+            );
+            i += 1;
+        }
+        // The paster is still there, and answers.
+        paster.send("/who").await;
+        let who = paster.until_line_where(|l| l.contains(reader.nick())).await;
+        assert!(!who.contains("bye"), "{who}");
+    });
+}

@@ -7,17 +7,19 @@ use bytes::Bytes;
 use tokio::time::Instant;
 
 use crate::protocol::{
-    self, ClientFrame, ClientMessage, ErrorCode, MessageId, Nickname, RoomName, ServerMessage,
+    self, ClientFrame, ClientMessage, ErrorCode, MessageId, Nickname, RoomName, ServerFrame,
+    ServerMessage,
 };
+
 use futures::future::BoxFuture;
 
 use crate::broker::{BrokerError, Pending};
-use crate::registry::{Published, RegistryError};
+use crate::registry::{Outbound, Published, RegistryError};
 use crate::transport::Frame;
 
 use super::super::rooms::Since;
 use super::super::writer::Dialect;
-use super::reply::{Failure, bye, error, push, ref_of_bad_frame};
+use super::reply::{Failure, bye, error, ref_of_bad_frame};
 use super::says::SayDone;
 use super::state::{End, Flow, Session};
 
@@ -369,7 +371,18 @@ impl Session {
     }
 
     pub(super) fn reply(&self, message: ServerMessage, reference: Option<String>) {
-        push(&self.outbox, message, reference);
+        let frame = Outbound::new(ServerFrame::reply(message, reference));
+        // A text client is not shown every answer (an `ok` is not): one it
+        // is not shown takes no slot in its queue, or a person pasting a
+        // few thousand lines would fill the queue with answers nobody reads
+        // and be cut off as too slow. (The rendering is kept on the frame
+        // for the writer.)
+        if self.dialect == Dialect::Text && frame.text().is_none() {
+            return;
+        }
+        // A failed push means the queue overflowed or the writer is gone;
+        // the cut-off ends the session.
+        let _ = self.outbox.push(&frame);
     }
 
     pub(super) fn ok(&self, reference: Option<String>) {
