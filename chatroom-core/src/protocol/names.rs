@@ -72,13 +72,6 @@ macro_rules! name_type {
                 self.0.to_ascii_lowercase()
             }
 
-            /// Orders as [`Self::key`] does, without building the keys: a
-            /// sort of a room's members by key allocated two strings per
-            /// comparison, on every join.
-            pub(crate) fn cmp_folded(&self, other: &Self) -> std::cmp::Ordering {
-                let a = self.0.bytes().map(|b| b.to_ascii_lowercase());
-                a.cmp(other.0.bytes().map(|b| b.to_ascii_lowercase()))
-            }
         }
 
         impl TryFrom<String> for $name {
@@ -215,18 +208,5 @@ mod tests {
         assert!(r.is_ok());
         let r: Result<Nickname, _> = serde_json::from_str("\"bad nick\"");
         assert!(r.is_err());
-    }
-
-    #[test]
-    fn folded_order_is_the_order_of_the_keys() {
-        let names = [
-            "alice", "Bob", "ALICE-2", "al", "bob_", "Zed", "z", "_x", "9lives", "Al-",
-        ];
-        for a in names {
-            for b in names {
-                let (x, y) = (Nickname::new(a).unwrap(), Nickname::new(b).unwrap());
-                assert_eq!(x.cmp_folded(&y), x.key().cmp(&y.key()), "{a} vs {b}");
-            }
-        }
     }
 }

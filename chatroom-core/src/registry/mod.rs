@@ -413,7 +413,8 @@ impl RoomRegistry {
                 members: r.len(),
             })
             .collect();
-        rooms.sort_unstable_by(|a, b| a.name.cmp_folded(&b.name));
+        drop(state);
+        rooms.sort_by_cached_key(|r| r.name.key());
         rooms
     }
 
@@ -433,7 +434,11 @@ impl RoomRegistry {
             .iter()
             .filter_map(|m| state.sessions.get(&m.session).map(|s| s.nick.clone()))
             .collect();
-        nicks.sort_unstable_by(Nickname::cmp_folded);
+        // Sorted after the lock is let go, one folded copy per member (a
+        // join into a big room sorts its whole member list; under the
+        // registry's lock that held every other join and close up).
+        drop(state);
+        nicks.sort_by_cached_key(Nickname::key);
         Ok(nicks)
     }
 

@@ -392,10 +392,10 @@ impl Rooms {
         };
         if !remote.is_empty() {
             nicks.extend(remote);
-            nicks.sort_by(Nickname::cmp_folded);
+            nicks.sort_by_cached_key(Nickname::key);
             // A nick is held once in the cluster; a rename heard from
             // another node a moment late must not show someone twice.
-            nicks.dedup_by(|a, b| a.cmp_folded(b).is_eq());
+            nicks.dedup_by(|a, b| a.as_str().eq_ignore_ascii_case(b.as_str()));
         }
         Ok(nicks)
     }
