@@ -18,7 +18,8 @@ HIST=${HIST:-sqlite}
 
 free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
 
-# start_server BIN PORT DIR [prefix...]: a server with the rate limits lifted
+# start_server BIN PORT DIR [WRAPPER...]: a server with the rate limits
+# lifted, run under WRAPPER (valgrind, say) when one is given
 start_server() {
     local bin=$1 port=$2 dir=$3; shift 3
     env RUST_LOG=warn CHATROOM_DATA_DIR="$dir" CHATROOM_HISTORY="$HIST" \
@@ -27,6 +28,11 @@ start_server() {
         CHATROOM_CONNECT_BURST_PER_IP=100000 "$@" "$bin" --listen "127.0.0.1:$port" >"$dir/log" 2>&1 &
     echo $!
 }
+
+# stop PID: the server is started in a subshell, so it is not this
+# shell's child to `wait` for: poll until it is gone (callgrind writes its
+# counts as the process exits).
+stop() { kill -TERM "$1" 2>/dev/null || true; while kill -0 "$1" 2>/dev/null; do sleep 0.1; done; }
 
 wait_port() { for _ in $(seq 1 600); do (echo >"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return; sleep 0.1; done; }
 
@@ -60,7 +66,7 @@ run() { # name bin(or "ceiling") scenario args...
     local out
     out=$("$B" "$scenario" --target "$target" --addr "127.0.0.1:$port" --server-pid "$pid" "$@" 2>&1)
     read -r u1 s1 w1 <<<"$(cpu "$pid")"
-    kill "$pid"; wait "$pid" 2>/dev/null || true
+    stop "$pid"
     rm -rf "$dir"
     result "$name" $((u1 - u0)) $((s1 - s0)) $((w1 - w0)) <<<"$out"
 }
@@ -71,16 +77,20 @@ instructions() { # bin runs: callgrind per delivery, as run.sh's instructions() 
         local tot=() dir port pid
         for n in 300 1300; do
             dir=$(mktemp -d); port=$(free_port)
-            env RUST_LOG=warn CHATROOM_DATA_DIR="$dir" CHATROOM_HISTORY=memory \
-                CHATROOM_RATE_PER_SEC=1000000 CHATROOM_RATE_BURST=1000000 \
-                CHATROOM_MAX_CONNECTIONS_PER_IP=100000 CHATROOM_CONNECT_RATE_PER_IP=100000 \
-                CHATROOM_CONNECT_BURST_PER_IP=100000 \
-                valgrind --tool=callgrind --callgrind-out-file="$dir/cg.out" "$bin" --listen "127.0.0.1:$port" >"$dir/log" 2>&1 &
-            pid=$!
+            pid=$(HIST=memory start_server "$bin" "$port" "$dir" \
+                valgrind --tool=callgrind --callgrind-out-file="$dir/cg.out")
             wait_port "$port"
-            "$B" fanout --addr "127.0.0.1:$port" --members 100 --publishers 1 --max-messages "$n" \
-                --secs 600 --concurrency 20 | grep -q '"lost":0'
-            kill -TERM "$pid"; wait "$pid" 2>/dev/null || true
+            # A run that lost messages measures nothing; the server is
+            # stopped either way.
+            local out
+            out=$("$B" fanout --addr "127.0.0.1:$port" --members 100 --publishers 1 \
+                --max-messages "$n" --secs 600 --concurrency 20 || true)
+            stop "$pid"
+            if ! grep -q '"lost":0' <<<"$out"; then
+                echo "a run lost messages: $out" >&2
+                rm -rf "$dir"
+                return 1
+            fi
             tot+=("$(awk '/^(summary|totals):/ {print $2; exit}' "$dir/cg.out")")
             rm -rf "$dir"
         done

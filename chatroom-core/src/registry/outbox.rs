@@ -102,7 +102,7 @@ const PACED_BYTES: usize = 64 * 1024;
 /// nor at every park: under load the writer empties the queue at every
 /// batch and often parks between batches, and giving the buffer back each
 /// time made every batch regrow it.)
-pub(crate) const KEEP_SLOTS: usize = 64;
+const KEEP_SLOTS: usize = 64;
 
 /// How long a parked writer keeps lists larger than [`KEEP_SLOTS`].
 const KEEP_LISTS: std::time::Duration = std::time::Duration::from_secs(1);
@@ -112,7 +112,7 @@ const KEEP_LISTS: std::time::Duration = std::time::Duration::from_secs(1);
 /// is touched only by queues that are falling behind, and however many of
 /// those have spent it, the others still get their room traffic. (The
 /// catch-up of a member that fell behind is paced below this too.)
-pub(crate) const UNBUDGETED_BYTES: usize = 64 * 1024;
+const UNBUDGETED_BYTES: usize = 64 * 1024;
 
 /// Queues take their share of a [`QueueBudget`] in steps of this many
 /// bytes, so the budget's counter is touched once per few kilobytes.
@@ -123,7 +123,7 @@ const CREDIT_STEP: usize = 4 * 1024;
 /// it is held back and caught up later. A session whose own frames pass
 /// this while the budget is spent is not reading them, and is cut off as a
 /// slow consumer.
-pub(crate) const OWN_FRAMES_BEYOND_BUDGET: usize = 16 * 1024;
+const OWN_FRAMES_BEYOND_BUDGET: usize = 16 * 1024;
 
 /// The bytes all sessions' queues may hold together beyond their first
 /// [`UNBUDGETED_BYTES`] each (`queue_budget_bytes`): with it, the server's

@@ -301,6 +301,10 @@ mod tests {
             (with_limits(limits().with_max_line_len(10)), "max_line_len"),
             (with_limits(limits().with_outbox_frames(0)), "outbox_frames"),
             (
+                with_limits(limits().with_queue_budget_bytes(1024)),
+                "queue_budget_bytes",
+            ),
+            (
                 with_limits(
                     limits()
                         .with_idle_timeout_secs(5)
