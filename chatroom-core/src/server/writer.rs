@@ -21,10 +21,17 @@ use crate::protocol::{ErrorCode, ServerMessage};
 use crate::registry::{CutReason, Outbound, OutboxReceiver};
 use crate::transport::BoxWriter;
 
-/// Most frames handed to one vectored write: 64 frames of a typical chat
-/// line are several kilobytes, enough to make a write worth its syscall,
-/// and the slices (1 KiB) sit on the stack.
-const BATCH: usize = 64;
+/// Most frames handed to one vectored write: Linux's limit on the slices
+/// of one `writev`. Under load a writer finds hundreds of frames waiting,
+/// and on loopback every write also pays the receiving side of TCP, so
+/// fewer, larger writes are most of what a delivery costs the kernel
+/// (docs/benchmarks.md: 64 per write held the server to a write per ~55
+/// frames). The slices (16 KiB) sit on the stack while the write is made.
+const BATCH: usize = 1024;
+
+/// The slices gathered for a batch of at most this many frames, the usual
+/// case when the writer keeps up.
+const SMALL_BATCH: usize = 64;
 
 /// How long a cut-off peer's socket gets to take the notice and `bye`.
 const NOTICE_WINDOW: Duration = Duration::from_millis(200);
@@ -146,10 +153,12 @@ impl Pending {
         self.dialect.bytes(frame).map_or(&[], |b| &b[..])
     }
 
-    /// One vectored write of up to [`BATCH`] frames from the front. The
-    /// slices are gathered on the stack at every poll: nothing is
+    /// One vectored write of the frames at the front: up to
+    /// [`SMALL_BATCH`] of them, or up to [`BATCH`] when more are waiting.
+    /// The slices are gathered on the stack at every poll: nothing is
     /// allocated per write, and nothing is kept in the writer's future,
-    /// whose size every idle connection pays.
+    /// whose size every idle connection pays. (Two sizes so that the
+    /// common short batch does not fill 16 KiB of slices.)
     ///
     /// `sent` says what was offered: the frames from the front it covers
     /// (with those that have nothing to write) and their bytes.
@@ -159,7 +168,20 @@ impl Pending {
         cx: &mut Context<'_>,
         sent: &mut Sent,
     ) -> Poll<io::Result<usize>> {
-        let mut slices = [IoSlice::new(&[]); BATCH];
+        if self.frames.len() <= SMALL_BATCH {
+            self.poll_write_up_to::<SMALL_BATCH>(writer, cx, sent)
+        } else {
+            self.poll_write_up_to::<BATCH>(writer, cx, sent)
+        }
+    }
+
+    fn poll_write_up_to<const N: usize>(
+        &self,
+        writer: Pin<&mut (dyn AsyncWrite + Send)>,
+        cx: &mut Context<'_>,
+        sent: &mut Sent,
+    ) -> Poll<io::Result<usize>> {
+        let mut slices = [IoSlice::new(&[]); N];
         let mut n = 0;
         *sent = Sent::default();
         for frame in &self.frames {
@@ -170,7 +192,7 @@ impl Pending {
                 bytes
             };
             if !bytes.is_empty() {
-                if n == BATCH {
+                if n == N {
                     break;
                 }
                 slices[n] = IoSlice::new(bytes);
@@ -318,13 +340,111 @@ async fn cut_off(
 
 #[cfg(test)]
 mod tests {
+    use std::io;
+    use std::pin::Pin;
+    use std::sync::{Arc, Mutex};
+    use std::task::{Context, Poll};
+
+    use tokio::io::AsyncWrite;
+
+    use crate::protocol::ServerMessage;
+    use crate::registry::{Outbound, QueueBudget, outbox};
+
+    /// A socket that takes at most `per_write` bytes a write and records
+    /// how many slices each vectored write was offered.
+    #[derive(Clone, Default)]
+    struct Recorder {
+        bytes: Arc<Mutex<Vec<u8>>>,
+        slices: Arc<Mutex<Vec<usize>>>,
+        per_write: usize,
+    }
+
+    impl AsyncWrite for Recorder {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            self.poll_write_vectored(cx, &[io::IoSlice::new(buf)])
+        }
+
+        fn poll_write_vectored(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            bufs: &[io::IoSlice<'_>],
+        ) -> Poll<io::Result<usize>> {
+            self.slices.lock().unwrap().push(bufs.len());
+            let mut out = self.bytes.lock().unwrap();
+            let mut took = 0;
+            for buf in bufs {
+                let n = buf.len().min(self.per_write - took);
+                out.extend_from_slice(&buf[..n]);
+                took += n;
+                if took == self.per_write {
+                    break;
+                }
+            }
+            Poll::Ready(Ok(took))
+        }
+
+        fn is_write_vectored(&self) -> bool {
+            true
+        }
+
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    /// A backlog of thousands of frames goes out in writes of up to
+    /// `BATCH` slices (not the small batch's 64), every byte once and in
+    /// order, across writes the socket takes only part of.
+    #[tokio::test]
+    async fn a_long_backlog_goes_out_in_large_writes_in_order() {
+        let (tx, rx) = outbox(4096, 1 << 24, QueueBudget::unlimited());
+        let mut expected = Vec::new();
+        for i in 0..3000 {
+            let frame = Outbound::message(ServerMessage::Notice {
+                text: format!("line {i}"),
+            });
+            expected.extend_from_slice(frame.json());
+            tx.push(&frame).unwrap();
+        }
+        drop(tx);
+        let socket = Recorder {
+            per_write: 50_000,
+            ..Recorder::default()
+        };
+        let end = super::run(
+            Box::pin(socket.clone()),
+            rx,
+            super::Dialect::Native,
+            std::time::Duration::from_secs(1),
+        )
+        .await;
+        assert!(matches!(end, super::WriterEnd::Drained), "{end:?}");
+        assert!(*socket.bytes.lock().unwrap() == expected);
+        let slices = socket.slices.lock().unwrap();
+        let most = *slices.iter().max().unwrap();
+        assert!(most > super::SMALL_BATCH && most <= super::BATCH, "{most}");
+        assert!(
+            slices.len() < 3000 / super::SMALL_BATCH,
+            "{} writes",
+            slices.len()
+        );
+    }
+
     /// Every connection's writer task holds this future while idle: the
     /// rare paths (a cut-off's notice, a write to a full socket) are boxed
     /// so that their state does not size it. (It was 848 bytes with them
     /// inline.)
     #[test]
     fn the_writers_future_stays_small() {
-        let (_tx, rx) = crate::registry::outbox(4, 1024, crate::registry::QueueBudget::unlimited());
+        let (_tx, rx) = outbox(4, 1024, QueueBudget::unlimited());
         let sink: crate::transport::BoxWriter = Box::pin(tokio::io::sink());
         let writer = super::run(
             sink,
