@@ -17,7 +17,9 @@ use common::text_client::TextClient;
 
 /// How long any one step may take before the test gives up.
 const DEADLINE: Duration = Duration::from_secs(10);
-/// A silent client is greeted after `sniff_ms` (250 by default).
+/// A silent client is greeted after `sniff_ms` (40 by default); the
+/// bound leaves room for a loaded machine (the figure itself is measured
+/// by examples/bench/greeting.py, docs/benchmarks.md).
 const GREETING_WITHIN: Duration = Duration::from_millis(300);
 
 /// Runs the binary with `args` and `env` and waits for it to exit.
@@ -104,6 +106,60 @@ fn seed_form_greets_silent_clients_and_relays_lines() {
         heard,
         format!("<{}> hello from the seed form\r\n", alice.address_nick())
     );
+}
+
+/// Sends one HTTP request on `conn` and reads the whole answer.
+fn ask_for_the_page(mut conn: std::net::TcpStream, addr: SocketAddr) -> String {
+    use std::io::{Read, Write};
+    conn.set_read_timeout(Some(DEADLINE)).unwrap();
+    write!(
+        conn,
+        "GET / HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = Vec::new();
+    let _ = conn.read_to_end(&mut answer);
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// A person on `nc` is greeted after the short window; a browser that
+/// opened a connection ahead of need and sends its request a second later
+/// is still served the page, because its address asked for a page before
+/// (the long window, here 3 s, applies to such addresses only).
+#[test]
+fn a_browsers_late_request_is_served_and_others_are_greeted_at_once() {
+    use std::io::Read;
+    let server = start(&["--set", "browser_sniff_ms=3000"], &[]);
+    let addr = server.addr();
+
+    // No page asked for yet: a silent client is a text one.
+    let mut person = TextClient::connect(addr, DEADLINE);
+    let greeting = person.line_within(Duration::from_secs(2));
+    assert!(
+        greeting.starts_with("* welcome to chatroom"),
+        "{greeting:?}"
+    );
+
+    // A browser asks for the page at once on its first connection...
+    let first = ask_for_the_page(std::net::TcpStream::connect(addr).unwrap(), addr);
+    assert!(first.starts_with("HTTP/1.1 200"), "{first:.200}");
+
+    // ...and opens another that stays silent for a second: no greeting.
+    let mut spare = std::net::TcpStream::connect(addr).unwrap();
+    spare
+        .set_read_timeout(Some(Duration::from_secs(1)))
+        .unwrap();
+    let mut byte = [0u8; 1];
+    let early = spare.read(&mut byte);
+    assert!(
+        early.as_ref().is_err_and(|e| matches!(
+            e.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        )),
+        "the spare connection was sent {early:?} {byte:?}"
+    );
+    let late = ask_for_the_page(spare, addr);
+    assert!(late.starts_with("HTTP/1.1 200"), "{late:.200}");
 }
 
 #[test]

@@ -8,6 +8,8 @@ connections, a few seconds; stops the server at the end.
     python3 examples/bench/greeting.py target/release/chatroom-server [SERVER ARGS...]
 
 SERVER ARGS go to the server, e.g. `--set sniff_ms=30 --set web=false`.
+With PAGE=1 in the environment the page is fetched once first, so the
+connections come from an address that asked for it (browser_sniff_ms).
 """
 import socket, subprocess, time, os, sys, tempfile, statistics
 srv=sys.argv[1]
@@ -18,6 +20,11 @@ for _ in range(100):
     try: socket.create_connection(("127.0.0.1",port)).close(); break
     except OSError: time.sleep(0.1)
 time.sleep(0.5)
+if os.environ.get("PAGE"):
+    c=socket.create_connection(("127.0.0.1",port))
+    c.sendall(f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n".encode())
+    assert c.recv(12).startswith(b"HTTP/1.1 200"), "the page"
+    c.close()
 ts=[]
 for i in range(50):
     c=socket.create_connection(("127.0.0.1",port)); t=time.monotonic()

@@ -116,6 +116,11 @@ pub struct LimitsConfig {
     /// How long the server waits for a first byte before it decides the
     /// client speaks the text dialect and greets it.
     pub sniff_ms: u64,
+    /// The same wait for a connection from an address that asked for the
+    /// web page within the last ten minutes: browsers open connections
+    /// ahead of need and send their request on them later. At least
+    /// `sniff_ms`.
+    pub browser_sniff_ms: u64,
     /// How long a native client has to complete its `hello`.
     pub handshake_timeout_secs: u64,
     /// Silence after which a native client is sent a `ping`.
@@ -300,7 +305,8 @@ impl Default for LimitsConfig {
             outbox_frames: 1024,
             outbox_bytes: 1024 * 1024,
             queue_budget_bytes: 512 * 1024 * 1024,
-            sniff_ms: 250,
+            sniff_ms: 40,
+            browser_sniff_ms: 250,
             handshake_timeout_secs: 10,
             ping_interval_secs: 30,
             idle_timeout_secs: 90,
@@ -394,6 +400,7 @@ setters!(LimitsConfig {
     with_outbox_bytes => outbox_bytes: usize;
     with_queue_budget_bytes => queue_budget_bytes: usize;
     with_sniff_ms => sniff_ms: u64;
+    with_browser_sniff_ms => browser_sniff_ms: u64;
     with_handshake_timeout_secs => handshake_timeout_secs: u64;
     with_ping_interval_secs => ping_interval_secs: u64;
     with_idle_timeout_secs => idle_timeout_secs: u64;

@@ -23,6 +23,7 @@
 
 mod accounts;
 mod admin;
+mod browsers;
 mod builder;
 mod bulletin;
 mod config;
@@ -172,6 +173,7 @@ impl Server {
             accounts,
             moderation,
             irc_away: irc::away::AwayBoard::default(),
+            browsers: browsers::RecentBrowsers::default(),
         });
         // What other nodes of a cluster change or ask (nothing on one
         // node). The sinks hold the engine weakly: the store and the

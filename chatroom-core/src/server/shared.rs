@@ -7,6 +7,7 @@ use crate::broker::Broker;
 use crate::registry::QueueBudget;
 
 use super::accounts::Accounts;
+use super::browsers::RecentBrowsers;
 use super::config::Limits;
 use super::irc::away::AwayBoard;
 use super::metrics::Counters;
@@ -37,4 +38,7 @@ pub(crate) struct Shared {
     pub(crate) irc_away: AwayBoard,
     /// The bytes all sessions' queues may hold together.
     pub(crate) queue_budget: Arc<QueueBudget>,
+    /// Addresses that asked for the web page lately: their silent
+    /// connections get the long dialect window.
+    pub(crate) browsers: RecentBrowsers,
 }

@@ -53,6 +53,7 @@ operator_keys! {
     outbox_bytes: usize => limits.outbox_bytes;
     queue_budget_bytes: usize => limits.queue_budget_bytes;
     sniff_ms: u64 => limits.sniff_ms;
+    browser_sniff_ms: u64 => limits.browser_sniff_ms;
     handshake_timeout_secs: u64 => limits.handshake_timeout_secs;
     ping_interval_secs: u64 => limits.ping_interval_secs;
     idle_timeout_secs: u64 => limits.idle_timeout_secs;
@@ -125,7 +126,7 @@ mod tests {
             panic!("a config serializes as a table");
         };
         let keys: Vec<&str> = fields.keys().map(String::as_str).collect();
-        assert_eq!(keys.len(), 60, "{keys:?}");
+        assert_eq!(keys.len(), 61, "{keys:?}");
         for key in [
             "max_line_len",
             "history",

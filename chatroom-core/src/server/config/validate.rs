@@ -22,6 +22,7 @@ pub(crate) struct Limits {
     pub(crate) outbox_bytes: usize,
     pub(crate) queue_budget: usize,
     pub(crate) sniff: Duration,
+    pub(crate) browser_sniff: Duration,
     pub(crate) handshake_timeout: Duration,
     pub(crate) ping_interval: Duration,
     pub(crate) idle_timeout: Duration,
@@ -190,6 +191,12 @@ impl ServerConfig {
             ));
         }
         positive("sniff_ms", limits.sniff_ms)?;
+        if limits.browser_sniff_ms < limits.sniff_ms {
+            return Err(invalid(
+                "browser_sniff_ms",
+                "must be at least sniff_ms: it lengthens the window for browsers",
+            ));
+        }
         positive("handshake_timeout_secs", limits.handshake_timeout_secs)?;
         positive("ping_interval_secs", limits.ping_interval_secs)?;
         positive("max_rooms_per_client", limits.max_rooms_per_client as u64)?;
@@ -241,6 +248,7 @@ impl ServerConfig {
             outbox_bytes: limits.outbox_bytes,
             queue_budget: limits.queue_budget_bytes,
             sniff: Duration::from_millis(limits.sniff_ms),
+            browser_sniff: Duration::from_millis(limits.browser_sniff_ms),
             handshake_timeout: Duration::from_secs(limits.handshake_timeout_secs),
             ping_interval: Duration::from_secs(limits.ping_interval_secs),
             idle_timeout: Duration::from_secs(limits.idle_timeout_secs),
@@ -303,6 +311,10 @@ mod tests {
             (
                 with_limits(limits().with_queue_budget_bytes(1024)),
                 "queue_budget_bytes",
+            ),
+            (
+                with_limits(limits().with_sniff_ms(300).with_browser_sniff_ms(250)),
+                "browser_sniff_ms",
             ),
             (
                 with_limits(

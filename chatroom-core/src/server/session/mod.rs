@@ -97,14 +97,27 @@ pub(crate) async fn serve(shared: Arc<Shared>, conn: Connection, shutdown: Cance
     } = conn;
     let limits = &shared.limits;
     let mut reader = framed(reader, limits.max_line_len);
+    let window = opening::Window {
+        short: limits.sniff,
+        long: limits.browser_sniff,
+        is_browser: || {
+            limits.web
+                && peer
+                    .ip()
+                    .is_some_and(|ip| shared.browsers.is_recent(ip, Instant::now()))
+        },
+    };
     let opening = tokio::select! {
         _ = shutdown.cancelled() => return,
-        opening = opening::sniff(&mut reader, limits.sniff) => opening,
+        opening = opening::sniff(&mut reader, window) => opening,
     };
     match opening {
         Opening::Closed => {}
         #[cfg(feature = "web")]
         Opening::Http(first_line) if limits.web => {
+            if let Some(ip) = peer.ip() {
+                shared.browsers.saw(ip, Instant::now());
+            }
             let parts = reader.into_parts();
             let mut read = bytes::BytesMut::from(&first_line[..]);
             read.extend_from_slice(&parts.read_buf);

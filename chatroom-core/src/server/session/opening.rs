@@ -32,11 +32,31 @@ pub(super) enum Opening {
     Closed,
 }
 
+/// How long a connection may stay silent before it is taken for a text
+/// client: `short`, or `long` for a connection that sent nothing at all
+/// in `short` and `is_browser` says comes from a browser's address.
+pub(super) struct Window<F> {
+    pub(super) short: Duration,
+    pub(super) long: Duration,
+    pub(super) is_browser: F,
+}
+
 /// Decides the dialect from the first bytes, as docs/protocol.md states: a
 /// `{` first is a native client; anything else, or silence for the sniff
 /// window, is a person or the seed's client speaking text.
-pub(super) async fn sniff(reader: &mut Reader, window: Duration) -> Opening {
-    let first = match tokio::time::timeout(window, reader.next()).await {
+pub(super) async fn sniff(reader: &mut Reader, window: Window<impl FnOnce() -> bool>) -> Opening {
+    let mut first = tokio::time::timeout(window.short, reader.next()).await;
+    // Asked only now, when the short window is over: a browser's first
+    // request, on another connection opened with this one, has come by
+    // then.
+    if first.is_err()
+        && reader.read_buffer().is_empty()
+        && window.long > window.short
+        && (window.is_browser)()
+    {
+        first = tokio::time::timeout(window.long - window.short, reader.next()).await;
+    }
+    let first = match first {
         Ok(Some(Ok(frame))) => Some(frame),
         Ok(Some(Err(_)) | None) => return Opening::Closed,
         Err(_) => None,
