@@ -9,6 +9,7 @@
 
 mod common;
 
+use std::net::{IpAddr, Ipv4Addr};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -17,6 +18,7 @@ use common::json_client::JsonClient;
 use common::nats::Nats;
 use common::server::{Server, ServerBuilder};
 use common::temp::TempDir;
+use common::text_client::TextClient;
 use serde_json::{Value, json};
 
 /// Two chat nodes on one NATS with JetStream. The nodes go before NATS.
@@ -220,11 +222,13 @@ fn kicks_bans_and_keys_made_on_one_node_hold_on_the_other_and_after_a_restart() 
     bob.send(&json!({"type": "say", "room": "class", "text": "still here?"}));
     assert_eq!(bob.next_of("error")["code"], "not_in_room");
 
-    // Kicked is not banned: bob comes back on b. A ban on a removes him
-    // there and keeps him out of the room on b.
+    // Kicked is not banned: bob comes back on b. A ban of his nick on a
+    // removes him there and keeps him out of the room on b. (A bare nick
+    // would ban his address, which every client of this test shares.)
     bob.join("class");
     watcher.next_of("joined");
-    teacher.send(&json!({"type": "ban", "room": "class", "mask": "bob", "reason": "flooding"}));
+    teacher
+        .send(&json!({"type": "ban", "room": "class", "mask": "nick:bob", "reason": "flooding"}));
     teacher.next_of("ok");
     let ban = watcher.next_of("moderated");
     assert_eq!(
@@ -315,6 +319,103 @@ fn kicks_bans_and_keys_made_on_one_node_hold_on_the_other_and_after_a_restart() 
         let answer = bob.next_where(|f| f["type"] == "members" || f["type"] == "error");
         answer["type"] == "members"
     });
+}
+
+/// The disruptive guest's own address: every other client of a test
+/// comes from 127.0.0.1, so a ban of the guest's address keeps no one
+/// else out.
+const GUEST_IP: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
+
+/// A guest from [`GUEST_IP`] says hello as `nick` to `addr`; returns the
+/// client and its first frame back.
+fn guest(addr: std::net::SocketAddr, nick: &str) -> (JsonClient, Value) {
+    JsonClient::open_from(
+        addr,
+        GUEST_IP,
+        &json!({"type": "hello", "version": 1, "nick": nick}),
+        DEADLINE,
+    )
+}
+
+#[test]
+fn a_guest_banned_from_another_node_cannot_come_back_under_another_nick_on_either() {
+    let pair = Pair::start("evasion");
+    let (a, b) = (pair.addr(0), pair.addr(1));
+    // The teacher (a server operator by the settings) registers on node a
+    // in the text dialect and creates #class there: its owner.
+    let (mut teacher, _) = TextClient::greeted(a, DEADLINE);
+    teacher.send("/nick teacher");
+    teacher.line_with("is now known as teacher");
+    teacher.send("/register blackboard");
+    teacher.line_with("* you are logged in as teacher");
+    teacher.send("/join class");
+    teacher.line_with("* you own #class");
+    // A watcher and the disruptive guest are in #class on node b.
+    let mut watcher = JsonClient::hello_in(b, "watcher", "class", DEADLINE);
+    let (mut rowdy, welcome) = guest(b, "rowdy");
+    assert_eq!(welcome["nick"], "rowdy", "{welcome}");
+    rowdy.join("class");
+    watcher.next_of("joined");
+
+    // `/ban rowdy` on a asks node b whom to ban: the guest's address.
+    teacher.send("/ban rowdy disrupting");
+    teacher.line_with("* teacher banned address:127.0.0.2 from #class (disrupting)");
+    let ban = watcher.next_of("moderated");
+    assert_eq!(
+        (&ban["action"], &ban["target"]),
+        (&json!("ban"), &json!("address:127.0.0.2")),
+        "{ban}"
+    );
+    let left = watcher.next_of("left");
+    assert_eq!(
+        (&left["nick"], &left["reason"]),
+        (&json!("rowdy"), &json!("banned by teacher")),
+        "{left}"
+    );
+    rowdy.next_of("left");
+    drop(rowdy);
+
+    // Under another nick, on either node, the guest is kept out of #class.
+    for (node, nick) in [(b, "rowdy2"), (a, "rowdy3")] {
+        let (mut again, welcome) = guest(node, nick);
+        assert_eq!(welcome["nick"], nick, "{welcome}");
+        again.send(&json!({"type": "join", "room": "class", "ref": "j"}));
+        let refused = again.next_of("error");
+        assert_eq!(
+            (&refused["code"], &refused["ref"]),
+            (&json!("banned"), &json!("j")),
+            "{nick}: {refused}"
+        );
+        assert!(
+            refused["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("banned from #class: disrupting")),
+            "{refused}"
+        );
+    }
+    // Nobody else is: someone from another address joins on a.
+    let mut bystander = JsonClient::hello_in(a, "bystander", "class", DEADLINE);
+
+    // A server-wide ban of a nick the guest holds on b, made on a,
+    // disconnects the guest there and keeps the address off both nodes.
+    let (mut rowdy, _) = guest(b, "rowdy4");
+    teacher.send("/gban rowdy4 10m");
+    teacher.line_with("* teacher banned address:127.0.0.2 for 10m from the server");
+    let killed = rowdy.next_of("error");
+    assert_eq!(killed["code"], "killed", "{killed}");
+    assert!(
+        killed["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("banned from this server")),
+        "{killed}"
+    );
+    rowdy.expect_closed();
+    for (node, nick) in [(b, "rowdy5"), (a, "rowdy6")] {
+        let (_, first) = guest(node, nick);
+        assert_eq!(first["code"], "banned", "{nick}: {first}");
+    }
+    bystander.say("class", "still here");
+    watcher.next_of("message");
 }
 
 #[test]

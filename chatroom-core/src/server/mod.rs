@@ -188,6 +188,11 @@ impl Server {
                 bulletin::apply(&shared, payload);
             }
         }));
+        let weak = Arc::downgrade(&shared);
+        shared.broker.answer_ban_masks(Box::new(move |nick| {
+            weak.upgrade()
+                .and_then(|shared| bulletin::mask_here(&shared, nick))
+        }));
         Ok(Self { shared })
     }
 
