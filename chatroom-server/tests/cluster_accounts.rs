@@ -419,6 +419,40 @@ fn a_guest_banned_from_another_node_cannot_come_back_under_another_nick_on_eithe
 }
 
 #[test]
+fn failed_logins_on_one_node_lock_the_account_on_the_other_too() {
+    let pair = Pair::start("throttle");
+    let (a, b) = (pair.addr(0), pair.addr(1));
+    let (mut owner, _) = JsonClient::hello(a, "owner", DEADLINE);
+    owner.send(&json!({"type": "register", "password": "owner-password"}));
+    owner.next_of("logged_in");
+    quit(owner);
+    let hello = |password: &str| json!({"type": "hello", "version": 1, "nick": "owner", "password": password});
+
+    // A guesser on node a is refused after `login_attempts` (5) failures.
+    let mut failures = 0;
+    loop {
+        let (_, first) = JsonClient::open(a, &hello("guess-number"), DEADLINE);
+        match first["code"].as_str() {
+            Some("bad_credentials") => failures += 1,
+            Some("login_throttled") => break,
+            _ => panic!("a guess was answered {first}"),
+        }
+        assert!(failures <= 5, "still guessing after {failures} failures");
+    }
+    assert_eq!(failures, 5);
+
+    // Node b counted the same failures: it refuses the account at once,
+    // even with the right password, from any address.
+    // The failures reach b within milliseconds; a single try there must
+    // be refused, since a try b let through would reset its count.
+    thread::sleep(Duration::from_millis(500));
+    let (_, first) = JsonClient::open(b, &hello("owner-password"), DEADLINE);
+    assert_eq!(first["code"], "login_throttled", "{first}");
+    let (_, first) = JsonClient::open_from(b, GUEST_IP, &hello("owner-password"), DEADLINE);
+    assert_eq!(first["code"], "login_throttled", "{first}");
+}
+
+#[test]
 fn after_a_nats_outage_each_node_hears_the_others_changes_again() {
     let mut pair = Pair::start("outage");
     pair.stop_nats();

@@ -44,6 +44,9 @@ pub(crate) enum Bulletin {
         #[serde(default)]
         reason: Option<String>,
     },
+    /// A login failed on the sending node: counts against `keys` (the
+    /// account's and the address's) in this node's throttle too.
+    LoginFailed { keys: Vec<String> },
 }
 
 /// Sends `bulletin` to every other node (nothing on one node).
@@ -86,6 +89,7 @@ pub(crate) fn apply(shared: &Shared, payload: &[u8]) {
         Bulletin::Kill { nick, reason } => {
             shared.rooms.kill(&nick, reason);
         }
+        Bulletin::LoginFailed { keys } => shared.accounts.failed_elsewhere(&keys),
     }
 }
 
