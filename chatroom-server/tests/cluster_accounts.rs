@@ -418,6 +418,58 @@ fn a_guest_banned_from_another_node_cannot_come_back_under_another_nick_on_eithe
     watcher.next_of("message");
 }
 
+/// A node stopped with SIGSTOP until this is dropped, even by a failing
+/// assertion.
+struct Stalled<'a>(&'a Server);
+
+impl<'a> Stalled<'a> {
+    fn new(node: &'a Server) -> Self {
+        node.signal("STOP");
+        Self(node)
+    }
+}
+
+impl Drop for Stalled<'_> {
+    fn drop(&mut self) {
+        self.0.signal("CONT");
+    }
+}
+
+#[test]
+fn a_ban_whose_holders_node_does_not_answer_bans_the_nick_and_tells_the_operator() {
+    let pair = Pair::start("unanswered");
+    let (a, b) = (pair.addr(0), pair.addr(1));
+    let (mut teacher, _) = TextClient::greeted(a, DEADLINE);
+    teacher.send("/nick teacher");
+    teacher.line_with("is now known as teacher");
+    teacher.send("/register blackboard");
+    teacher.line_with("* you are logged in as teacher");
+    teacher.send("/join class");
+    teacher.line_with("* you own #class");
+    let (mut rowdy, _) = guest(b, "rowdy");
+    rowdy.join("class");
+
+    // Node b stalls (SIGSTOP) while its claim of the nick still stands
+    // (the tests' lease is 3 s): a's question goes unanswered, and after
+    // the request timeout (5 s) a bans the nick alone and says so.
+    let stalled = Stalled::new(&pair.nodes[1]);
+    let asked = Instant::now();
+    teacher.send("/ban rowdy");
+    let told = teacher.line_with("could be banned");
+    let waited = asked.elapsed();
+    drop(stalled);
+    assert_eq!(
+        told.trim_end(),
+        "* only nick:rowdy could be banned: the server holding rowdy did not say whom to ban; \
+         ban an account:NAME or address:IP mask for more"
+    );
+    teacher.line_with("* teacher banned nick:rowdy from #class");
+    assert!(
+        waited >= Duration::from_secs(4) && waited < Duration::from_secs(10),
+        "told after {waited:?}"
+    );
+}
+
 #[test]
 fn failed_logins_on_one_node_lock_the_account_on_the_other_too() {
     let pair = Pair::start("throttle");
