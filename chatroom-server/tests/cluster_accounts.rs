@@ -9,6 +9,7 @@
 
 mod common;
 
+use std::net::{IpAddr, Ipv4Addr};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -17,6 +18,7 @@ use common::json_client::JsonClient;
 use common::nats::Nats;
 use common::server::{Server, ServerBuilder};
 use common::temp::TempDir;
+use common::text_client::TextClient;
 use serde_json::{Value, json};
 
 /// Two chat nodes on one NATS with JetStream. The nodes go before NATS.
@@ -97,24 +99,23 @@ impl Drop for Pair {
     }
 }
 
-/// Every frame up to the `welcome` (errors before it allowed).
-fn hello_with(addr: std::net::SocketAddr, hello: Value) -> (JsonClient, Value) {
-    let (mut client, first) = JsonClient::open(addr, &hello, DEADLINE);
-    let mut frame = first;
-    while frame["type"] != "welcome" {
-        assert_eq!(frame["type"], "error", "before welcome: {frame}");
-        frame = client.next();
-    }
-    (client, frame)
-}
-
+/// Logs in as `nick`. A nick a session that just ended still holds for a
+/// moment (its node gives the claim back in the background) is tried
+/// again, for a few seconds.
 fn login(addr: std::net::SocketAddr, nick: &str, password: &str) -> JsonClient {
-    let (client, welcome) = hello_with(
-        addr,
-        json!({"type": "hello", "version": 1, "nick": nick, "password": password}),
-    );
-    assert_eq!(welcome["nick"], nick, "{welcome}");
-    client
+    let hello = json!({"type": "hello", "version": 1, "nick": nick, "password": password});
+    let started = Instant::now();
+    loop {
+        let (mut client, first) = JsonClient::open(addr, &hello, DEADLINE);
+        if first["code"] == "nick_taken" && started.elapsed() < Duration::from_secs(5) {
+            thread::sleep(Duration::from_millis(50));
+            continue;
+        }
+        assert_eq!(first["type"], "welcome", "{nick} logging in: {first}");
+        assert_eq!(first["nick"], nick, "{first}");
+        client.next_of("logged_in");
+        return client;
+    }
 }
 
 fn quit(mut client: JsonClient) {
@@ -220,11 +221,13 @@ fn kicks_bans_and_keys_made_on_one_node_hold_on_the_other_and_after_a_restart() 
     bob.send(&json!({"type": "say", "room": "class", "text": "still here?"}));
     assert_eq!(bob.next_of("error")["code"], "not_in_room");
 
-    // Kicked is not banned: bob comes back on b. A ban on a removes him
-    // there and keeps him out of the room on b.
+    // Kicked is not banned: bob comes back on b. A ban of his nick on a
+    // removes him there and keeps him out of the room on b. (A bare nick
+    // would ban his address, which every client of this test shares.)
     bob.join("class");
     watcher.next_of("joined");
-    teacher.send(&json!({"type": "ban", "room": "class", "mask": "bob", "reason": "flooding"}));
+    teacher
+        .send(&json!({"type": "ban", "room": "class", "mask": "nick:bob", "reason": "flooding"}));
     teacher.next_of("ok");
     let ban = watcher.next_of("moderated");
     assert_eq!(
@@ -315,6 +318,189 @@ fn kicks_bans_and_keys_made_on_one_node_hold_on_the_other_and_after_a_restart() 
         let answer = bob.next_where(|f| f["type"] == "members" || f["type"] == "error");
         answer["type"] == "members"
     });
+}
+
+/// The disruptive guest's own address: every other client of a test
+/// comes from 127.0.0.1, so a ban of the guest's address keeps no one
+/// else out.
+const GUEST_IP: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
+
+/// A guest from [`GUEST_IP`] says hello as `nick` to `addr`; returns the
+/// client and its first frame back.
+fn guest(addr: std::net::SocketAddr, nick: &str) -> (JsonClient, Value) {
+    JsonClient::open_from(
+        addr,
+        GUEST_IP,
+        &json!({"type": "hello", "version": 1, "nick": nick}),
+        DEADLINE,
+    )
+}
+
+/// The teacher (a server operator by the settings) registers on `addr` in
+/// the text dialect and creates #class there: its owner.
+fn teacher_owning_class(addr: std::net::SocketAddr) -> TextClient {
+    let (mut teacher, _) = TextClient::greeted(addr, DEADLINE);
+    teacher.send("/nick teacher");
+    teacher.line_with("is now known as teacher");
+    teacher.send("/register blackboard");
+    teacher.line_with("* you are logged in as teacher");
+    teacher.send("/join class");
+    teacher.line_with("* you own #class");
+    teacher
+}
+
+#[test]
+fn a_guest_banned_from_another_node_cannot_come_back_under_another_nick_on_either() {
+    let pair = Pair::start("evasion");
+    let (a, b) = (pair.addr(0), pair.addr(1));
+    // The teacher owns #class on node a.
+    let mut teacher = teacher_owning_class(a);
+    // A watcher and the disruptive guest are in #class on node b.
+    let mut watcher = JsonClient::hello_in(b, "watcher", "class", DEADLINE);
+    let (mut rowdy, welcome) = guest(b, "rowdy");
+    assert_eq!(welcome["nick"], "rowdy", "{welcome}");
+    rowdy.join("class");
+    watcher.next_of("joined");
+
+    // `/ban rowdy` on a asks node b whom to ban: the guest's address.
+    teacher.send("/ban rowdy disrupting");
+    teacher.line_with("* teacher banned address:127.0.0.2 from #class (disrupting)");
+    let ban = watcher.next_of("moderated");
+    assert_eq!(
+        (&ban["action"], &ban["target"]),
+        (&json!("ban"), &json!("address:127.0.0.2")),
+        "{ban}"
+    );
+    let left = watcher.next_of("left");
+    assert_eq!(
+        (&left["nick"], &left["reason"]),
+        (&json!("rowdy"), &json!("banned by teacher")),
+        "{left}"
+    );
+    rowdy.next_of("left");
+    drop(rowdy);
+
+    // Under another nick, on either node, the guest is kept out of #class.
+    for (node, nick) in [(b, "rowdy2"), (a, "rowdy3")] {
+        let (mut again, welcome) = guest(node, nick);
+        assert_eq!(welcome["nick"], nick, "{welcome}");
+        again.send(&json!({"type": "join", "room": "class", "ref": "j"}));
+        let refused = again.next_of("error");
+        assert_eq!(
+            (&refused["code"], &refused["ref"]),
+            (&json!("banned"), &json!("j")),
+            "{nick}: {refused}"
+        );
+        assert!(
+            refused["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("banned from #class: disrupting")),
+            "{refused}"
+        );
+    }
+    // Nobody else is: someone from another address joins on a.
+    let mut bystander = JsonClient::hello_in(a, "bystander", "class", DEADLINE);
+
+    // A server-wide ban of a nick the guest holds on b, made on a,
+    // disconnects the guest there and keeps the address off both nodes.
+    let (mut rowdy, _) = guest(b, "rowdy4");
+    teacher.send("/gban rowdy4 10m");
+    teacher.line_with("* teacher banned address:127.0.0.2 for 10m from the server");
+    let killed = rowdy.next_of("error");
+    assert_eq!(killed["code"], "killed", "{killed}");
+    assert!(
+        killed["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("banned from this server")),
+        "{killed}"
+    );
+    rowdy.expect_closed();
+    for (node, nick) in [(b, "rowdy5"), (a, "rowdy6")] {
+        let (_, first) = guest(node, nick);
+        assert_eq!(first["code"], "banned", "{nick}: {first}");
+    }
+    bystander.say("class", "still here");
+    watcher.next_of("message");
+}
+
+/// A node stopped with SIGSTOP until this is dropped, even by a failing
+/// assertion.
+struct Stalled<'a>(&'a Server);
+
+impl<'a> Stalled<'a> {
+    fn new(node: &'a Server) -> Self {
+        node.signal("STOP");
+        Self(node)
+    }
+}
+
+impl Drop for Stalled<'_> {
+    fn drop(&mut self) {
+        self.0.signal("CONT");
+    }
+}
+
+#[test]
+fn a_ban_whose_holders_node_does_not_answer_bans_the_nick_and_tells_the_operator() {
+    let pair = Pair::start("unanswered");
+    let (a, b) = (pair.addr(0), pair.addr(1));
+    let mut teacher = teacher_owning_class(a);
+    let (mut rowdy, _) = guest(b, "rowdy");
+    rowdy.join("class");
+
+    // Node b stalls (SIGSTOP) while its claim of the nick still stands
+    // (the tests' lease is 3 s): a's question goes unanswered, and after
+    // the request timeout (5 s) a bans the nick alone and says so.
+    let stalled = Stalled::new(&pair.nodes[1]);
+    let asked = Instant::now();
+    teacher.send("/ban rowdy");
+    let told = teacher.line_with("could be banned");
+    let waited = asked.elapsed();
+    drop(stalled);
+    assert_eq!(
+        told.trim_end(),
+        "* only nick:rowdy could be banned: the server holding rowdy did not say whom to ban; \
+         ban an account:NAME or address:IP mask for more"
+    );
+    teacher.line_with("* teacher banned nick:rowdy from #class");
+    assert!(
+        waited >= Duration::from_secs(4) && waited < Duration::from_secs(10),
+        "told after {waited:?}"
+    );
+}
+
+#[test]
+fn failed_logins_on_one_node_lock_the_account_on_the_other_too() {
+    let pair = Pair::start("throttle");
+    let (a, b) = (pair.addr(0), pair.addr(1));
+    let (mut owner, _) = JsonClient::hello(a, "owner", DEADLINE);
+    owner.send(&json!({"type": "register", "password": "owner-password"}));
+    owner.next_of("logged_in");
+    quit(owner);
+    let hello = |password: &str| json!({"type": "hello", "version": 1, "nick": "owner", "password": password});
+
+    // A guesser on node a is refused after `login_attempts` (5) failures.
+    let mut failures = 0;
+    loop {
+        let (_, first) = JsonClient::open(a, &hello("guess-number"), DEADLINE);
+        match first["code"].as_str() {
+            Some("bad_credentials") => failures += 1,
+            Some("login_throttled") => break,
+            _ => panic!("a guess was answered {first}"),
+        }
+        assert!(failures <= 5, "still guessing after {failures} failures");
+    }
+    assert_eq!(failures, 5);
+
+    // Node b counted the same failures: it refuses the account at once,
+    // even with the right password, from any address.
+    // The failures reach b within milliseconds; a single try there must
+    // be refused, since a try b let through would reset its count.
+    thread::sleep(Duration::from_millis(500));
+    let (_, first) = JsonClient::open(b, &hello("owner-password"), DEADLINE);
+    assert_eq!(first["code"], "login_throttled", "{first}");
+    let (_, first) = JsonClient::open_from(b, GUEST_IP, &hello("owner-password"), DEADLINE);
+    assert_eq!(first["code"], "login_throttled", "{first}");
 }
 
 #[test]

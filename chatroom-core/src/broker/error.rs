@@ -132,6 +132,13 @@ pub enum Outage {
     /// The node holding a whispered nick answered nonsense.
     #[error("malformed answer to a whisper")]
     MalformedAnswer(#[source] serde_json::Error),
+    /// The node holding a nick to be banned could not be asked, or did
+    /// not answer in time.
+    #[error("the nick's server did not say whom to ban")]
+    MaskUnanswered(#[source] Cause),
+    /// The node holding a nick to be banned answered nonsense.
+    #[error("malformed answer to a ban's question")]
+    MalformedMask(#[source] serde_json::Error),
 }
 
 /// An error followed by its underlying error's own text.

@@ -86,6 +86,11 @@ impl<T> fmt::Debug for Pending<T> {
 /// [`Broker::bulletin`]).
 pub type BulletinSink = Box<dyn Fn(&[u8]) + Send + Sync>;
 
+/// Where a broker asks the engine which ban mask fits the session of this
+/// node that holds a nick, when another node wants to ban it (see
+/// [`Broker::ban_mask`]): `None` when no session here holds the nick.
+pub type MaskSource = Box<dyn Fn(&Nickname) -> Option<String> + Send + Sync>;
+
 /// Where a room's messages and the nick claims go to reach every node.
 ///
 /// The engine calls these around the registry; none of them is called
@@ -171,6 +176,27 @@ pub trait Broker: Send + Sync + fmt::Debug + 'static {
     ) -> Pending<Result<Nickname, BrokerError>> {
         let _ = (from, text, ts);
         Pending::ready(Err(RegistryError::NoSuchNick(to.clone()).into()))
+    }
+
+    /// Asks the node that holds `nick` which ban mask fits that session
+    /// best (its engine knows the session's account and address; see
+    /// [`Broker::answer_ban_masks`]). Called only when no session of this
+    /// node holds `nick`. Completes with `None` when no other node holds
+    /// it (always, for one node alone), and within a bounded wait
+    /// whatever happens.
+    ///
+    /// # Errors
+    /// [`BrokerError::Unavailable`] when the holder's node cannot be asked
+    /// or does not answer in time: only the nick is known then.
+    fn ban_mask(&self, nick: &Nickname) -> Pending<Result<Option<String>, BrokerError>> {
+        let _ = nick;
+        Pending::ready(Ok(None))
+    }
+
+    /// Hands `source` the questions of [`Broker::ban_mask`] that other
+    /// nodes ask about this node's sessions from now on.
+    fn answer_ban_masks(&self, source: MaskSource) {
+        let _ = source;
     }
 
     /// Called once the engine's sessions have ended, before it returns:

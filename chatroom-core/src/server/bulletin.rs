@@ -15,6 +15,7 @@ use crate::accounts::StoreChange;
 use crate::protocol::{Nickname, RoomName, ServerMessage};
 use crate::registry::now_ms;
 
+use super::moderation::mask_of;
 use super::shared::Shared;
 
 /// One thing every other node is asked to do.
@@ -43,6 +44,9 @@ pub(crate) enum Bulletin {
         #[serde(default)]
         reason: Option<String>,
     },
+    /// A login failed on the sending node: counts against `keys` (the
+    /// account's and the address's) in this node's throttle too.
+    LoginFailed { keys: Vec<String> },
 }
 
 /// Sends `bulletin` to every other node (nothing on one node).
@@ -85,6 +89,7 @@ pub(crate) fn apply(shared: &Shared, payload: &[u8]) {
         Bulletin::Kill { nick, reason } => {
             shared.rooms.kill(&nick, reason);
         }
+        Bulletin::LoginFailed { keys } => shared.accounts.failed_elsewhere(&keys),
     }
 }
 
@@ -94,6 +99,15 @@ pub(crate) fn take_change(shared: &Shared, change: StoreChange) {
         StoreChange::Rules { key, encoded } => shared.moderation.replace(&key, &encoded),
         other => shared.accounts.apply(other),
     }
+}
+
+/// The mask that bans the session of this node holding `nick`, if one
+/// does: its account, else its address, else its nick. What this node
+/// answers another node that bans `nick` (see `Broker::ban_mask`).
+pub(crate) fn mask_here(shared: &Shared, nick: &Nickname) -> Option<String> {
+    let id = shared.rooms.session_of(nick)?;
+    let seen = shared.moderation.seen(id).unwrap_or_default();
+    Some(mask_of(&seen.actor(nick)))
 }
 
 /// Removes `nick` from `room` if a session of this node holds it and is

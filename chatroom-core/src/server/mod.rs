@@ -190,6 +190,17 @@ impl Server {
                 bulletin::apply(&shared, payload);
             }
         }));
+        let weak = Arc::downgrade(&shared);
+        shared.accounts.tell_failures(Box::new(move |keys| {
+            if let Some(shared) = weak.upgrade() {
+                bulletin::send(&shared, &bulletin::Bulletin::LoginFailed { keys });
+            }
+        }));
+        let weak = Arc::downgrade(&shared);
+        shared.broker.answer_ban_masks(Box::new(move |nick| {
+            weak.upgrade()
+                .and_then(|shared| bulletin::mask_here(&shared, nick))
+        }));
         Ok(Self { shared })
     }
 

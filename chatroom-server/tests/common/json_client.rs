@@ -2,7 +2,7 @@
 //! line or frame out, the next frame in with a deadline, and waits for the
 //! frame a test is after.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -35,6 +35,22 @@ impl JsonClient {
         Self {
             conn: LineConn::connect(addr, wait),
         }
+    }
+
+    /// As [`JsonClient::open`], from the local address `from` (see
+    /// [`LineConn::connect_from`]).
+    pub(crate) fn open_from(
+        addr: SocketAddr,
+        from: IpAddr,
+        hello: &Value,
+        wait: Duration,
+    ) -> (Self, Value) {
+        let mut client = Self {
+            conn: LineConn::connect_from(addr, from, wait),
+        };
+        client.send(hello);
+        let first = client.next();
+        (client, first)
     }
 
     /// Connects, sends `hello` (any first frame), and returns the client

@@ -3,7 +3,7 @@
 //! and [`TextClient`](super::text_client::TextClient).
 
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 /// A connection to a server, read line by line.
@@ -19,6 +19,23 @@ impl LineConn {
     /// Connects to `addr`; connecting and each later read may take `wait`.
     pub(crate) fn connect(addr: SocketAddr, wait: Duration) -> Self {
         let stream = TcpStream::connect_timeout(&addr, wait).expect("connect");
+        Self::over(stream, wait)
+    }
+
+    /// As [`LineConn::connect`], from the local address `from` (on Linux
+    /// any address of 127.0.0.0/8 is this host's): a test's second person
+    /// with an address of their own, as the server sees it.
+    pub(crate) fn connect_from(addr: SocketAddr, from: IpAddr, wait: Duration) -> Self {
+        use socket2::{Domain, Socket, Type};
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None).expect("a socket");
+        socket
+            .bind(&SocketAddr::new(from, 0).into())
+            .unwrap_or_else(|e| panic!("bind to {from}: {e}"));
+        socket.connect_timeout(&addr.into(), wait).expect("connect");
+        Self::over(socket.into(), wait)
+    }
+
+    fn over(stream: TcpStream, wait: Duration) -> Self {
         stream
             .set_read_timeout(Some(wait))
             .expect("set a read timeout");

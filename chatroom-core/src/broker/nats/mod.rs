@@ -33,7 +33,8 @@
 //! One file per concern: `config` (the settings), `connect` (credentials
 //! and TLS), `link` (the live connection), `store` (history from the
 //! streams), `feed` (receiving rooms), `publish` and `outgoing` (sending
-//! `say`s), `claims` (nicks), `whisper` and `presence`; `wire` and `lock`
+//! `say`s), `claims` (nicks), `whisper`, `mask` (a ban's question to the
+//! node holding a nick) and `presence`; `wire` and `lock`
 //! are the small pieces they share. This file wires them into the
 //! [`Broker`].
 
@@ -45,6 +46,7 @@ mod connect;
 mod feed;
 mod link;
 mod lock;
+mod mask;
 mod outgoing;
 mod presence;
 mod publish;
@@ -53,7 +55,7 @@ mod whisper;
 mod wire;
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use tokio::task::JoinHandle;
@@ -64,7 +66,7 @@ use crate::protocol::{MessageId, Nickname, RoomInfo, RoomName, Timestamp};
 use crate::registry::{Published, Room, RoomRegistry, SessionId};
 
 use super::presence::Change;
-use super::{Broker, BrokerError, BulletinSink, Outage, Pending};
+use super::{Broker, BrokerError, BulletinSink, MaskSource, Outage, Pending};
 use bulletin::Bulletins;
 use claims::Claims;
 use feed::Feeds;
@@ -92,6 +94,9 @@ pub struct NatsBroker {
     claims: Arc<Claims>,
     publisher: Arc<Publisher>,
     bulletins: Bulletins,
+    /// The engine's answer to other nodes' ban questions, set once by
+    /// `answer_ban_masks`; the answering task holds the other reference.
+    masks: Arc<OnceLock<MaskSource>>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -150,6 +155,8 @@ impl NatsBroker {
         ];
         tasks.extend(presence_tasks);
         tasks.push(whisper::start(&link).await?);
+        let masks = Arc::new(OnceLock::new());
+        tasks.push(mask::start(&link, masks.clone()).await?);
         let (bulletins, bulletin_tasks) = Bulletins::start(&link).await?;
         tasks.extend(bulletin_tasks);
         let broker = Self {
@@ -159,6 +166,7 @@ impl NatsBroker {
             claims,
             publisher: Arc::new(publisher),
             bulletins,
+            masks,
             tasks,
         };
         Ok((Arc::new(broker), store))
@@ -291,6 +299,15 @@ impl Broker for NatsBroker {
         let (link, claims) = (self.link.clone(), self.claims.clone());
         let (from, to) = (from.clone(), to.clone());
         Pending::waiting(async move { whisper::send(&link, &claims, from, to, text, ts).await })
+    }
+
+    fn ban_mask(&self, nick: &Nickname) -> Pending<Result<Option<String>, BrokerError>> {
+        let (link, claims, nick) = (self.link.clone(), self.claims.clone(), nick.clone());
+        Pending::waiting(async move { mask::ask(&link, &claims, nick).await })
+    }
+
+    fn answer_ban_masks(&self, source: MaskSource) {
+        let _ = self.masks.set(source);
     }
 
     fn shutdown(&self) -> Pending<()> {

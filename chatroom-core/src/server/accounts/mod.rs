@@ -12,8 +12,9 @@
 mod throttle;
 
 use std::collections::HashMap;
+use std::fmt;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
@@ -30,6 +31,31 @@ use throttle::Throttle;
 /// memory and most of a core; two keep a 2-core server answering chat
 /// while logins queue.
 const CONCURRENT_HASHES: usize = 2;
+
+/// Keys a failure on another node may name at most: the account and the
+/// address, as [`throttle_keys`] makes them.
+const MAX_REMOTE_KEYS: usize = 2;
+/// The longest key a failure on another node may name (a folded nick or an
+/// address, with its kind in front, is far shorter).
+const MAX_REMOTE_KEY_LEN: usize = 128;
+
+/// Where the keys of each failed login go to reach the other nodes of a
+/// cluster (the engine sends them as a bulletin). Never waits.
+pub(crate) type FailureSink = Box<dyn Fn(Vec<String>) + Send + Sync>;
+
+/// The [`FailureSink`], set once by the engine.
+#[derive(Default)]
+struct Teller(OnceLock<FailureSink>);
+
+impl fmt::Debug for Teller {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.get().is_some() {
+            "Teller(set)"
+        } else {
+            "Teller(unset)"
+        })
+    }
+}
 
 /// Why an account request failed.
 #[derive(Debug, thiserror::Error)]
@@ -75,6 +101,9 @@ pub(crate) struct Accounts {
     hash: HashParams,
     hashing: Semaphore,
     throttle: Mutex<Throttle>,
+    /// Tells the other nodes of a cluster of each failed login, so that
+    /// each node's throttle counts the failures made on all of them.
+    failures_out: Teller,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -98,6 +127,7 @@ impl Accounts {
             hash: limits.hash,
             hashing: Semaphore::new(CONCURRENT_HASHES),
             throttle: Mutex::new(Throttle::new(limits.login_attempts, limits.login_lockout)),
+            failures_out: Teller::default(),
         })
     }
 
@@ -193,8 +223,33 @@ impl Accounts {
                 for key in &keys {
                     throttle.failed(key, now);
                 }
+                drop(throttle);
                 tracing::info!(account = %nick, peer = ?peer, "failed login");
+                if let Some(tell) = self.failures_out.0.get() {
+                    tell(keys);
+                }
                 Err(AccountsError::BadCredentials)
+            }
+        }
+    }
+
+    /// Sends the keys of every failed login from now on to `sink` (the
+    /// first call wins).
+    pub(crate) fn tell_failures(&self, sink: FailureSink) {
+        let _ = self.failures_out.0.set(sink);
+    }
+
+    /// Counts a failed login another node of the cluster saw against
+    /// `keys`, as if it had failed here. Keys that no login here would
+    /// make are ignored, and a few at most are taken, so that a damaged
+    /// bulletin cannot fill the throttle.
+    pub(crate) fn failed_elsewhere(&self, keys: &[String]) {
+        let now = Instant::now();
+        let mut throttle = lock(&self.throttle);
+        for key in keys.iter().take(MAX_REMOTE_KEYS) {
+            let known_kind = key.starts_with("account:") || key.starts_with("address:");
+            if known_kind && key.len() <= MAX_REMOTE_KEY_LEN {
+                throttle.failed(key, now);
             }
         }
     }
@@ -312,4 +367,58 @@ fn throttle_keys(nick: &Nickname, peer: Option<IpAddr>) -> Vec<String> {
         keys.push(format!("address:{}", peers::key(ip)));
     }
     keys
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::accounts::MemoryAccounts;
+    use crate::server::{AccountsConfig, ServerConfig};
+
+    fn accounts(attempts: u32) -> Accounts {
+        let config = ServerConfig::default()
+            .with_accounts(AccountsConfig::default().with_login_attempts(attempts));
+        let limits = config.validate().unwrap();
+        Accounts::load(Arc::new(MemoryAccounts::new()), &limits).unwrap()
+    }
+
+    #[tokio::test]
+    async fn failed_logins_are_told_and_those_told_by_another_node_count_here() {
+        let nick = Nickname::new("Ann").unwrap();
+        let peer = "10.0.0.7".parse().ok();
+        let wrong = Password::new("not-the-password");
+
+        // A failure here is handed on with its keys.
+        let here = accounts(2);
+        let told = Arc::new(Mutex::new(Vec::new()));
+        let sink = told.clone();
+        here.tell_failures(Box::new(move |keys| lock(&sink).push(keys)));
+        let failed = here.login(&nick, &wrong, peer).await;
+        assert!(matches!(failed, Err(AccountsError::BadCredentials)));
+        let keys = lock(&told).pop().expect("the failure was told");
+        assert_eq!(keys, ["account:ann", "address:10.0.0.7"]);
+
+        // Another node counts what it is told: two failures there lock
+        // the account here, before any hashing.
+        let there = accounts(2);
+        there.failed_elsewhere(&keys);
+        there.failed_elsewhere(&keys);
+        let refused = there.login(&nick, &wrong, None).await;
+        assert!(
+            matches!(refused, Err(AccountsError::Throttled(_))),
+            "{refused:?}"
+        );
+
+        // What no login makes, or too much of it, is not counted.
+        let junk = vec![
+            "nick:ann".to_owned(),
+            format!("account:{}", "x".repeat(200)),
+        ];
+        for _ in 0..3 {
+            there.failed_elsewhere(&junk);
+        }
+        let mut throttle = lock(&there.throttle);
+        let now = Instant::now();
+        assert!(junk.iter().all(|k| throttle.wait(k, now).is_none()));
+    }
 }

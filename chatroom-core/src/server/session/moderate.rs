@@ -10,7 +10,7 @@ use crate::protocol::{
 use crate::registry::now_ms;
 
 use super::super::bulletin::{self, Bulletin, tell_everywhere};
-use super::super::moderation::{Actor, Ban, SERVER, canonical_mask, mask_of};
+use super::super::moderation::{Actor, Ban, SERVER, canonical_mask};
 use super::reply::Failure;
 use super::state::{Flow, Session};
 
@@ -319,6 +319,39 @@ impl Session {
         Ok(Flow::Continue)
     }
 
+    /// The mask that bans whoever holds `nick` best (its account, else its
+    /// address, else the nick), asking the node that holds it in a
+    /// cluster. When that node cannot be asked, the nick alone is banned
+    /// and the operator is told so, before the ban is shown.
+    async fn mask_for(&mut self, nick: &Nickname) -> String {
+        if let Some(mask) = bulletin::mask_here(&self.shared, nick) {
+            return mask;
+        }
+        let only_nick = format!("nick:{}", nick.key());
+        let trouble = match self.shared.broker.ban_mask(nick).await {
+            // The holder's engine made it; checked all the same, since it
+            // is stored and matched as it is.
+            Ok(Some(mask)) if canonical_mask(&mask).as_deref() == Some(mask.as_str()) => {
+                return mask;
+            }
+            Ok(Some(mask)) => format!("unusable mask {mask:?}"),
+            // Held by no one: the nick is all there is to ban.
+            Ok(None) => return only_nick,
+            Err(e) => e.to_string(),
+        };
+        tracing::warn!(%nick, error = %trouble, "banning only the nick held on another node");
+        self.reply(
+            ServerMessage::Notice {
+                text: format!(
+                    "* only {only_nick} could be banned: the server holding {nick} did not say \
+                     whom to ban; ban an account:NAME or address:IP mask for more"
+                ),
+            },
+            None,
+        );
+        only_nick
+    }
+
     async fn on_ban(
         &mut self,
         room: Option<RoomName>,
@@ -330,22 +363,14 @@ impl Session {
             Some(r) => self.require_operator(r)?,
             None => self.require_server_operator()?,
         }
-        let moderation = &self.shared.moderation;
         let (canonical, target) = match canonical_mask(&mask) {
             Some(m) => (m, None),
             None => {
                 let nick = Nickname::new(mask.as_str())?;
-                match self.shared.rooms.session_of(&nick) {
-                    Some(id) => {
-                        let seen = moderation.seen(id).unwrap_or_default();
-                        (mask_of(&seen.actor(&nick)), Some(nick))
-                    }
-                    // Held on another node of a cluster, or by no one:
-                    // this node knows only the nick.
-                    None => (format!("nick:{}", nick.key()), Some(nick)),
-                }
+                (self.mask_for(&nick).await, Some(nick))
             }
         };
+        let moderation = &self.shared.moderation;
         let key = room.as_ref().map_or(SERVER.to_owned(), RoomName::key);
         let ban = Ban {
             mask: canonical.clone(),

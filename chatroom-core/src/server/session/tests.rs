@@ -7,8 +7,11 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, DuplexStream};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::protocol::{self, ServerFrame, ServerMessage};
-use crate::server::{Server, ServerConfig};
+use crate::broker::{Broker, BrokerError, LocalBroker, Outage, Pending};
+use crate::history::MemoryStore;
+use crate::protocol::{self, Nickname, RoomName, ServerFrame, ServerMessage};
+use crate::registry::{Published, Room, SessionId};
+use crate::server::{AccountsConfig, Server, ServerConfig};
 use crate::transport::{Connection, PeerAddr};
 
 use super::super::shared::Shared;
@@ -331,4 +334,82 @@ async fn a_session_quiet_long_enough_to_give_back_its_read_buffer_reads_whole_li
             other => panic!("unexpected {other:?}"),
         }
     }
+}
+
+/// One node whose question to another node about a nick always fails, as
+/// when the node holding it does not answer in time.
+#[derive(Debug)]
+struct Unanswering;
+
+impl Broker for Unanswering {
+    fn open(&self, room: &RoomName) -> Pending<Result<(), BrokerError>> {
+        LocalBroker.open(room)
+    }
+
+    fn publish(
+        &self,
+        room: &Arc<Room>,
+        sender: SessionId,
+        from: &Nickname,
+        text: String,
+        action: bool,
+    ) -> Pending<Result<Published, BrokerError>> {
+        LocalBroker.publish(room, sender, from, text, action)
+    }
+
+    fn claim(&self, nick: &Nickname) -> Pending<Result<(), BrokerError>> {
+        LocalBroker.claim(nick)
+    }
+
+    fn release(&self, _nick: &Nickname) {}
+
+    fn ban_mask(&self, _nick: &Nickname) -> Pending<Result<Option<String>, BrokerError>> {
+        let cause = "deadline has elapsed".into();
+        Pending::ready(Err(Outage::MaskUnanswered(cause).into()))
+    }
+}
+
+#[tokio::test]
+async fn a_ban_whose_holder_cannot_be_asked_bans_the_nick_and_tells_the_operator() {
+    let accounts = AccountsConfig::default()
+        .with_hash_memory_kib(64)
+        .with_hash_iterations(1)
+        .with_operators(vec!["op".to_owned()]);
+    let config = ServerConfig::default().with_accounts(accounts);
+    let store = Arc::new(MemoryStore::new(16));
+    let shared = Server::with_broker(config, store, Arc::new(Unanswering))
+        .unwrap()
+        .shared;
+    let mut op = Peer::connect(&shared, 1);
+    op.hello("op").await;
+    op.send(r#"{"type":"register","password":"operator-password"}"#)
+        .await;
+    while !matches!(op.frame().await, ServerMessage::LoggedIn { .. }) {}
+    op.send(r#"{"type":"join","room":"den","history":0}"#).await;
+    while !matches!(op.frame().await, ServerMessage::Members { .. }) {}
+
+    op.send(r#"{"type":"ban","room":"den","mask":"ghost","ref":"b"}"#)
+        .await;
+    let mut told = None;
+    loop {
+        match op.frame().await {
+            ServerMessage::Notice { text } if text.contains("could be banned") => {
+                told = Some(text);
+            }
+            ServerMessage::Moderated(event) => {
+                let text = told.as_deref().expect("the notice comes first");
+                assert!(
+                    text.starts_with("* only nick:ghost could be banned: "),
+                    "{text}"
+                );
+                assert_eq!(event.target.as_deref(), Some("nick:ghost"));
+            }
+            ServerMessage::Ok { .. } => break,
+            _ => {}
+        }
+    }
+    assert!(told.is_some());
+    let rules = shared.moderation.rules("den");
+    let masks: Vec<&str> = rules.bans.iter().map(|b| b.mask.as_str()).collect();
+    assert_eq!(masks, ["nick:ghost"]);
 }
