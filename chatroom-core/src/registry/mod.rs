@@ -10,6 +10,7 @@
 //! comes first.
 
 mod error;
+mod joined;
 mod outbox;
 #[cfg(feature = "test-util")]
 pub(crate) mod rig;
@@ -32,6 +33,7 @@ pub(crate) use outbox::{Outbox, OutboxReceiver, QueueBudget, outbox};
 pub use room::{Published, Room, now_ms};
 pub use session_id::SessionId;
 
+use joined::Joined;
 use room::{MAX_ATOMIC_BACKLOG, Member};
 
 #[cfg(any(test, feature = "test-util"))]
@@ -82,7 +84,7 @@ struct SessionEntry {
     nick: Nickname,
     outbox: Outbox,
     /// Folded names of the rooms joined.
-    rooms: BTreeSet<String>,
+    rooms: Joined,
 }
 
 impl RoomRegistry {
@@ -150,7 +152,7 @@ impl RoomRegistry {
             SessionEntry {
                 nick,
                 outbox,
-                rooms: BTreeSet::new(),
+                rooms: Joined::default(),
             },
         );
         Ok(id)

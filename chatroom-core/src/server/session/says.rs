@@ -20,29 +20,38 @@ pub(super) type SayDone = (Result<Published, BrokerError>, RoomName, Option<Stri
 /// The `say`s waiting for the broker, oldest first. Always empty on one
 /// node, whose broker answers at once.
 ///
+/// The list is made at the first `say` that waits: an empty
+/// `FuturesOrdered` already holds two allocations (about 190 bytes), and
+/// most connections, idle or on one node, never need one.
+///
 /// Only `Send`, not `Sync`: the session reaches it through `&mut`, and no
 /// `&Session` is held across an await, so the session's task stays `Send`.
 #[derive(Default)]
-pub(super) struct Says(FuturesOrdered<BoxFuture<'static, SayDone>>);
+pub(super) struct Says(Option<FuturesOrdered<BoxFuture<'static, SayDone>>>);
 
 impl Says {
     pub(super) fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.0.as_ref().is_none_or(FuturesOrdered::is_empty)
     }
 
     pub(super) fn is_full(&self) -> bool {
-        self.0.len() >= MAX_IN_FLIGHT
+        self.0
+            .as_ref()
+            .is_some_and(|says| says.len() >= MAX_IN_FLIGHT)
     }
 
     /// Queues a `say` behind the others.
     pub(super) fn push(&mut self, said: BoxFuture<'static, SayDone>) {
-        self.0.push_back(said);
+        self.0.get_or_insert_default().push_back(said);
     }
 
     /// The oldest `say`, once the broker answered it; `None` when none
     /// waits.
     pub(super) async fn oldest(&mut self) -> Option<SayDone> {
-        self.0.next().await
+        match &mut self.0 {
+            Some(says) => says.next().await,
+            None => None,
+        }
     }
 
     /// The next `say` the broker answered (oldest first); pending forever
@@ -52,5 +61,18 @@ impl Says {
             Some(done) => done,
             None => std::future::pending().await,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Says;
+
+    /// Every session holds one from its start; most never queue a `say`.
+    #[test]
+    fn no_list_is_made_until_a_say_waits() {
+        let says = Says::default();
+        assert!(says.0.is_none());
+        assert!(says.is_empty() && !says.is_full());
     }
 }
