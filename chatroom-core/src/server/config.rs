@@ -118,8 +118,8 @@ pub struct LimitsConfig {
     pub sniff_ms: u64,
     /// The same wait for a connection from an address that asked for the
     /// web page within the last ten minutes: browsers open connections
-    /// ahead of need and send their request on them later. At least
-    /// `sniff_ms`.
+    /// ahead of need and send their request on them later. A value below
+    /// `sniff_ms` counts as `sniff_ms`.
     pub browser_sniff_ms: u64,
     /// How long a native client has to complete its `hello`.
     pub handshake_timeout_secs: u64,

@@ -191,12 +191,6 @@ impl ServerConfig {
             ));
         }
         positive("sniff_ms", limits.sniff_ms)?;
-        if limits.browser_sniff_ms < limits.sniff_ms {
-            return Err(invalid(
-                "browser_sniff_ms",
-                "must be at least sniff_ms: it lengthens the window for browsers",
-            ));
-        }
         positive("handshake_timeout_secs", limits.handshake_timeout_secs)?;
         positive("ping_interval_secs", limits.ping_interval_secs)?;
         positive("max_rooms_per_client", limits.max_rooms_per_client as u64)?;
@@ -248,7 +242,9 @@ impl ServerConfig {
             outbox_bytes: limits.outbox_bytes,
             queue_budget: limits.queue_budget_bytes,
             sniff: Duration::from_millis(limits.sniff_ms),
-            browser_sniff: Duration::from_millis(limits.browser_sniff_ms),
+            // It lengthens the window for browsers, never shortens it: an
+            // operator who raises `sniff_ms` alone raises both.
+            browser_sniff: Duration::from_millis(limits.browser_sniff_ms.max(limits.sniff_ms)),
             handshake_timeout: Duration::from_secs(limits.handshake_timeout_secs),
             ping_interval: Duration::from_secs(limits.ping_interval_secs),
             idle_timeout: Duration::from_secs(limits.idle_timeout_secs),
@@ -287,6 +283,8 @@ impl ServerConfig {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use crate::server::{ClusterConfig, LimitsConfig, ServerConfig};
 
     fn with_limits(limits: LimitsConfig) -> ServerConfig {
@@ -296,6 +294,18 @@ mod tests {
     #[test]
     fn defaults_are_valid() {
         ServerConfig::default().validate().unwrap();
+    }
+
+    #[test]
+    fn the_browsers_window_is_never_shorter_than_everyones() {
+        let raised = ServerConfig::default()
+            .with_limits(LimitsConfig::default().with_sniff_ms(400))
+            .validate()
+            .unwrap();
+        assert_eq!(raised.browser_sniff, Duration::from_millis(400));
+        let defaults = ServerConfig::default().validate().unwrap();
+        assert_eq!(defaults.sniff, Duration::from_millis(40));
+        assert_eq!(defaults.browser_sniff, Duration::from_millis(250));
     }
 
     #[test]
@@ -311,10 +321,6 @@ mod tests {
             (
                 with_limits(limits().with_queue_budget_bytes(1024)),
                 "queue_budget_bytes",
-            ),
-            (
-                with_limits(limits().with_sniff_ms(300).with_browser_sniff_ms(250)),
-                "browser_sniff_ms",
             ),
             (
                 with_limits(
