@@ -425,6 +425,52 @@ fn a_guest_banned_from_another_node_cannot_come_back_under_another_nick_on_eithe
     watcher.next_of("message");
 }
 
+/// A member logged in on another node is banned by account, not by
+/// address: logged in again on either node they are kept out, while
+/// others from their address are not.
+#[test]
+fn a_member_logged_in_on_another_node_is_banned_by_account() {
+    let pair = Pair::start("account-ban");
+    let (a, b) = (pair.addr(0), pair.addr(1));
+    let mut teacher = teacher_owning_class(a);
+    let (mut rowdy, welcome) = JsonClient::hello(b, "rowdy", DEADLINE);
+    assert_eq!(welcome["nick"], "rowdy", "{welcome}");
+    rowdy.send(&json!({"type": "register", "password": "rowdy-password"}));
+    rowdy.next_of("logged_in");
+    rowdy.join("class");
+
+    teacher.send("/ban rowdy");
+    teacher.line_with("banned account:rowdy from #class");
+    rowdy.next_of("left");
+    quit(rowdy);
+
+    let hello =
+        json!({"type": "hello", "version": 1, "nick": "rowdy", "password": "rowdy-password"});
+    for node in [a, b] {
+        let mut again = None;
+        eventually("rowdy logs in again", || {
+            let (client, first) = JsonClient::open(node, &hello, DEADLINE);
+            let welcomed = first["type"] == "welcome" && first["nick"] == "rowdy";
+            again = Some(client);
+            welcomed
+        });
+        let mut again = again.unwrap();
+        again.next_of("logged_in");
+        again.send(&json!({"type": "join", "room": "class", "ref": "j"}));
+        let refused = again.next_of("error");
+        assert_eq!(
+            (&refused["code"], &refused["ref"]),
+            (&json!("banned"), &json!("j")),
+            "{refused}"
+        );
+        quit(again);
+    }
+    // The teacher's own address is rowdy's too, and is not banned.
+    let mut bystander = JsonClient::hello_in(a, "bystander", "class", DEADLINE);
+    bystander.say("class", "still here");
+    teacher.line_with("still here");
+}
+
 /// A node stopped with SIGSTOP until this is dropped, even by a failing
 /// assertion.
 struct Stalled<'a>(&'a Server);
