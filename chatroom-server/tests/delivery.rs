@@ -134,8 +134,9 @@ fn a_burst_after_a_join_storm_cuts_nobody_and_loses_nothing() {
 
 /// One connection sees a room's messages, private messages and presence in
 /// the order the server handled them (docs/protocol.md, "Order on one
-/// connection"): bob sends 100 requests without waiting, alternating a
-/// room line and a private line to alice, while carol joins and leaves in
+/// connection"): bob sends 100 requests without waiting, three room
+/// lines (which the server hands to the room as one run) then a private
+/// line to alice, and again, while carol joins and leaves in
 /// the middle; alice sees bob's lines interleaved exactly as sent, and
 /// carol's `joined` and `left` between the lines carol's joining split.
 #[test]
@@ -151,10 +152,13 @@ fn a_connection_sees_room_private_and_presence_frames_in_order() {
             .until_line_where(|l| l.contains(r#""nick":"bob""#))
             .await;
 
+        // Runs of three `say`s, which the server hands to the room as a
+        // run, each ended by a whisper.
+        let is_say = |i: usize| i % 4 != 3;
         let pipelined = |from: usize, to: usize| {
             (from..to)
                 .map(|i| {
-                    let request = if i % 2 == 0 {
+                    let request = if is_say(i) {
                         json!({"ref": format!("r{i}"), "type": "say", "room": "lobby", "text": format!("line {i}")})
                     } else {
                         json!({"ref": format!("r{i}"), "type": "whisper", "to": "alice", "text": format!("line {i}")})
@@ -196,7 +200,7 @@ fn a_connection_sees_room_private_and_presence_frames_in_order() {
             if i == 50 {
                 expected.push("joined carol".into());
             }
-            let kind = if i % 2 == 0 { "message" } else { "private" };
+            let kind = if is_say(i) { "message" } else { "private" };
             expected.push(format!("{kind} line {i}"));
         }
         expected.push("left carol".into());

@@ -139,6 +139,23 @@ pub trait Broker: Send + Sync + fmt::Debug + 'static {
         action: bool,
     ) -> Pending<Result<Published, BrokerError>>;
 
+    /// Publishes as [`Broker::publish`] does, for a sender with more
+    /// `say`s already read: a broker may hold the message back from the
+    /// members until the run ends, to hand them the run at once. The
+    /// caller ends the run with [`Broker::publish`] or
+    /// [`Room::flush_held`]. The default publishes at once; one node
+    /// holds the message in the room (docs/architecture.md).
+    fn publish_held(
+        &self,
+        room: &Arc<Room>,
+        sender: SessionId,
+        from: &Nickname,
+        text: String,
+        action: bool,
+    ) -> Pending<Result<Published, BrokerError>> {
+        self.publish(room, sender, from, text, action)
+    }
+
     /// Claims `nick` for a session of this node. Succeeds at once when no
     /// other node shares the nick space; the registry still decides between
     /// the sessions of this node.
@@ -267,6 +284,20 @@ impl Broker for LocalBroker {
         // learns the id from the `ok`.
         Pending::ready(
             room.publish(sender, from, text, action, false)
+                .map_err(BrokerError::from),
+        )
+    }
+
+    fn publish_held(
+        &self,
+        room: &Arc<Room>,
+        sender: SessionId,
+        from: &Nickname,
+        text: String,
+        action: bool,
+    ) -> Pending<Result<Published, BrokerError>> {
+        Pending::ready(
+            room.publish_held(sender, from, text, action)
                 .map_err(BrokerError::from),
         )
     }

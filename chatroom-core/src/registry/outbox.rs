@@ -316,6 +316,60 @@ impl Queue {
         taken
     }
 
+    /// Queues the whole of `run` (`bytes` of JSON, a `bye` among them if
+    /// `bye`) when it fits within the room-traffic bounds with nothing to
+    /// draw from the budget: one check and one copy of the list for the
+    /// run, where a frame at a time checks each. False, with nothing
+    /// queued, when it does not fit.
+    #[inline]
+    fn enqueue_run_locked(
+        &self,
+        frames: &mut Frames,
+        run: &[Arc<Outbound>],
+        bytes: usize,
+        bye: bool,
+    ) -> bool {
+        let after = frames.bytes + bytes;
+        if frames.list.len() + run.len() > self.max_frames
+            || (frames.bytes > 0 && after > self.max_bytes)
+            || after > UNBUDGETED_BYTES + frames.credit
+        {
+            return false;
+        }
+        frames.bytes = after;
+        frames.fresh += bytes;
+        frames.bye |= bye;
+        frames.list.extend(run.iter().cloned());
+        true
+    }
+
+    /// Queues `frame` under the lock the caller holds, within the bounds
+    /// given (see [`Outbox::enqueue`]).
+    #[inline]
+    fn enqueue_locked(
+        &self,
+        frames: &mut Frames,
+        frame: &Arc<Outbound>,
+        max_frames: usize,
+        max_bytes: usize,
+        beyond_budget: usize,
+    ) -> Result<(), PushError> {
+        let len = frame.json().len();
+        if frames.list.len() >= max_frames || (frames.bytes > 0 && frames.bytes + len > max_bytes) {
+            return Err(PushError::Full);
+        }
+        if frames.bytes + len > UNBUDGETED_BYTES + frames.credit
+            && !draw_on_budget(&self.budget, frames, len, beyond_budget)
+        {
+            return Err(PushError::Full);
+        }
+        frames.bytes += len;
+        frames.fresh += len;
+        frames.bye |= frame.is_bye();
+        frames.list.push_back(frame.clone());
+        Ok(())
+    }
+
     /// Gives back the queue's buffer when it is empty and large; called by
     /// a writer that has been parked a while.
     fn shrink_if_idle(&self) {
@@ -469,25 +523,12 @@ impl Outbox {
         if queue.reason.get().is_some() || queue.receiver_gone.load(Ordering::Relaxed) {
             return Err(PushError::Closed);
         }
-        let len = frame.json().len();
         let was_empty = {
             let mut guard = queue.frames();
             let frames = &mut *guard;
-            if frames.list.len() >= max_frames
-                || (frames.bytes > 0 && frames.bytes + len > max_bytes)
-            {
-                return Err(PushError::Full);
-            }
-            if frames.bytes + len > UNBUDGETED_BYTES + frames.credit
-                && !draw_on_budget(&queue.budget, frames, len, beyond_budget)
-            {
-                return Err(PushError::Full);
-            }
-            frames.bytes += len;
-            frames.fresh += len;
-            frames.bye |= frame.is_bye();
-            frames.list.push_back(frame.clone());
-            frames.list.len() == 1
+            let was_empty = frames.list.is_empty();
+            queue.enqueue_locked(frames, frame, max_frames, max_bytes, beyond_budget)?;
+            was_empty
         };
         // A writer with frames still queued comes back for them without
         // being told; only one that may be parked on an empty queue is.
@@ -495,6 +536,85 @@ impl Outbox {
             queue.writer.wake();
         }
         Ok(())
+    }
+
+    /// Offers a whole run of frames, `bytes` of JSON in all (a `bye` among
+    /// them if `bye`), as [`Outbox::offer_run`] does, checking the bounds
+    /// once for the run when it fits whole.
+    pub(crate) fn offer_slice(
+        &self,
+        run: &[Arc<Outbound>],
+        bytes: usize,
+        bye: bool,
+    ) -> (usize, Option<PushError>) {
+        let queue = self.queue();
+        if queue.reason.get().is_some() || queue.receiver_gone.load(Ordering::Relaxed) {
+            return (0, Some(PushError::Closed));
+        }
+        let mut queued = 0;
+        let mut stopped = None;
+        let was_empty = {
+            let mut guard = queue.frames();
+            let list = &mut *guard;
+            let was_empty = list.list.is_empty();
+            if queue.enqueue_run_locked(list, run, bytes, bye) {
+                queued = run.len();
+            } else {
+                for frame in run {
+                    if let Err(e) =
+                        queue.enqueue_locked(list, frame, queue.max_frames, queue.max_bytes, 0)
+                    {
+                        stopped = Some(e);
+                        break;
+                    }
+                    queued += 1;
+                }
+            }
+            was_empty
+        };
+        if was_empty && queued > 0 {
+            queue.writer.wake();
+        }
+        (queued, stopped)
+    }
+
+    /// Offers `frames` in order, as [`Outbox::offer`] does each, under one
+    /// lock and with at most one wake-up: a room delivering a run of
+    /// messages at once (see `Room::publish_held`) pays the lock and the
+    /// checks once per member rather than once per message. Stops at the
+    /// first frame that does not fit.
+    ///
+    /// Returns how many frames were queued, and the error that stopped it
+    /// if one did.
+    pub(crate) fn offer_run<'a>(
+        &self,
+        frames: impl Iterator<Item = &'a Arc<Outbound>>,
+    ) -> (usize, Option<PushError>) {
+        let queue = self.queue();
+        if queue.reason.get().is_some() || queue.receiver_gone.load(Ordering::Relaxed) {
+            return (0, Some(PushError::Closed));
+        }
+        let mut queued = 0;
+        let mut stopped = None;
+        let was_empty = {
+            let mut guard = queue.frames();
+            let list = &mut *guard;
+            let was_empty = list.list.is_empty();
+            for frame in frames {
+                if let Err(e) =
+                    queue.enqueue_locked(list, frame, queue.max_frames, queue.max_bytes, 0)
+                {
+                    stopped = Some(e);
+                    break;
+                }
+                queued += 1;
+            }
+            was_empty
+        };
+        if was_empty && queued > 0 {
+            queue.writer.wake();
+        }
+        (queued, stopped)
     }
 
     /// Queues `frame` once the queue is less than half full and holds less

@@ -24,6 +24,9 @@ pub fn now_ms() -> Timestamp {
 /// backlog is streamed first (see `RoomRegistry::join`, [`Room::catch_up`]).
 pub(crate) const MAX_ATOMIC_BACKLOG: MessageId = 64;
 
+/// Most messages a room holds for one run (see [`Room::publish_held`]).
+const MAX_HELD: usize = 64;
+
 /// What publishing a message did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Published {
@@ -31,7 +34,9 @@ pub struct Published {
     pub id: MessageId,
     /// The server time it was given.
     pub ts: Timestamp,
-    /// How many members were handed the message.
+    /// How many members were handed the message (and, when it ended a
+    /// run of held messages or came after one was handed over, theirs:
+    /// see [`Room::publish_held`]).
     pub delivered: usize,
     /// How many members it was held back from: their queue was full, so
     /// they are behind in this room until their session catches them up
@@ -76,6 +81,117 @@ impl Member {
             Err(PushError::Closed) => false,
         }
     }
+
+    /// Queues the held messages that are this member's (not its own), in
+    /// one run, or holds them back as [`Member::offer`] does: `(queued,
+    /// held back)`.
+    fn offer_held(&mut self, held: &HeldRun) -> (usize, usize) {
+        let whole = match held.sender {
+            // The usual run: one sender's messages, for everyone else.
+            Sender::One(sender) if sender == self.session => return (0, 0),
+            Sender::One(_) | Sender::Nobody => true,
+            Sender::Many => false,
+        };
+        let mine = |&(_, except): &(MessageId, Option<SessionId>)| except != Some(self.session);
+        let total = if whole {
+            held.frames.len()
+        } else {
+            held.ids.iter().filter(|h| mine(h)).count()
+        };
+        if self.behind.is_some() {
+            return (0, total);
+        }
+        let (queued, stopped) = if whole {
+            self.outbox.offer_slice(&held.frames, held.bytes, held.bye)
+        } else {
+            self.outbox.offer_run(
+                held.frames
+                    .iter()
+                    .zip(&held.ids)
+                    .filter(|(_, h)| mine(h))
+                    .map(|(frame, _)| frame),
+            )
+        };
+        if stopped == Some(PushError::Full)
+            && let Some((id, _)) = held.ids.iter().filter(|h| mine(h)).nth(queued)
+        {
+            self.behind = Some(id - 1);
+            self.outbox.fell_behind();
+        }
+        (queued, total - queued)
+    }
+}
+
+/// Messages published with [`Room::publish_held`], waiting in the room
+/// for the rest of their publisher's run, oldest first.
+#[derive(Default)]
+pub(super) struct HeldRun {
+    frames: Vec<Arc<Outbound>>,
+    /// Each frame's message id, and the member that does not get it (its
+    /// sender).
+    ids: Vec<(MessageId, Option<SessionId>)>,
+    /// The frames' JSON bytes.
+    bytes: usize,
+    /// A `bye` is among them (never, for messages; kept for the queue's
+    /// accounting).
+    bye: bool,
+    /// Whose messages they are.
+    sender: Sender,
+}
+
+/// Who a run's messages leave out.
+#[derive(Default, Clone, Copy, PartialEq, Eq)]
+enum Sender {
+    /// Nobody: every member gets every message.
+    #[default]
+    Nobody,
+    /// One session's messages, each left out of its own queue: everyone
+    /// else takes the run whole.
+    One(SessionId),
+    /// Several, or a mix: each member's share is picked frame by frame.
+    Many,
+}
+
+impl HeldRun {
+    fn push(&mut self, frame: Arc<Outbound>, id: MessageId, except: Option<SessionId>) {
+        self.sender = match (self.frames.is_empty(), self.sender, except) {
+            (true, _, None) => Sender::Nobody,
+            (true, _, Some(s)) => Sender::One(s),
+            (false, Sender::Nobody, None) => Sender::Nobody,
+            (false, Sender::One(s), Some(e)) if s == e => Sender::One(s),
+            _ => Sender::Many,
+        };
+        self.bytes += frame.json().len();
+        self.bye |= frame.is_bye();
+        self.frames.push(frame);
+        self.ids.push((id, except));
+    }
+
+    fn len(&self) -> usize {
+        self.frames.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.frames.is_empty()
+    }
+
+    /// Empties the run, keeping its lists' buffers.
+    fn clear(&mut self) {
+        self.frames.clear();
+        self.ids.clear();
+        self.bytes = 0;
+        self.bye = false;
+        self.sender = Sender::Nobody;
+    }
+
+    /// True when the run holds a message `session` is to get.
+    fn holds_one_for(&self, session: SessionId) -> bool {
+        match self.sender {
+            Sender::Nobody => !self.is_empty(),
+            Sender::One(sender) => sender != session && !self.is_empty(),
+            Sender::Many => self.ids.iter().any(|&(_, except)| except != Some(session)),
+        }
+    }
 }
 
 pub(super) struct RoomState {
@@ -84,9 +200,28 @@ pub(super) struct RoomState {
     /// The room's latest message frames, oldest first, already encoded: a
     /// joiner or a resuming client is sent these without any encoding.
     pub(super) recent: VecDeque<Arc<Outbound>>,
+    /// Messages published but not yet handed to the members, oldest first
+    /// (see [`Room::publish_held`]). Whoever takes the room's lock next
+    /// hands them over first, so nothing else the room does can overtake
+    /// them.
+    held: HeldRun,
+    /// Deliveries and hold-backs made since a publisher was last told, for
+    /// the metrics (held messages are delivered by whoever flushes them).
+    unreported: (usize, usize),
 }
 
 impl RoomState {
+    /// Hands every held message to the members, each member's run under
+    /// one lock of its queue.
+    fn deliver_held(&mut self) {
+        for member in &mut self.members {
+            let (delivered, slow) = member.offer_held(&self.held);
+            self.unreported.0 += delivered;
+            self.unreported.1 += slow;
+        }
+        self.held.clear();
+    }
+
     /// The id of the oldest message in `recent`, or `last_id + 1` when it
     /// is empty: every message from this id on is in memory.
     pub(super) fn recent_from(&self) -> MessageId {
@@ -141,6 +276,8 @@ impl Room {
                 last_id,
                 members: Vec::new(),
                 recent: VecDeque::new(),
+                held: HeldRun::default(),
+                unreported: (0, 0),
             }),
             recent_cap,
             history,
@@ -152,7 +289,19 @@ impl Room {
         &self.name
     }
 
+    /// The room's state, with any held messages handed to the members
+    /// first: every change to the room (a join, a leave, presence, another
+    /// message) comes after them.
     pub(super) fn lock(&self) -> MutexGuard<'_, RoomState> {
+        let mut state = self.lock_as_is();
+        if !state.held.is_empty() {
+            state.deliver_held();
+        }
+        state
+    }
+
+    /// The room's state, held messages still held.
+    fn lock_as_is(&self) -> MutexGuard<'_, RoomState> {
         // A panic while holding this lock cannot leave the member list
         // half-updated (every update is a single push or swap_remove), so a
         // poisoned lock is safe to keep using.
@@ -188,9 +337,61 @@ impl Room {
         action: bool,
         echo: bool,
     ) -> Result<Published, RegistryError> {
-        let mut state = self.lock();
+        self.publish_run(sender, from, text, action, echo, false)
+    }
+
+    /// Publishes as [`Room::publish`] does, without echo, but leaves the
+    /// message held in the room, stamped, stored and among the recent
+    /// frames but not yet handed to the members, for a publisher with more
+    /// `say`s already read: the run is handed over at once by its last
+    /// message (published with [`Room::publish`]), by [`Room::flush_held`], or
+    /// by whatever next takes the room's lock, whichever comes first. Each
+    /// member then takes the whole run under one lock of its queue and
+    /// with at most one wake-up of its writer, and its writer finds the
+    /// run in one batch (the cost a delivery paid per message was mostly
+    /// that lock and that wake-up; docs/benchmarks.md).
+    ///
+    /// The caller must see that the run ends: a held message waits for
+    /// the room's next use otherwise.
+    ///
+    /// # Errors
+    /// As [`Room::publish`].
+    pub fn publish_held(
+        &self,
+        sender: SessionId,
+        from: &Nickname,
+        text: String,
+        action: bool,
+    ) -> Result<Published, RegistryError> {
+        self.publish_run(sender, from, text, action, false, true)
+    }
+
+    /// Hands any held messages to the members now: `(queued, held back)`
+    /// counts of the deliveries made since a publisher was last told.
+    pub fn flush_held(&self) -> (usize, usize) {
+        std::mem::take(&mut self.lock().unreported)
+    }
+
+    fn publish_run(
+        &self,
+        sender: SessionId,
+        from: &Nickname,
+        text: String,
+        action: bool,
+        echo: bool,
+        hold: bool,
+    ) -> Result<Published, RegistryError> {
+        // As it is: this message joins the held run, which goes out with
+        // it (or after it).
+        let mut state = self.lock_as_is();
         if !state.members.iter().any(|m| m.session == sender) {
             return Err(RegistryError::NotInRoom(self.name.clone()));
+        }
+        // Unless the run holds a message the sender is to get: that one
+        // goes out first, so the sender's `ok` for this message never
+        // overtakes it.
+        if state.held.holds_one_for(sender) {
+            state.deliver_held();
         }
         state.last_id += 1;
         let id = state.last_id;
@@ -215,13 +416,18 @@ impl Room {
             ts,
             action,
         });
-        let (delivered, slow) = fan_out(&mut state, &frame, Some(id), (!echo).then_some(sender));
         if self.recent_cap > 0 {
             if state.recent.len() == self.recent_cap {
                 state.recent.pop_front();
             }
-            state.recent.push_back(frame);
+            state.recent.push_back(frame.clone());
         }
+        state.held.push(frame, id, (!echo).then_some(sender));
+        // A run is handed over whole, and never grows past a bound.
+        if !hold || state.held.len() >= MAX_HELD {
+            state.deliver_held();
+        }
+        let (delivered, slow) = std::mem::take(&mut state.unreported);
         Ok(Published {
             id,
             ts,

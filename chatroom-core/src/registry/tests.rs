@@ -488,3 +488,215 @@ fn whisper_reaches_the_target_and_echoes_once() {
         .unwrap();
     assert_eq!(drain(&mut rx_a).len(), 1);
 }
+
+#[test]
+fn held_runs_reach_every_member_once_in_id_order_whoever_ends_them() {
+    const PUBLISHERS: usize = 6;
+    const PER_PUBLISHER: usize = 400;
+    const MEMBERS: usize = 12;
+    const TOTAL: usize = PUBLISHERS * PER_PUBLISHER;
+
+    let registry = RoomRegistry::new();
+    let lobby = room("lobby");
+    let mut receivers = Vec::new();
+    let mut handles = Vec::new();
+    for i in 0..MEMBERS {
+        let name = format!("m{i}");
+        let (id, rx) = member(&registry, &name);
+        let handle = registry.join(id, &lobby, 4, Backlog::Last(0)).unwrap();
+        receivers.push((id, rx));
+        handles.push((id, nick(&name), handle));
+    }
+
+    let publishers: Vec<_> = handles.into_iter().take(PUBLISHERS).collect();
+    let delivered = within_deadline(move || {
+        let start = Arc::new(Barrier::new(PUBLISHERS));
+        let threads: Vec<_> = publishers
+            .into_iter()
+            .enumerate()
+            .map(|(p, (id, from, handle))| {
+                let start = start.clone();
+                thread::spawn(move || {
+                    start.wait();
+                    let mut delivered = 0;
+                    for n in 0..PER_PUBLISHER {
+                        // Runs of 1 to 7 messages, ended by a plain publish
+                        // or by a flush, and a run left open at the end for
+                        // the others' publishes (or the check below) to end.
+                        let run = 1 + (n * 7 + p) % 7;
+                        let text = format!("{from}:{n}");
+                        let last = n + 1 == PER_PUBLISHER;
+                        let published = if n % run == run - 1 && !last && n % 2 == 0 {
+                            handle.publish(id, &from, text, false, false).unwrap()
+                        } else {
+                            let held = handle.publish_held(id, &from, text, false).unwrap();
+                            if n % run == run - 1 && !last {
+                                let (more, slow) = handle.flush_held();
+                                assert_eq!(slow, 0);
+                                delivered += more;
+                            }
+                            held
+                        };
+                        assert_eq!(published.slow, 0);
+                        delivered += published.delivered;
+                    }
+                    delivered
+                })
+            })
+            .collect();
+        threads
+            .into_iter()
+            .map(|t| t.join().unwrap())
+            .sum::<usize>()
+    });
+
+    // Whatever is still held goes out with the next use of the room.
+    let room_handle = registry.room(&lobby).unwrap();
+    let (rest, _) = room_handle.flush_held();
+    assert_eq!(
+        delivered + rest,
+        TOTAL * (MEMBERS - 1),
+        "every delivery is reported once"
+    );
+    let senders: HashMap<SessionId, usize> = (0..PUBLISHERS).map(|i| (receivers[i].0, i)).collect();
+    for (i, (id, rx)) in receivers.iter_mut().enumerate() {
+        let got = messages(&drain(rx));
+        let own = if senders.contains_key(id) {
+            PER_PUBLISHER
+        } else {
+            0
+        };
+        assert_eq!(
+            got.len(),
+            TOTAL - own,
+            "member m{i} got {} messages",
+            got.len()
+        );
+        assert!(
+            got.windows(2).all(|w| w[0].0 < w[1].0),
+            "member m{i} saw ids out of order"
+        );
+        assert!(
+            got.iter().all(|(_, from, _)| *from != format!("m{i}")),
+            "m{i} got its own"
+        );
+    }
+}
+
+#[test]
+fn a_held_message_waits_for_its_run_and_whatever_touches_the_room_delivers_it_first() {
+    let registry = RoomRegistry::new();
+    let lobby = room("lobby");
+    let (alice, _alice_rx) = member(&registry, "alice");
+    let (bob, mut bob_rx) = member(&registry, "bob");
+    let handle = registry.join(alice, &lobby, 4, Backlog::Last(0)).unwrap();
+    registry.join(bob, &lobby, 4, Backlog::Last(0)).unwrap();
+    drain(&mut bob_rx);
+
+    let p1 = handle
+        .publish_held(alice, &nick("alice"), "one".into(), false)
+        .unwrap();
+    handle
+        .publish_held(alice, &nick("alice"), "two".into(), false)
+        .unwrap();
+    assert_eq!((p1.id, p1.delivered), (1, 0));
+    assert!(drain(&mut bob_rx).is_empty(), "held until the run ends");
+
+    // A joiner: the held messages reach bob first, and carol gets them in
+    // her backlog once, not again with the run.
+    let (carol, mut carol_rx) = member(&registry, "carol");
+    registry.join(carol, &lobby, 4, Backlog::Last(10)).unwrap();
+    let bob_got = drain(&mut bob_rx);
+    assert_eq!(
+        messages(&bob_got).iter().map(|m| m.0).collect::<Vec<_>>(),
+        [1, 2]
+    );
+    assert!(
+        matches!(
+            bob_got.last().unwrap().frame().message,
+            ServerMessage::Joined { .. }
+        ),
+        "carol's join comes after the run: {bob_got:?}"
+    );
+    assert_eq!(
+        messages(&drain(&mut carol_rx))
+            .iter()
+            .map(|m| m.0)
+            .collect::<Vec<_>>(),
+        [1, 2]
+    );
+
+    // A run ended by the run's last message.
+    handle
+        .publish_held(alice, &nick("alice"), "three".into(), false)
+        .unwrap();
+    let p4 = handle
+        .publish(alice, &nick("alice"), "four".into(), false, false)
+        .unwrap();
+    assert_eq!(p4.delivered, 4, "both messages, to both members");
+    for rx in [&mut bob_rx, &mut carol_rx] {
+        assert_eq!(
+            messages(&drain(rx)).iter().map(|m| m.0).collect::<Vec<_>>(),
+            [3, 4]
+        );
+    }
+}
+
+#[test]
+fn a_member_whose_queue_fills_in_a_run_is_behind_from_the_last_message_it_took() {
+    let registry = RoomRegistry::new();
+    let lobby = room("lobby");
+    let (alice, _alice_rx) = member(&registry, "alice");
+    let handle = registry.join(alice, &lobby, 4, Backlog::Last(0)).unwrap();
+    let (slow_tx, mut slow_rx) = outbox(2, ROOMY_BYTES, crate::registry::QueueBudget::unlimited());
+    let slow = registry.register(nick("slow"), slow_tx).unwrap();
+    registry.join(slow, &lobby, 4, Backlog::Last(0)).unwrap();
+
+    // Its queue holds its `joined`, so it takes one message of the run.
+    for n in 0..5 {
+        handle
+            .publish_held(alice, &nick("alice"), format!("{n}"), false)
+            .unwrap();
+    }
+    let (delivered, held_back) = handle.flush_held();
+    assert_eq!((delivered, held_back), (1, 4));
+    assert_eq!(handle.behind(slow), Some(1));
+    assert_eq!(messages(&drain(&mut slow_rx)).len(), 1);
+
+    // Caught up from the room's memory, a queueful at a time: the rest,
+    // once, in order.
+    let mut got = Vec::new();
+    while let Some(after) = handle.behind(slow) {
+        handle.catch_up(slow, after).unwrap();
+        got.extend(messages(&drain(&mut slow_rx)).iter().map(|m| m.0));
+    }
+    assert_eq!(got, [2, 3, 4, 5]);
+}
+
+#[test]
+fn a_publisher_gets_the_messages_others_hold_before_its_own_is_stamped() {
+    let registry = RoomRegistry::new();
+    let lobby = room("lobby");
+    let (alice, _alice_rx) = member(&registry, "alice");
+    let (bob, mut bob_rx) = member(&registry, "bob");
+    let handle = registry.join(alice, &lobby, 4, Backlog::Last(0)).unwrap();
+    registry.join(bob, &lobby, 4, Backlog::Last(0)).unwrap();
+    drain(&mut bob_rx);
+
+    handle
+        .publish_held(alice, &nick("alice"), "first".into(), false)
+        .unwrap();
+    // bob's own message may be held too, but alice's comes to bob before
+    // bob's is stamped (its `ok` must not overtake it).
+    let published = handle
+        .publish_held(bob, &nick("bob"), "second".into(), false)
+        .unwrap();
+    assert_eq!(published.id, 2);
+    assert_eq!(
+        messages(&drain(&mut bob_rx))
+            .iter()
+            .map(|m| m.0)
+            .collect::<Vec<_>>(),
+        [1]
+    );
+}

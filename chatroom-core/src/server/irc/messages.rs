@@ -64,7 +64,7 @@ impl IrcSession {
         let pending = self
             .shared
             .rooms
-            .say(&handle, self.member(), text.to_owned(), action);
+            .say(&handle, self.member(), text.to_owned(), action, false);
         // Nobody gets their own line back, unless it asked for
         // `echo-message`; then it comes with the id and time the room gave.
         match pending.await {

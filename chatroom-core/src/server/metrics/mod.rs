@@ -172,6 +172,12 @@ impl Counters {
     /// held back from `held_back` slow ones.
     pub(crate) fn published(&self, delivered: usize, held_back: usize) {
         self.messages_in.fetch_add(1, Relaxed);
+        self.delivered(delivered, held_back);
+    }
+
+    /// Room messages reached `delivered` members and were held back from
+    /// `held_back` slow ones (a run of held messages handed over).
+    pub(crate) fn delivered(&self, delivered: usize, held_back: usize) {
         self.delivered.fetch_add(delivered as u64, Relaxed);
         if held_back > 0 {
             self.held_back.fetch_add(held_back as u64, Relaxed);

@@ -319,16 +319,23 @@ impl Rooms {
     }
 
     /// Publishes a line in `room`: on one node answered at once, in a
-    /// cluster once the broker has committed it.
+    /// cluster once the broker has committed it. With `hold`, the broker
+    /// may hold it for a run ([`Broker::publish_held`]).
     pub(crate) fn say(
         &self,
         room: &Arc<Room>,
         member: Member<'_>,
         text: String,
         action: bool,
+        hold: bool,
     ) -> Pending<Result<Published, BrokerError>> {
-        self.broker
-            .publish(room, member.id, member.nick, text, action)
+        if hold {
+            self.broker
+                .publish_held(room, member.id, member.nick, text, action)
+        } else {
+            self.broker
+                .publish(room, member.id, member.nick, text, action)
+        }
     }
 
     /// Renames a session: the new nick is claimed first (unless only its

@@ -276,6 +276,11 @@ impl Session {
         shutdown: &CancellationToken,
     ) -> End {
         loop {
+            // A run of held `say`s ends once no whole line is left to
+            // read: the next read may take a while.
+            if self.held.is_some() && memchr::memchr(b'\n', reader.read_buffer()).is_none() {
+                self.end_run();
+            }
             let holds_buffer =
                 reader.read_buffer().is_empty() && reader.read_buffer().capacity() > 0;
             let mut deadline = self.next_deadline();
@@ -295,7 +300,10 @@ impl Session {
                     // On the heap: the handlers' states would otherwise
                     // size every idle session's future (docs/benchmarks.md,
                     // idle connections).
-                    Some(Ok(frame)) => Box::pin(self.on_frame(frame)).await,
+                    Some(Ok(frame)) => {
+                        self.more_read = memchr::memchr(b'\n', reader.read_buffer()).is_some();
+                        Box::pin(self.on_frame(frame)).await
+                    }
                 },
                 done = self.says.next(), if !self.says.is_empty() => self.on_said(done),
                 () = self.outbox.behind() => {

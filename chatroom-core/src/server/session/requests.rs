@@ -65,6 +65,10 @@ impl Session {
         reference: Option<String>,
     ) -> Flow {
         self.collect_evictions();
+        // Whatever else this session does comes after its `say`s.
+        if !matches!(message, ClientMessage::Say { .. }) {
+            self.end_run();
+        }
         // A pong only proves liveness; it costs no rate.
         if !matches!(message, ClientMessage::Pong) && !self.take_rate_token() {
             return match self.drain_says().await {
@@ -229,10 +233,26 @@ impl Session {
                 ),
             ));
         }
+        let handle = handle.clone();
+        // A `say` with another line already read behind it is held in the
+        // room for the run (Room::publish_held); the run ends with a `say`
+        // that has none, or with anything else.
+        if self
+            .held
+            .as_ref()
+            .is_some_and(|held| !std::sync::Arc::ptr_eq(held, &handle))
+        {
+            self.end_run();
+        }
+        let hold = self.more_read && self.says.is_empty();
         // Nobody gets their own line back, as in the seed: a native client
         // learns the id from the `ok`, which the broker returns once the
         // message is committed.
-        let pending = self.shared.rooms.say(handle, self.member(), text, action);
+        let pending = self
+            .shared
+            .rooms
+            .say(&handle, self.member(), text, action, hold);
+        self.held = hold.then(|| handle.clone());
         let room = handle.name().clone();
         Ok(self.send_say(pending, room, reference).await)
     }

@@ -46,6 +46,13 @@ pub(super) struct Session {
     pub(super) last_heard: Instant,
     pub(super) pinged: bool,
     pub(super) says: Says,
+    /// The room holding a run of this session's `say`s not yet handed to
+    /// its members (`Room::publish_held`); the run ends before anything
+    /// else this session does, and once no whole line is left to read.
+    pub(super) held: Option<Arc<Room>>,
+    /// Another whole line from the peer is already read: a `say` now may
+    /// be held for the run.
+    pub(super) more_read: bool,
     /// The account the session is logged in as, if any.
     pub(super) account: Option<Nickname>,
     /// The peer's address, for login throttling and bans.
@@ -80,6 +87,8 @@ impl Session {
             last_heard: now,
             pinged: false,
             says: Says::default(),
+            held: None,
+            more_read: false,
             account: None,
             peer_ip,
             evictions_seen: shared.moderation.evictions(),
@@ -96,6 +105,14 @@ impl Session {
                 ip: self.peer_ip,
             },
         );
+    }
+
+    /// Hands this session's run of held `say`s to their room's members.
+    pub(super) fn end_run(&mut self) {
+        if let Some(room) = self.held.take() {
+            let (delivered, held_back) = room.flush_held();
+            self.shared.metrics.delivered(delivered, held_back);
+        }
     }
 
     /// This session as the rooms know it.
