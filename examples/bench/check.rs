@@ -143,6 +143,10 @@ pub(crate) struct Receipts {
     /// Skipped numbers too many to remember, counted as lost.
     untracked: u64,
     pub(crate) received: u64,
+    /// Bytes of the lines that carried a message, with their line ends
+    /// (`\n`; a text line's `\r` is not counted): what a delivery costs on
+    /// the wire.
+    pub(crate) bytes: u64,
     pub(crate) duplicated: u64,
     pub(crate) reordered: u64,
     /// Chatroom only: room ids that did not follow the previous one by 1.
@@ -166,6 +170,7 @@ impl Receipts {
             missing: vec![BTreeSet::new(); publishers],
             untracked: 0,
             received: 0,
+            bytes: 0,
             duplicated: 0,
             reordered: 0,
             id_breaks: 0,
@@ -185,6 +190,7 @@ impl Receipts {
         let Some(token) = find_token(line) else {
             return false;
         };
+        self.bytes += line.len() as u64 + 1;
         self.latency
             .saturating_record(at.us.saturating_sub(token.sent_us).max(1));
         self.last_at = Some(at.instant);

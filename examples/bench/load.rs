@@ -350,10 +350,12 @@ pub(crate) async fn room(
 
     let mut latency = histogram();
     let (mut delivered, mut lost, mut dup, mut reord, mut breaks) = (0, 0, 0, 0, 0);
+    let mut bytes = 0;
     let mut last = started;
     let mut cut = 0;
     for r in &all {
         delivered += r.received;
+        bytes += r.bytes;
         lost += r.lost(&counts);
         dup += r.duplicated;
         reord += r.reordered;
@@ -383,6 +385,12 @@ pub(crate) async fn room(
     report.set(
         "deliveries_per_sec",
         (delivered as f64 / delivering).round(),
+    );
+    // Mean bytes per delivered line: a ceiling run can be given lines of
+    // the same length (compare.sh's `ceiling=`).
+    report.set(
+        "bytes_per_delivery",
+        (bytes as f64 / delivered.max(1) as f64).round(),
     );
     report.set("lost", lost);
     report.set("duplicated", dup);
