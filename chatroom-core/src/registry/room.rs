@@ -82,48 +82,53 @@ impl Member {
         }
     }
 
-    /// Queues the held messages that are this member's (not its own), in
-    /// one run, or holds them back as [`Member::offer`] does: `(queued,
-    /// held back)`.
+    /// Queues the held messages that are this member's and that it has not
+    /// been given yet, in one run, or holds them back as [`Member::offer`]
+    /// does: `(queued, held back)`.
     fn offer_held(&mut self, held: &HeldRun) -> (usize, usize) {
-        let whole = match held.sender {
-            // The usual run: one sender's messages, for everyone else.
-            Sender::One(sender) if sender == self.session => return (0, 0),
-            Sender::One(_) | Sender::Nobody => true,
-            Sender::Many => false,
+        let Some(from) = held.given(self.session) else {
+            // The usual member: it sent none of the run, so every message
+            // is its own to get, and it takes the run whole.
+            if self.behind.is_some() {
+                return (0, held.frames.len());
+            }
+            let (queued, stopped) = self.outbox.offer_slice(&held.frames, held.bytes, held.bye);
+            self.fell_behind_at(stopped, held.ids.get(queued).map(|&(id, _)| id));
+            return (queued, held.frames.len() - queued);
         };
+        // A sender in the run: the others' messages from where it was
+        // given them, frame by frame.
         let mine = |&(_, except): &(MessageId, Option<SessionId>)| except != Some(self.session);
-        let total = if whole {
-            held.frames.len()
-        } else {
-            held.ids.iter().filter(|h| mine(h)).count()
-        };
+        let total = held.ids[from..].iter().filter(|h| mine(h)).count();
         if self.behind.is_some() {
             return (0, total);
         }
-        let (queued, stopped) = if whole {
-            self.outbox.offer_slice(&held.frames, held.bytes, held.bye)
-        } else {
-            self.outbox.offer_run(
-                held.frames
-                    .iter()
-                    .zip(&held.ids)
-                    .filter(|(_, h)| mine(h))
-                    .map(|(frame, _)| frame),
-            )
-        };
+        let (queued, stopped) = self.outbox.offer_run(
+            held.frames[from..]
+                .iter()
+                .zip(&held.ids[from..])
+                .filter(|(_, h)| mine(h))
+                .map(|(frame, _)| frame),
+        );
+        let missed = held.ids[from..].iter().filter(|h| mine(h)).nth(queued);
+        self.fell_behind_at(stopped, missed.map(|&(id, _)| id));
+        (queued, total - queued)
+    }
+
+    /// After a run stopped at message `missed` because the queue was full,
+    /// holds the room's traffic back from this member from there.
+    fn fell_behind_at(&mut self, stopped: Option<PushError>, missed: Option<MessageId>) {
         if stopped == Some(PushError::Full)
-            && let Some((id, _)) = held.ids.iter().filter(|h| mine(h)).nth(queued)
+            && let Some(id) = missed
         {
             self.behind = Some(id - 1);
             self.outbox.fell_behind();
         }
-        (queued, total - queued)
     }
 }
 
 /// Messages published with [`Room::publish_held`], waiting in the room
-/// for the rest of their publisher's run, oldest first.
+/// for the rest of their publishers' runs, oldest first.
 #[derive(Default)]
 pub(super) struct HeldRun {
     frames: Vec<Arc<Outbound>>,
@@ -135,32 +140,22 @@ pub(super) struct HeldRun {
     /// A `bye` is among them (never, for messages; kept for the queue's
     /// accounting).
     bye: bool,
-    /// Whose messages they are.
-    sender: Sender,
-}
-
-/// Who a run's messages leave out.
-#[derive(Default, Clone, Copy, PartialEq, Eq)]
-enum Sender {
-    /// Nobody: every member gets every message.
-    #[default]
-    Nobody,
-    /// One session's messages, each left out of its own queue: everyone
-    /// else takes the run whole.
-    One(SessionId),
-    /// Several, or a mix: each member's share is picked frame by frame.
-    Many,
+    /// The sessions whose messages are in the run, each with how many of
+    /// the run's first frames it has been given already: a sender gets the
+    /// others' held messages before its own is stamped, so that its `ok`
+    /// never overtakes them (see [`Room::publish_held`]). A handful at
+    /// most: the publishers talking in the room at once.
+    senders: Vec<(SessionId, usize)>,
 }
 
 impl HeldRun {
     fn push(&mut self, frame: Arc<Outbound>, id: MessageId, except: Option<SessionId>) {
-        self.sender = match (self.frames.is_empty(), self.sender, except) {
-            (true, _, None) => Sender::Nobody,
-            (true, _, Some(s)) => Sender::One(s),
-            (false, Sender::Nobody, None) => Sender::Nobody,
-            (false, Sender::One(s), Some(e)) if s == e => Sender::One(s),
-            _ => Sender::Many,
-        };
+        // Its sender takes its share frame by frame (without this one).
+        if let Some(sender) = except
+            && self.given(sender).is_none()
+        {
+            self.senders.push((sender, 0));
+        }
         self.bytes += frame.json().len();
         self.bye |= frame.is_bye();
         self.frames.push(frame);
@@ -175,22 +170,35 @@ impl HeldRun {
         self.frames.is_empty()
     }
 
+    /// How many of the run's first frames `session` has been given, when
+    /// it is one of the run's senders.
+    fn given(&self, session: SessionId) -> Option<usize> {
+        self.senders
+            .iter()
+            .find(|(sender, _)| *sender == session)
+            .map(|&(_, given)| given)
+    }
+
+    /// Notes that `session` has been given the whole run so far.
+    fn give_all(&mut self, session: SessionId) {
+        let len = self.frames.len();
+        match self
+            .senders
+            .iter_mut()
+            .find(|(sender, _)| *sender == session)
+        {
+            Some((_, given)) => *given = len,
+            None => self.senders.push((session, len)),
+        }
+    }
+
     /// Empties the run, keeping its lists' buffers.
     fn clear(&mut self) {
         self.frames.clear();
         self.ids.clear();
         self.bytes = 0;
         self.bye = false;
-        self.sender = Sender::Nobody;
-    }
-
-    /// True when the run holds a message `session` is to get.
-    fn holds_one_for(&self, session: SessionId) -> bool {
-        match self.sender {
-            Sender::Nobody => !self.is_empty(),
-            Sender::One(sender) => sender != session && !self.is_empty(),
-            Sender::Many => self.ids.iter().any(|&(_, except)| except != Some(session)),
-        }
+        self.senders.clear();
     }
 }
 
@@ -220,6 +228,26 @@ impl RoomState {
             self.unreported.1 += slow;
         }
         self.held.clear();
+    }
+
+    /// Gives member `session` the held messages it is to get and has not
+    /// had yet.
+    fn give_held_to(&mut self, session: SessionId) {
+        // Usually the run is the sender's own so far: nothing to give.
+        let from = self.held.given(session).unwrap_or(0);
+        if self.held.ids[from..]
+            .iter()
+            .all(|&(_, except)| except == Some(session))
+        {
+            return;
+        }
+        let Some(member) = self.members.iter_mut().find(|m| m.session == session) else {
+            return;
+        };
+        let (delivered, slow) = member.offer_held(&self.held);
+        self.unreported.0 += delivered;
+        self.unreported.1 += slow;
+        self.held.give_all(session);
     }
 
     /// The id of the oldest message in `recent`, or `last_id + 1` when it
@@ -387,11 +415,11 @@ impl Room {
         if !state.members.iter().any(|m| m.session == sender) {
             return Err(RegistryError::NotInRoom(self.name.clone()));
         }
-        // Unless the run holds a message the sender is to get: that one
-        // goes out first, so the sender's `ok` for this message never
-        // overtakes it.
-        if state.held.holds_one_for(sender) {
-            state.deliver_held();
+        // The held messages the sender is to get go to it first, so that
+        // its `ok` for this message never overtakes them; the rest of the
+        // room gets them with the run.
+        if hold && !state.held.is_empty() {
+            state.give_held_to(sender);
         }
         state.last_id += 1;
         let id = state.last_id;

@@ -677,26 +677,41 @@ fn a_member_whose_queue_fills_in_a_run_is_behind_from_the_last_message_it_took()
 fn a_publisher_gets_the_messages_others_hold_before_its_own_is_stamped() {
     let registry = RoomRegistry::new();
     let lobby = room("lobby");
-    let (alice, _alice_rx) = member(&registry, "alice");
+    let (alice, mut alice_rx) = member(&registry, "alice");
     let (bob, mut bob_rx) = member(&registry, "bob");
+    let (carol, mut carol_rx) = member(&registry, "carol");
     let handle = registry.join(alice, &lobby, 4, Backlog::Last(0)).unwrap();
     registry.join(bob, &lobby, 4, Backlog::Last(0)).unwrap();
-    drain(&mut bob_rx);
+    registry.join(carol, &lobby, 4, Backlog::Last(0)).unwrap();
+    for rx in [&mut alice_rx, &mut bob_rx, &mut carol_rx] {
+        drain(rx);
+    }
+    let ids =
+        |rx: &mut OutboxReceiver| messages(&drain(rx)).iter().map(|m| m.0).collect::<Vec<_>>();
 
     handle
         .publish_held(alice, &nick("alice"), "first".into(), false)
         .unwrap();
-    // bob's own message may be held too, but alice's comes to bob before
-    // bob's is stamped (its `ok` must not overtake it).
+    // bob's own message is held too, but alice's comes to bob before bob's
+    // is stamped (its `ok` must not overtake it); the rest of the room
+    // still waits for the run.
     let published = handle
         .publish_held(bob, &nick("bob"), "second".into(), false)
         .unwrap();
     assert_eq!(published.id, 2);
-    assert_eq!(
-        messages(&drain(&mut bob_rx))
-            .iter()
-            .map(|m| m.0)
-            .collect::<Vec<_>>(),
-        [1]
-    );
+    assert_eq!(ids(&mut bob_rx), [1]);
+    assert!(ids(&mut carol_rx).is_empty());
+    handle
+        .publish_held(alice, &nick("alice"), "third".into(), false)
+        .unwrap();
+    assert_eq!(ids(&mut alice_rx), [2], "alice gets bob's before her third");
+
+    // The run ends with a plain publish: everyone gets what they have not
+    // had, once, in order, and nobody their own.
+    handle
+        .publish(carol, &nick("carol"), "fourth".into(), false, false)
+        .unwrap();
+    assert_eq!(ids(&mut carol_rx), [1, 2, 3]);
+    assert_eq!(ids(&mut bob_rx), [3, 4]);
+    assert_eq!(ids(&mut alice_rx), [4]);
 }

@@ -302,7 +302,16 @@ impl Session {
                     // idle connections).
                     Some(Ok(frame)) => {
                         self.more_read = memchr::memchr(b'\n', reader.read_buffer()).is_some();
-                        Box::pin(self.on_frame(frame)).await
+                        let held = self.held_says;
+                        let flow = Box::pin(self.on_frame(frame)).await;
+                        // A line that added no `say` to the run (refused,
+                        // rate-limited, anything else) ends it: a run is
+                        // consecutive `say`s, so a client flooding past its
+                        // rate cannot keep its accepted lines waiting.
+                        if self.held_says == held {
+                            self.end_run();
+                        }
+                        flow
                     }
                 },
                 done = self.says.next(), if !self.says.is_empty() => self.on_said(done),

@@ -253,6 +253,7 @@ impl Session {
             .rooms
             .say(&handle, self.member(), text, action, hold);
         self.held = hold.then(|| handle.clone());
+        self.held_says += u64::from(hold);
         let room = handle.name().clone();
         Ok(self.send_say(pending, room, reference).await)
     }

@@ -53,6 +53,9 @@ pub(super) struct Session {
     /// Another whole line from the peer is already read: a `say` now may
     /// be held for the run.
     pub(super) more_read: bool,
+    /// How many `say`s this session has held for runs, ever: the session
+    /// loop tells by it whether a line added one.
+    pub(super) held_says: u64,
     /// The account the session is logged in as, if any.
     pub(super) account: Option<Nickname>,
     /// The peer's address, for login throttling and bans.
@@ -89,6 +92,7 @@ impl Session {
             says: Says::default(),
             held: None,
             more_read: false,
+            held_says: 0,
             account: None,
             peer_ip,
             evictions_seen: shared.moderation.evictions(),
