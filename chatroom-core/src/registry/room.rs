@@ -379,6 +379,10 @@ impl Room {
     /// run in one batch (the cost a delivery paid per message was mostly
     /// that lock and that wake-up; docs/benchmarks.md).
     ///
+    /// Several senders may add to one run: each is given the others' held
+    /// messages before its own is stamped, so that the `ok` it sends its
+    /// client next never overtakes a message the client is to get.
+    ///
     /// The caller must see that the run ends: a held message waits for
     /// the room's next use otherwise.
     ///
