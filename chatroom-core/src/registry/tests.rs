@@ -715,3 +715,78 @@ fn a_publisher_gets_the_messages_others_hold_before_its_own_is_stamped() {
     assert_eq!(ids(&mut bob_rx), [3, 4]);
     assert_eq!(ids(&mut alice_rx), [4]);
 }
+
+/// One step of [`runs_keep_every_members_view_whole_and_in_order`]: sender
+/// `0..3` publishes held or plainly, or the room is flushed.
+#[derive(Debug, Clone, Copy)]
+enum Step {
+    Held(usize),
+    Plain(usize),
+    Flush,
+}
+
+fn step() -> impl proptest::strategy::Strategy<Value = Step> {
+    use proptest::prelude::*;
+    prop_oneof![
+        4 => (0..3usize).prop_map(Step::Held),
+        1 => (0..3usize).prop_map(Step::Plain),
+        1 => Just(Step::Flush),
+    ]
+}
+
+proptest::proptest! {
+    /// Any interleaving of three senders' held and plain publishes and of
+    /// flushes: every member gets each message of the others once, in id
+    /// order, never its own; and a sender, once its publish returns, has
+    /// had every earlier message it is to get (its `ok` comes next).
+    #[test]
+    fn runs_keep_every_members_view_whole_and_in_order(steps in proptest::collection::vec(step(), 1..120)) {
+        let registry = RoomRegistry::new();
+        let lobby = room("lobby");
+        let mut members = Vec::new();
+        let mut handle = None;
+        for i in 0..5 {
+            let name = format!("m{i}");
+            let (id, rx) = member(&registry, &name);
+            handle = Some(registry.join(id, &lobby, 4, Backlog::Last(0)).unwrap());
+            members.push((id, nick(&name), rx, Vec::<MessageId>::new()));
+        }
+        let handle = handle.unwrap();
+        for (_, _, rx, _) in &mut members {
+            drain(rx);
+        }
+        let mut sent_by = Vec::new();
+        for step in steps {
+            match step {
+                Step::Flush => {
+                    handle.flush_held();
+                }
+                Step::Held(s) | Step::Plain(s) => {
+                    let (id, from) = (members[s].0, members[s].1.clone());
+                    let published = if matches!(step, Step::Held(_)) {
+                        handle.publish_held(id, &from, "x".into(), false).unwrap()
+                    } else {
+                        handle.publish(id, &from, "x".into(), false, false).unwrap()
+                    };
+                    // What the sender has had by now: everything before
+                    // its message that is not its own.
+                    let (_, _, rx, seen) = &mut members[s];
+                    seen.extend(messages(&drain(rx)).iter().map(|m| m.0));
+                    let owed: Vec<MessageId> = (1..published.id)
+                        .filter(|i| sent_by[*i as usize - 1] != s)
+                        .collect();
+                    proptest::prop_assert_eq!(&*seen, &owed[..], "sender m{} before its ok", s);
+                    sent_by.push(s);
+                }
+            }
+        }
+        handle.flush_held();
+        for (i, (_, _, rx, seen)) in members.iter_mut().enumerate() {
+            seen.extend(messages(&drain(rx)).iter().map(|m| m.0));
+            let expected: Vec<MessageId> = (1..=sent_by.len() as MessageId)
+                .filter(|id| sent_by[*id as usize - 1] != i)
+                .collect();
+            proptest::prop_assert_eq!(&*seen, &expected[..], "member m{}", i);
+        }
+    }
+}
