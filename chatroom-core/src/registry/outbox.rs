@@ -343,6 +343,23 @@ impl Queue {
         true
     }
 
+    /// Queues `run` a frame at a time within the room-traffic bounds,
+    /// under the lock the caller holds, up to the first that does not fit.
+    fn enqueue_each_locked<'a>(
+        &self,
+        frames: &mut Frames,
+        run: impl Iterator<Item = &'a Arc<Outbound>>,
+    ) -> (usize, Option<PushError>) {
+        let mut queued = 0;
+        for frame in run {
+            if let Err(e) = self.enqueue_locked(frames, frame, self.max_frames, self.max_bytes, 0) {
+                return (queued, Some(e));
+            }
+            queued += 1;
+        }
+        (queued, None)
+    }
+
     /// Queues `frame` under the lock the caller holds, within the bounds
     /// given (see [`Outbox::enqueue`]).
     #[inline]
@@ -547,35 +564,13 @@ impl Outbox {
         bytes: usize,
         bye: bool,
     ) -> (usize, Option<PushError>) {
-        let queue = self.queue();
-        if queue.reason.get().is_some() || queue.receiver_gone.load(Ordering::Relaxed) {
-            return (0, Some(PushError::Closed));
-        }
-        let mut queued = 0;
-        let mut stopped = None;
-        let was_empty = {
-            let mut guard = queue.frames();
-            let list = &mut *guard;
-            let was_empty = list.list.is_empty();
-            if queue.enqueue_run_locked(list, run, bytes, bye) {
-                queued = run.len();
+        self.offer_locked(|queue, frames| {
+            if queue.enqueue_run_locked(frames, run, bytes, bye) {
+                (run.len(), None)
             } else {
-                for frame in run {
-                    if let Err(e) =
-                        queue.enqueue_locked(list, frame, queue.max_frames, queue.max_bytes, 0)
-                    {
-                        stopped = Some(e);
-                        break;
-                    }
-                    queued += 1;
-                }
+                queue.enqueue_each_locked(frames, run.iter())
             }
-            was_empty
-        };
-        if was_empty && queued > 0 {
-            queue.writer.wake();
-        }
-        (queued, stopped)
+        })
     }
 
     /// Offers `frames` in order, as [`Outbox::offer`] does each, under one
@@ -588,33 +583,30 @@ impl Outbox {
     /// if one did.
     pub(crate) fn offer_run<'a>(
         &self,
-        frames: impl Iterator<Item = &'a Arc<Outbound>>,
+        run: impl Iterator<Item = &'a Arc<Outbound>>,
+    ) -> (usize, Option<PushError>) {
+        self.offer_locked(|queue, frames| queue.enqueue_each_locked(frames, run))
+    }
+
+    /// Runs `enqueue` under the queue's lock unless the session is closed,
+    /// then wakes the writer if the queue was empty and is not any more.
+    fn offer_locked(
+        &self,
+        enqueue: impl FnOnce(&Queue, &mut Frames) -> (usize, Option<PushError>),
     ) -> (usize, Option<PushError>) {
         let queue = self.queue();
         if queue.reason.get().is_some() || queue.receiver_gone.load(Ordering::Relaxed) {
             return (0, Some(PushError::Closed));
         }
-        let mut queued = 0;
-        let mut stopped = None;
-        let was_empty = {
+        let (was_empty, offered) = {
             let mut guard = queue.frames();
-            let list = &mut *guard;
-            let was_empty = list.list.is_empty();
-            for frame in frames {
-                if let Err(e) =
-                    queue.enqueue_locked(list, frame, queue.max_frames, queue.max_bytes, 0)
-                {
-                    stopped = Some(e);
-                    break;
-                }
-                queued += 1;
-            }
-            was_empty
+            let frames = &mut *guard;
+            (frames.list.is_empty(), enqueue(queue, frames))
         };
-        if was_empty && queued > 0 {
+        if was_empty && offered.0 > 0 {
             queue.writer.wake();
         }
-        (queued, stopped)
+        offered
     }
 
     /// Queues `frame` once the queue is less than half full and holds less
