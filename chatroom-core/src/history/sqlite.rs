@@ -233,6 +233,9 @@ fn commit(
             "INSERT INTO rooms (room_key, name, last_id) VALUES (?1, ?2, ?3)
              ON CONFLICT (room_key) DO UPDATE SET name = ?2, last_id = max(last_id, ?3)",
         )?;
+        // Each room's row once per batch, with its last id, not once per
+        // message: a busy room's batch is hundreds of messages.
+        let mut last_ids: Vec<(&str, &RoomName, MessageId)> = Vec::new();
         for (key, name, e) in batch {
             insert.execute(params![
                 key,
@@ -242,7 +245,16 @@ fn commit(
                 e.ts as i64,
                 e.action
             ])?;
-            room.execute(params![key, name.as_str(), e.id as i64])?;
+            match last_ids.iter_mut().find(|(k, _, _)| *k == key.as_str()) {
+                Some((_, named, last)) => {
+                    *named = name;
+                    *last = (*last).max(e.id);
+                }
+                None => last_ids.push((key, name, e.id)),
+            }
+        }
+        for (key, name, last) in last_ids {
+            room.execute(params![key, name.as_str(), last as i64])?;
         }
     }
     tx.commit()
