@@ -416,6 +416,30 @@ mod tests {
     }
 
     #[test]
+    fn each_rooms_last_id_survives_a_reopen_when_rooms_share_a_batch() {
+        let dir = temp_dir("rooms");
+        let (lobby, dev) = (
+            RoomName::new("lobby").unwrap(),
+            RoomName::new("dev").unwrap(),
+        );
+        {
+            let store = SqliteStore::open(&dir, SyncMode::Normal).unwrap();
+            // Interleaved, so one batch holds both rooms.
+            for id in 1..=30 {
+                store.append(&lobby, entry(id, 1000 + id));
+                if id <= 12 {
+                    store.append(&dev, entry(id, 2000 + id));
+                }
+            }
+            store.flush().unwrap();
+        }
+        let store = SqliteStore::open(&dir, SyncMode::Normal).unwrap();
+        assert_eq!(store.last_id(&lobby), Some(30));
+        assert_eq!(store.last_id(&dev), Some(12));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn appends_survive_a_reopen_and_ids_continue() {
         let dir = temp_dir("reopen");
         let room = RoomName::new("Lobby").unwrap();
