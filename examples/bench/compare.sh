@@ -5,6 +5,8 @@
 #     bash examples/bench/compare.sh fanout 100      # members; 5 s each
 #   ... compare.sh latency                           # 1,000 msg/s into 100, 10 s
 #   ... compare.sh instructions 5                    # callgrind, five runs each
+#                                                    # (memory history; INSTR_HIST=sqlite
+#                                                    # for the SQLite store)
 #
 # Build first: cargo build --release -p chatroom-server -p chatroom-examples
 # (keep a copy of the old binary before rebuilding). HIST=memory uses the
@@ -77,7 +79,7 @@ instructions() { # bin runs: callgrind per delivery, as run.sh's instructions() 
         local tot=() dir port pid
         for n in 300 1300; do
             dir=$(mktemp -d); port=$(free_port)
-            pid=$(HIST=memory start_server "$bin" "$port" "$dir" \
+            pid=$(HIST=${INSTR_HIST:-memory} start_server "$bin" "$port" "$dir" \
                 valgrind --tool=callgrind --callgrind-out-file="$dir/cg.out")
             wait_port "$port"
             # A run that lost messages measures nothing; the server is
