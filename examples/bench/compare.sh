@@ -38,7 +38,9 @@ stop() { kill -TERM "$1" 2>/dev/null || true; while kill -0 "$1" 2>/dev/null; do
 
 wait_port() { for _ in $(seq 1 600); do (echo >"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return; sleep 0.1; done; }
 
-# cpu PID: user and system ticks, and write syscalls
+# cpu PID: user and system ticks, and write syscalls (syscw counts write and
+# writev, not sendto, which is what the ceiling writes with: its
+# writes_per_delivery is not comparable; syscalls.sh counts both)
 cpu() { echo "$(awk '{print $14, $15}' "/proc/$1/stat") $(awk '/syscw/{print $2}' "/proc/$1/io")"; }
 
 result() { # name deliveries-since: prints one line from a RESULT
