@@ -329,9 +329,11 @@ impl Queue {
         bytes: usize,
         bye: bool,
     ) -> bool {
+        // Past the byte bound the run goes a frame at a time, which lets a
+        // single large frame into an empty queue and no more.
         let after = frames.bytes + bytes;
         if frames.list.len() + run.len() > self.max_frames
-            || (frames.bytes > 0 && after > self.max_bytes)
+            || after > self.max_bytes
             || after > UNBUDGETED_BYTES + frames.credit
         {
             return false;

@@ -341,6 +341,35 @@ fn sized(bytes: usize) -> Arc<Outbound> {
 }
 
 #[test]
+fn a_run_stops_at_the_bounds_as_frames_offered_one_by_one_do() {
+    let run: Vec<_> = (0..4).map(|_| sized(600)).collect();
+    let bytes: usize = run.iter().map(|f| f.json().len()).sum();
+    let each = run[0].json().len();
+    // Room for two frames by bytes: the whole run does not fit, two do.
+    let (tx, _rx) = outbox(64, 2 * each + 10, QueueBudget::unlimited());
+    assert_eq!(
+        tx.offer_slice(&run, bytes, false),
+        (2, Some(PushError::Full))
+    );
+    // An empty queue takes one frame larger than its byte bound, and no
+    // more, whether offered alone or in a run.
+    let (tx, _rx) = outbox(64, each / 2, QueueBudget::unlimited());
+    assert_eq!(
+        tx.offer_slice(&run, bytes, false),
+        (1, Some(PushError::Full))
+    );
+    // By frames: the run fits whole or frame by frame up to the bound.
+    let (tx, _rx) = outbox(3, 1 << 20, QueueBudget::unlimited());
+    assert_eq!(
+        tx.offer_slice(&run, bytes, false),
+        (3, Some(PushError::Full))
+    );
+    let (tx, _rx) = outbox(4, 1 << 20, QueueBudget::unlimited());
+    assert_eq!(tx.offer_slice(&run, bytes, false), (4, None));
+    assert_eq!(tx.queued_bytes(), bytes);
+}
+
+#[test]
 fn a_spent_budget_holds_room_traffic_back_and_takes_only_a_little_of_a_sessions_own() {
     let budget = QueueBudget::new(4 * CREDIT_STEP);
     let (a, a_rx) = outbox(1000, 1 << 20, budget.clone());
