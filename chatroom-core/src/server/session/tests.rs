@@ -413,3 +413,123 @@ async fn a_ban_whose_holder_cannot_be_asked_bans_the_nick_and_tells_the_operator
     let masks: Vec<&str> = rules.bans.iter().map(|b| b.mask.as_str()).collect();
     assert_eq!(masks, ["nick:ghost"]);
 }
+
+/// One node that counts how `say`s reach it: held for a run, or at once.
+#[derive(Debug, Default)]
+struct Counting {
+    held: std::sync::atomic::AtomicUsize,
+    plain: std::sync::atomic::AtomicUsize,
+}
+
+impl Broker for Counting {
+    fn open(&self, room: &RoomName) -> Pending<Result<(), BrokerError>> {
+        LocalBroker.open(room)
+    }
+
+    fn publish(
+        &self,
+        room: &Arc<Room>,
+        sender: SessionId,
+        from: &Nickname,
+        text: String,
+        action: bool,
+    ) -> Pending<Result<Published, BrokerError>> {
+        self.plain
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        LocalBroker.publish(room, sender, from, text, action)
+    }
+
+    fn publish_held(
+        &self,
+        room: &Arc<Room>,
+        sender: SessionId,
+        from: &Nickname,
+        text: String,
+        action: bool,
+    ) -> Pending<Result<Published, BrokerError>> {
+        self.held.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        LocalBroker.publish_held(room, sender, from, text, action)
+    }
+
+    fn claim(&self, nick: &Nickname) -> Pending<Result<(), BrokerError>> {
+        LocalBroker.claim(nick)
+    }
+
+    fn release(&self, _nick: &Nickname) {}
+}
+
+/// `say`s read together are published as a run: each with another line
+/// read behind it is held, the last is published at once (and hands the
+/// run over); a lone `say` is published at once; a whisper behind a `say`
+/// ends the run before it is sent, so the other member sees the room's
+/// line first.
+#[tokio::test]
+async fn says_read_together_are_held_for_a_run_and_the_run_ends_before_anything_else() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let broker = Arc::new(Counting::default());
+    let store = Arc::new(MemoryStore::new(16));
+    let shared = Server::with_broker(ServerConfig::default(), store, broker.clone())
+        .unwrap()
+        .shared;
+    let (mut ann, mut bob) = ann_and_bob_in_den(&shared).await;
+    let counts = || (broker.held.load(Relaxed), broker.plain.load(Relaxed));
+
+    // Written at once, so the session reads the three lines together.
+    ann.writer
+        .write_all(
+            concat!(
+                r#"{"type":"say","room":"den","text":"one"}"#,
+                "\n",
+                r#"{"type":"say","room":"den","text":"two"}"#,
+                "\n",
+                r#"{"type":"say","room":"den","text":"three"}"#,
+                "\n",
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        assert!(matches!(ann.reply().await, ServerMessage::Ok { .. }));
+    }
+    assert_eq!(counts(), (2, 1));
+
+    ann.send(r#"{"type":"say","room":"den","text":"four"}"#)
+        .await;
+    assert!(matches!(ann.reply().await, ServerMessage::Ok { .. }));
+    assert_eq!(counts(), (2, 2));
+
+    ann.writer
+        .write_all(
+            concat!(
+                r#"{"type":"say","room":"den","text":"five"}"#,
+                "\n",
+                r#"{"type":"whisper","to":"bob","text":"six"}"#,
+                "\n",
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    // The say's `ok`, then the whisper's echo and its `ok`.
+    let mut oks = 0;
+    while oks < 2 {
+        match ann.reply().await {
+            ServerMessage::Ok { .. } => oks += 1,
+            ServerMessage::Private { .. } => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(counts(), (3, 2));
+
+    let mut seen = Vec::new();
+    while seen.len() < 6 {
+        match bob.frame().await {
+            ServerMessage::Message { text, .. } | ServerMessage::Private { text, .. } => {
+                seen.push(text)
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(seen, ["one", "two", "three", "four", "five", "six"]);
+}
