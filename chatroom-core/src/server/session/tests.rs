@@ -50,6 +50,12 @@ impl Peer {
         self.writer.write_all(b"\n").await.unwrap();
     }
 
+    /// Sends `lines` in one write, so the session reads them together.
+    async fn send_together(&mut self, lines: &[&str]) {
+        let joined: String = lines.iter().map(|line| format!("{line}\n")).collect();
+        self.writer.write_all(joined.as_bytes()).await.unwrap();
+    }
+
     /// The next line, or `None` once the session closed the connection.
     async fn line(&mut self) -> Option<String> {
         let mut line = String::new();
@@ -474,21 +480,12 @@ async fn says_read_together_are_held_for_a_run_and_the_run_ends_before_anything_
     let (mut ann, mut bob) = ann_and_bob_in_den(&shared).await;
     let counts = || (broker.held.load(Relaxed), broker.plain.load(Relaxed));
 
-    // Written at once, so the session reads the three lines together.
-    ann.writer
-        .write_all(
-            concat!(
-                r#"{"type":"say","room":"den","text":"one"}"#,
-                "\n",
-                r#"{"type":"say","room":"den","text":"two"}"#,
-                "\n",
-                r#"{"type":"say","room":"den","text":"three"}"#,
-                "\n",
-            )
-            .as_bytes(),
-        )
-        .await
-        .unwrap();
+    ann.send_together(&[
+        r#"{"type":"say","room":"den","text":"one"}"#,
+        r#"{"type":"say","room":"den","text":"two"}"#,
+        r#"{"type":"say","room":"den","text":"three"}"#,
+    ])
+    .await;
     for _ in 0..3 {
         assert!(matches!(ann.reply().await, ServerMessage::Ok { .. }));
     }
@@ -499,18 +496,11 @@ async fn says_read_together_are_held_for_a_run_and_the_run_ends_before_anything_
     assert!(matches!(ann.reply().await, ServerMessage::Ok { .. }));
     assert_eq!(counts(), (2, 2));
 
-    ann.writer
-        .write_all(
-            concat!(
-                r#"{"type":"say","room":"den","text":"five"}"#,
-                "\n",
-                r#"{"type":"whisper","to":"bob","text":"six"}"#,
-                "\n",
-            )
-            .as_bytes(),
-        )
-        .await
-        .unwrap();
+    ann.send_together(&[
+        r#"{"type":"say","room":"den","text":"five"}"#,
+        r#"{"type":"whisper","to":"bob","text":"six"}"#,
+    ])
+    .await;
     // The say's `ok`, then the whisper's echo and its `ok`.
     let mut oks = 0;
     while oks < 2 {
