@@ -161,18 +161,16 @@ impl<'a> Scan<'a> {
             Some(len) => len,
             None => head + memchr::memchr(b'"', &rest[head..])?,
         };
-        // `\` starts an escape; JSON forbids raw controls; both go to serde.
-        // One pass without an early exit, which the compiler vectorises.
-        let plain = rest[..len]
-            .iter()
-            .fold(true, |plain, &b| plain & (b >= 0x20) & (b != b'\\'));
-        if !plain {
+        let start = self.at;
+        // Both ends are at ASCII quotes, so on character boundaries.
+        let value = self.line.get(start..start + len)?;
+        // `\` starts an escape and JSON forbids raw controls: both go to
+        // serde (the value holds no `"`, so this is the encoder's check).
+        if !is_plain(value) {
             return None;
         }
-        let start = self.at;
         self.at += len + 1;
-        // Both ends are at ASCII quotes, so on character boundaries.
-        self.line.get(start..start + len)
+        Some(value)
     }
 
     fn boolean(&mut self) -> Option<bool> {
