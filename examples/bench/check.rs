@@ -156,6 +156,10 @@ pub(crate) struct Receipts {
     pub(crate) last_at: Option<Instant>,
     /// The server closed the connection before the run ended.
     pub(crate) closed_early: bool,
+    /// chatroom `lagged` notices: the receiver fell behind the server's
+    /// queue and was caught up from history (lossless, but the server's
+    /// slow-consumer path was in the picture).
+    pub(crate) lag_notices: u64,
 }
 
 pub(crate) fn histogram() -> Histogram<u64> {
@@ -178,6 +182,7 @@ impl Receipts {
             latency: histogram(),
             last_at: None,
             closed_early: false,
+            lag_notices: 0,
         }
     }
 
@@ -188,6 +193,9 @@ impl Receipts {
     /// message.
     pub(crate) fn on_line(&mut self, line: &[u8], at: Arrival) -> bool {
         let Some(token) = find_token(line) else {
+            if line.starts_with(br#"{"type":"lagged""#) {
+                self.lag_notices += 1;
+            }
             return false;
         };
         self.bytes += line.len() as u64 + 1;
@@ -305,5 +313,14 @@ mod tests {
         assert_eq!(r.reordered, 1);
         assert_eq!(r.duplicated, 1);
         assert_eq!(r.lost(&[7]), 2); // 4 skipped, 6 never came
+    }
+
+    #[test]
+    fn lag_notices_are_counted_and_are_not_messages() {
+        let mut r = Receipts::new(1);
+        let notice = br#"{"type":"lagged","room":"bench","first":3,"last":9}"#;
+        assert!(!r.on_line(notice, Arrival::now()));
+        assert!(!r.on_line(br#"{"type":"presence","room":"bench"}"#, Arrival::now()));
+        assert_eq!((r.lag_notices, r.received), (1, 0));
     }
 }

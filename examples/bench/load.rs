@@ -4,13 +4,13 @@
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
-use tokio::sync::Semaphore;
+use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -217,11 +217,93 @@ pub(crate) enum Pace {
     Rate { per_sec: f64 },
 }
 
-/// The room's progress, shared by publishers and the lag monitor.
-#[derive(Debug, Default)]
+/// The room's progress, shared by publishers and receivers.
+///
+/// A publisher that is `max_lag` ahead waits for the slowest receiver and
+/// is woken as soon as that receiver reads on (not at the next tick of a
+/// timer: a millisecond's pause of every publisher, at 15 M deliveries a
+/// second, held the raw broadcaster to half its rate).
+#[derive(Debug)]
 struct Flow {
     published: AtomicU64,
+    /// Messages each receiver has read; `u64::MAX` once it is gone.
+    progress: Vec<AtomicU64>,
+    /// The slowest receiver's count when a publisher last looked.
     slowest: AtomicU64,
+    /// Publishers waiting for the slowest receiver.
+    waiting: AtomicUsize,
+    /// Told when one of the slowest receivers reads on while a publisher
+    /// waits.
+    advanced: Notify,
+}
+
+impl Flow {
+    fn new(receivers: usize) -> Self {
+        Self {
+            published: AtomicU64::new(0),
+            progress: (0..receivers).map(|_| AtomicU64::new(0)).collect(),
+            slowest: AtomicU64::new(0),
+            waiting: AtomicUsize::new(0),
+            advanced: Notify::new(),
+        }
+    }
+
+    /// Receiver `index` has read `received` messages in all.
+    fn read_up_to(&self, index: usize, received: u64) {
+        let was = self.progress[index].swap(received, Ordering::SeqCst);
+        // Only one of the slowest can move the minimum on.
+        if was <= self.slowest.load(Ordering::Relaxed) && self.waiting.load(Ordering::SeqCst) > 0 {
+            self.advanced.notify_waiters();
+        }
+    }
+
+    fn all_read(&self, total: u64) -> bool {
+        self.progress
+            .iter()
+            .all(|p| p.load(Ordering::Relaxed) >= total)
+    }
+
+    /// How far publishers are ahead of the slowest receiver, looked up now.
+    fn ahead(&self) -> u64 {
+        let min = self
+            .progress
+            .iter()
+            .map(|p| p.load(Ordering::SeqCst))
+            .min()
+            .unwrap_or(u64::MAX);
+        // Never moved back by a publisher that looked earlier.
+        self.slowest.fetch_max(min, Ordering::Relaxed);
+        self.published.load(Ordering::Relaxed).saturating_sub(min)
+    }
+
+    /// Waits until publishers are less than `max_lag` messages ahead of
+    /// the slowest receiver and returns how many more may be sent, or
+    /// `None` once `until` has passed.
+    async fn room_to_publish(&self, max_lag: u64, until: Instant) -> Option<u64> {
+        let quick = self
+            .published
+            .load(Ordering::Relaxed)
+            .saturating_sub(self.slowest.load(Ordering::Relaxed));
+        if quick < max_lag {
+            return Some(max_lag - quick);
+        }
+        loop {
+            let notified = self.advanced.notified();
+            let mut notified = std::pin::pin!(notified);
+            notified.as_mut().enable();
+            self.waiting.fetch_add(1, Ordering::SeqCst);
+            // Looked up after saying so: a receiver that read on before
+            // `waiting` went up has its count seen here.
+            let ahead = self.ahead();
+            if ahead < max_lag || Instant::now() >= until {
+                self.waiting.fetch_sub(1, Ordering::SeqCst);
+                return (ahead < max_lag).then(|| max_lag - ahead);
+            }
+            // The timeout only bounds a wait past `until`.
+            let _ = tokio::time::timeout(Duration::from_millis(5), notified).await;
+            self.waiting.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
 }
 
 /// What one publisher did.
@@ -266,20 +348,18 @@ pub(crate) async fn room(
     .await?;
 
     let stop = CancellationToken::new();
-    let progress: Arc<Vec<AtomicU64>> = Arc::new((0..members).map(|_| AtomicU64::new(0)).collect());
+    let flow = Arc::new(Flow::new(members));
     let mut receiving = Vec::with_capacity(members);
     for (i, conn) in receivers.into_iter().enumerate() {
         receiving.push(tokio::spawn(receive(
             target,
             conn,
             publishers,
-            progress.clone(),
+            flow.clone(),
             i,
             stop.clone(),
         )));
     }
-    let flow = Arc::new(Flow::default());
-    let monitor = tokio::spawn(watch_slowest(progress.clone(), flow.clone(), stop.clone()));
 
     let cpu = CpuMeter::start(common);
     let started = Instant::now();
@@ -333,8 +413,7 @@ pub(crate) async fn room(
     let total: u64 = counts.iter().sum();
 
     let drain_until = Instant::now() + DRAIN;
-    while Instant::now() < drain_until && progress.iter().any(|p| p.load(Ordering::Relaxed) < total)
-    {
+    while Instant::now() < drain_until && !flow.all_read(total) {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     // Measured before the receivers close, so no node's disconnect work
@@ -342,7 +421,6 @@ pub(crate) async fn room(
     let mut report = Report::new(scenario, common);
     cpu.finish(&mut report, total);
     stop.cancel();
-    let _ = monitor.await;
     let mut all = Vec::with_capacity(members);
     for r in receiving {
         all.push(r.await.map_err(io::Error::other)?);
@@ -352,7 +430,7 @@ pub(crate) async fn room(
     let (mut delivered, mut lost, mut dup, mut reord, mut breaks) = (0, 0, 0, 0, 0);
     let mut bytes = 0;
     let mut last = started;
-    let mut cut = 0;
+    let (mut cut, mut lag_notices) = (0, 0);
     for r in &all {
         delivered += r.received;
         bytes += r.bytes;
@@ -360,6 +438,7 @@ pub(crate) async fn room(
         dup += r.duplicated;
         reord += r.reordered;
         breaks += r.id_breaks;
+        lag_notices += r.lag_notices;
         latency.add(&r.latency).expect("same bounds");
         if let Some(at) = r.last_at {
             last = last.max(at);
@@ -397,6 +476,7 @@ pub(crate) async fn room(
     report.set("reordered", reord);
     report.set("id_breaks", breaks);
     report.set("receivers_closed", cut);
+    report.set("lag_notices", lag_notices);
     report.latency("lat", &latency);
     report.latency("setup", &setup);
     if let Some(kib) = common.rss_pid().and_then(rss_kib) {
@@ -405,27 +485,12 @@ pub(crate) async fn room(
     Ok(report)
 }
 
-/// Keeps `flow.slowest` at the smallest receiver count, every millisecond.
-async fn watch_slowest(progress: Arc<Vec<AtomicU64>>, flow: Arc<Flow>, stop: CancellationToken) {
-    let mut tick = tokio::time::interval(Duration::from_millis(1));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    while !stop.is_cancelled() {
-        tick.tick().await;
-        let min = progress
-            .iter()
-            .map(|p| p.load(Ordering::Relaxed))
-            .min()
-            .unwrap_or(u64::MAX);
-        flow.slowest.store(min, Ordering::Relaxed);
-    }
-}
-
 /// One receiver: checks every line until `stop`.
 async fn receive(
     target: Target,
     conn: Conn,
     publishers: usize,
-    progress: Arc<Vec<AtomicU64>>,
+    flow: Arc<Flow>,
     index: usize,
     stop: CancellationToken,
 ) -> Receipts {
@@ -443,7 +508,7 @@ async fn receive(
                 return r;
             }
         }
-        progress[index].store(r.received, Ordering::Relaxed);
+        flow.read_up_to(index, r.received);
         tokio::select! {
             _ = stop.cancelled() => return r,
             more = lines.fill() => if matches!(more, Ok(true)) {
@@ -452,7 +517,7 @@ async fn receive(
                 r.closed_early = true;
                 // Let the publishers go on: a receiver that was cut off must
                 // not stall the others.
-                progress[index].store(u64::MAX, Ordering::Relaxed);
+                flow.read_up_to(index, u64::MAX);
                 return r;
             },
         }
@@ -547,19 +612,9 @@ async fn publish_flat(
     let mut buf = Vec::with_capacity(8 * 1024);
     let mut payload = Vec::with_capacity(size + 32);
     let mut count = 0u64;
-    'publish: while count < max_messages && Instant::now() < until {
-        let room = loop {
-            let ahead = flow
-                .published
-                .load(Ordering::Relaxed)
-                .saturating_sub(flow.slowest.load(Ordering::Relaxed));
-            if ahead < max_lag {
-                break max_lag - ahead;
-            }
-            if Instant::now() >= until {
-                break 'publish;
-            }
-            tokio::time::sleep(Duration::from_millis(1)).await;
+    while count < max_messages && Instant::now() < until {
+        let Some(room) = flow.room_to_publish(max_lag, until).await else {
+            break;
         };
         let mut n = room.min(WRITE_BATCH).min(max_messages - count);
         if let Some(p) = &permits {

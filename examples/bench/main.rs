@@ -132,7 +132,10 @@ struct Fanout {
     #[arg(long, default_value_t = 64)]
     window: u32,
     /// How far (in messages) publishers may run ahead of the slowest receiver.
-    #[arg(long, default_value_t = 512)]
+    /// At 512 (and a publisher that slept a millisecond when it was that far
+    /// ahead) the pacing held the raw broadcaster to about half its rate at
+    /// 100 members (docs/benchmarks.md, "The generator held the ceiling back").
+    #[arg(long, default_value_t = 4096)]
     max_lag: u64,
     /// Stop each publisher after this many messages.
     #[arg(long, default_value_t = 10_000_000)]
