@@ -29,7 +29,7 @@ use crate::protocol::{MessageId, Nickname, RoomInfo, RoomName, ServerMessage, Ti
 
 pub use error::RegistryError;
 pub use outbox::{CutReason, Outbound};
-pub(crate) use outbox::{Outbox, OutboxReceiver, QueueBudget, outbox};
+pub(crate) use outbox::{Entry, Outbox, OutboxReceiver, QueueBudget, outbox};
 pub use room::{Published, Room, now_ms};
 pub use session_id::SessionId;
 

@@ -14,6 +14,10 @@ use tokio::sync::Notify;
 
 use crate::protocol::{self, ServerFrame, ServerMessage};
 
+mod entry;
+
+pub(crate) use entry::{Entry, JoinedRun};
+
 /// A server frame encoded for the wire, shared by every recipient.
 ///
 /// The JSON line is encoded once when the frame is made; the text-dialect
@@ -251,7 +255,9 @@ impl Drop for Queue {
 /// delivery).
 #[derive(Default)]
 struct Frames {
-    list: VecDeque<Arc<Outbound>>,
+    /// Frames, and runs of room messages joined into one entry (a run
+    /// takes one slot: the byte bound is what bounds its memory).
+    list: VecDeque<Entry>,
     /// JSON bytes of the frames queued and of those the writer took and has
     /// not yet written: what the byte bound counts.
     bytes: usize,
@@ -268,8 +274,8 @@ struct Frames {
 /// What one take handed the writer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Taken {
-    /// Frames moved to the writer's list; 0 only when every sender is gone
-    /// and the queue is empty.
+    /// Entries (frames, or joined runs) moved to the writer's list; 0 only
+    /// when every sender is gone and the queue is empty.
     pub(crate) frames: usize,
     /// Their JSON bytes, which the writer gives back with its next take.
     pub(crate) bytes: usize,
@@ -290,7 +296,7 @@ impl Queue {
     /// the queue's list, so a batch moves no frame at all: the writer
     /// writes from the list the rooms filled, and its own emptied list
     /// takes the queue's place.
-    fn take(&self, buf: &mut VecDeque<Arc<Outbound>>, written: usize) -> Taken {
+    fn take(&self, buf: &mut VecDeque<Entry>, written: usize) -> Taken {
         let mut guard = self.frames();
         let frames = &mut *guard;
         frames.bytes -= written;
@@ -318,9 +324,9 @@ impl Queue {
 
     /// Queues the whole of `run` (`bytes` of JSON, a `bye` among them if
     /// `bye`) when it fits within the room-traffic bounds with nothing to
-    /// draw from the budget: one check and one copy of the list for the
-    /// run, where a frame at a time checks each. False, with nothing
-    /// queued, when it does not fit.
+    /// draw from the budget: one check for the run, where a frame at a
+    /// time checks each, and one entry, `joined`, when the room joined the
+    /// run's lines. False, with nothing queued, when it does not fit.
     #[inline]
     fn enqueue_run_locked(
         &self,
@@ -328,6 +334,7 @@ impl Queue {
         run: &[Arc<Outbound>],
         bytes: usize,
         bye: bool,
+        joined: Option<&Arc<JoinedRun>>,
     ) -> bool {
         // Past the byte bound the run goes a frame at a time, which lets a
         // single large frame into an empty queue and no more.
@@ -341,7 +348,12 @@ impl Queue {
         frames.bytes = after;
         frames.fresh += bytes;
         frames.bye |= bye;
-        frames.list.extend(run.iter().cloned());
+        match joined {
+            Some(joined) => frames.list.push_back(Entry::Run(joined.clone())),
+            None => frames
+                .list
+                .extend(run.iter().map(|frame| Entry::Frame(frame.clone()))),
+        }
         true
     }
 
@@ -385,7 +397,7 @@ impl Queue {
         frames.bytes += len;
         frames.fresh += len;
         frames.bye |= frame.is_bye();
-        frames.list.push_back(frame.clone());
+        frames.list.push_back(Entry::Frame(frame.clone()));
         Ok(())
     }
 
@@ -559,15 +571,18 @@ impl Outbox {
 
     /// Offers a whole run of frames, `bytes` of JSON in all (a `bye` among
     /// them if `bye`), as [`Outbox::offer_run`] does, checking the bounds
-    /// once for the run when it fits whole.
+    /// once for the run when it fits whole; then the run is queued as the
+    /// one entry `joined` when there is one. A run that does not fit whole
+    /// is offered a frame at a time.
     pub(crate) fn offer_slice(
         &self,
         run: &[Arc<Outbound>],
         bytes: usize,
         bye: bool,
+        joined: Option<&Arc<JoinedRun>>,
     ) -> (usize, Option<PushError>) {
         self.offer_locked(|queue, frames| {
-            if queue.enqueue_run_locked(frames, run, bytes, bye) {
+            if queue.enqueue_run_locked(frames, run, bytes, bye, joined) {
                 (run.len(), None)
             } else {
                 queue.enqueue_each_locked(frames, run.iter())
@@ -706,7 +721,7 @@ impl OutboxReceiver {
     /// from then on.
     pub(crate) async fn next_batch(
         &mut self,
-        buf: &mut VecDeque<Arc<Outbound>>,
+        buf: &mut VecDeque<Entry>,
         written: &mut usize,
     ) -> Result<Taken, CutReason> {
         let queue = &*self.queue;
@@ -734,7 +749,7 @@ impl OutboxReceiver {
     fn poll_batch(
         queue: &Queue,
         cx: &mut Context<'_>,
-        buf: &mut VecDeque<Arc<Outbound>>,
+        buf: &mut VecDeque<Entry>,
         written: &mut usize,
     ) -> Poll<Result<Taken, CutReason>> {
         // `written` is given back by the first take and is 0 after it, so
@@ -766,10 +781,20 @@ impl OutboxReceiver {
     }
 
     #[cfg(any(test, feature = "test-util"))]
-    /// Takes frames that are already queued, without waiting.
+    /// Takes frames that are already queued, without waiting, one by one
+    /// (a joined run is taken a frame at a time).
     pub(crate) fn try_recv(&mut self) -> Option<Arc<Outbound>> {
         let mut frames = self.queue.frames();
-        let frame = frames.list.pop_front()?;
+        let frame = match frames.list.pop_front()? {
+            Entry::Frame(frame) => frame,
+            Entry::Run(run) => {
+                let (first, rest) = run.frames().split_first()?;
+                for frame in rest.iter().rev() {
+                    frames.list.push_front(Entry::Frame(frame.clone()));
+                }
+                first.clone()
+            }
+        };
         let len = frame.json().len();
         frames.bytes -= len;
         frames.fresh = frames.fresh.saturating_sub(len);
@@ -793,6 +818,12 @@ impl OutboxReceiver {
             }
         })
         .await
+    }
+
+    #[cfg(test)]
+    /// The entries queued right now, left in the queue.
+    pub(crate) fn entries(&self) -> Vec<Entry> {
+        self.queue.frames().list.iter().cloned().collect()
     }
 
     #[cfg(test)]

@@ -9,7 +9,7 @@ use crate::history::HistoryStore;
 use crate::protocol::{HistoryEntry, MessageId, Nickname, RoomName, ServerMessage, Timestamp};
 
 use super::error::RegistryError;
-use super::outbox::{Outbound, Outbox, PushError};
+use super::outbox::{JoinedRun, Outbound, Outbox, PushError};
 use super::session_id::SessionId;
 
 /// Milliseconds since the Unix epoch, the server's clock for `ts`.
@@ -84,15 +84,18 @@ impl Member {
 
     /// Queues the held messages that are this member's and that it has not
     /// been given yet, in one run, or holds them back as [`Member::offer`]
-    /// does: `(queued, held back)`.
-    fn offer_held(&mut self, held: &HeldRun) -> (usize, usize) {
+    /// does: `(queued, held back)`. A member that takes the whole run
+    /// queues `joined`, the run's lines in one buffer, when there is one.
+    fn offer_held(&mut self, held: &HeldRun, joined: Option<&Arc<JoinedRun>>) -> (usize, usize) {
         let Some(from) = held.given(self.session) else {
             // The usual member: it sent none of the run, so every message
             // is its own to get, and it takes the run whole.
             if self.behind.is_some() {
                 return (0, held.frames.len());
             }
-            let (queued, stopped) = self.outbox.offer_slice(&held.frames, held.bytes, held.bye);
+            let (queued, stopped) =
+                self.outbox
+                    .offer_slice(&held.frames, held.bytes, held.bye, joined);
             self.fell_behind_at(stopped, held.ids.get(queued).map(|&(id, _)| id));
             return (queued, held.frames.len() - queued);
         };
@@ -222,8 +225,12 @@ impl RoomState {
     /// Hands every held message to the members, each member's run under
     /// one lock of its queue.
     fn deliver_held(&mut self) {
+        // The run's lines joined once for every member that takes it whole
+        // (all but its senders, usually): one slice per member for the run.
+        let joined = (self.held.len() > 1 && self.members.len() > self.held.senders.len())
+            .then(|| JoinedRun::new(&self.held.frames, self.held.bytes));
         for member in &mut self.members {
-            let (delivered, slow) = member.offer_held(&self.held);
+            let (delivered, slow) = member.offer_held(&self.held, joined.as_ref());
             self.unreported.0 += delivered;
             self.unreported.1 += slow;
         }
@@ -244,7 +251,8 @@ impl RoomState {
         let Some(member) = self.members.iter_mut().find(|m| m.session == session) else {
             return;
         };
-        let (delivered, slow) = member.offer_held(&self.held);
+        // A sender is given the others' messages frame by frame.
+        let (delivered, slow) = member.offer_held(&self.held, None);
         self.unreported.0 += delivered;
         self.unreported.1 += slow;
         self.held.give_all(session);

@@ -584,6 +584,79 @@ fn held_runs_reach_every_member_once_in_id_order_whoever_ends_them() {
 }
 
 #[test]
+fn a_run_is_joined_once_for_the_members_that_take_it_whole() {
+    let registry = RoomRegistry::new();
+    let lobby = room("lobby");
+    let (alice, mut alice_rx) = member(&registry, "alice");
+    let handle = registry.join(alice, &lobby, 4, Backlog::Last(0)).unwrap();
+    let mut takers = Vec::new();
+    for name in ["bob", "carol"] {
+        let (id, rx) = member(&registry, name);
+        registry.join(id, &lobby, 4, Backlog::Last(0)).unwrap();
+        takers.push(rx);
+    }
+    // Dave's queue has room for two frames: he takes the run frame by
+    // frame up to there, and is behind from the third.
+    let (tx, mut dave_rx) = outbox(2, 1 << 20, crate::registry::QueueBudget::unlimited());
+    let dave = registry.register(nick("dave"), tx).unwrap();
+    registry.join(dave, &lobby, 4, Backlog::Last(0)).unwrap();
+    for rx in takers.iter_mut().chain([&mut alice_rx]) {
+        drain(rx);
+    }
+    drain(&mut dave_rx);
+
+    for text in ["one", "two"] {
+        handle
+            .publish_held(alice, &nick("alice"), text.into(), false)
+            .unwrap();
+    }
+    let last = handle
+        .publish(alice, &nick("alice"), "three".into(), false, false)
+        .unwrap();
+    assert_eq!((last.delivered, last.slow), (2 * 3 + 2, 1));
+
+    let runs: Vec<_> = takers
+        .iter()
+        .map(|rx| match &rx.entries()[..] {
+            [super::Entry::Run(run)] => run.clone(),
+            other => panic!("one joined run, not {other:?}"),
+        })
+        .collect();
+    assert!(Arc::ptr_eq(&runs[0], &runs[1]), "joined once for the room");
+    let lines: Vec<u8> = runs[0]
+        .frames()
+        .iter()
+        .flat_map(|f| f.json().to_vec())
+        .collect();
+    assert_eq!(super::Entry::Run(runs[0].clone()).json()[..], lines[..]);
+    for rx in &mut takers {
+        assert_eq!(
+            messages(&drain(rx)),
+            [1, 2, 3].map(|id| (
+                id,
+                "alice".to_owned(),
+                ["one", "two", "three"][id as usize - 1].to_owned()
+            ))
+        );
+    }
+    assert!(
+        dave_rx
+            .entries()
+            .iter()
+            .all(|e| matches!(e, super::Entry::Frame(_))),
+        "a member that cannot take the run whole gets frames"
+    );
+    assert_eq!(
+        messages(&drain(&mut dave_rx))
+            .iter()
+            .map(|m| m.0)
+            .collect::<Vec<_>>(),
+        [1, 2]
+    );
+    assert!(drain(&mut alice_rx).is_empty(), "no echo to the sender");
+}
+
+#[test]
 fn a_held_message_waits_for_its_run_and_whatever_touches_the_room_delivers_it_first() {
     let registry = RoomRegistry::new();
     let lobby = room("lobby");

@@ -10,7 +10,6 @@
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -18,7 +17,7 @@ use bytes::Bytes;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use crate::protocol::{ErrorCode, ServerMessage};
-use crate::registry::{CutReason, Outbound, OutboxReceiver};
+use crate::registry::{CutReason, Entry, Outbound, OutboxReceiver};
 use crate::transport::BoxWriter;
 
 /// Most frames handed to one vectored write: Linux's limit on the slices
@@ -46,10 +45,10 @@ pub(crate) enum Dialect {
 }
 
 impl Dialect {
-    fn bytes(self, frame: &Outbound) -> Option<&Bytes> {
+    fn bytes(self, entry: &Entry) -> Option<&Bytes> {
         match self {
-            Self::Native => Some(frame.json()),
-            Self::Text => frame.text(),
+            Self::Native => Some(entry.json()),
+            Self::Text => entry.text(),
         }
     }
 }
@@ -132,8 +131,9 @@ struct Sent {
 /// Frames not yet written, front first, in the peer's dialect.
 struct Pending {
     /// Frames without a rendering in `dialect` (a text client is not
-    /// shown every frame) are skipped when written.
-    frames: VecDeque<Arc<Outbound>>,
+    /// shown every frame) are skipped when written. A run of room messages
+    /// joined into one buffer is one entry, and one slice.
+    frames: VecDeque<Entry>,
     dialect: Dialect,
     /// Bytes of the front frame already written.
     front_written: usize,
@@ -149,7 +149,7 @@ impl Pending {
     }
 
     /// The frame's bytes in this dialect; empty when it has no rendering.
-    fn bytes<'a>(&self, frame: &'a Outbound) -> &'a [u8] {
+    fn bytes<'a>(&self, frame: &'a Entry) -> &'a [u8] {
         self.dialect.bytes(frame).map_or(&[], |b| &b[..])
     }
 
@@ -327,6 +327,7 @@ async fn cut_off(
     pending.frames.extend(
         [error, bye]
             .into_iter()
+            .map(Entry::Frame)
             .filter(|f| dialect.bytes(f).is_some()),
     );
     // The socket buffer is likely full; give the notice a moment, no more.

@@ -216,12 +216,14 @@ async fn a_racing_producer_and_writer_lose_no_wake_up() {
                 return next;
             }
             written = taken.bytes;
-            for frame in buf.drain(..) {
-                let ServerMessage::Notice { text } = &frame.frame().message else {
-                    unreachable!()
-                };
-                assert_eq!(text.parse::<usize>().unwrap(), next);
-                next += 1;
+            for entry in buf.drain(..) {
+                for frame in entry.frames() {
+                    let ServerMessage::Notice { text } = &frame.frame().message else {
+                        unreachable!()
+                    };
+                    assert_eq!(text.parse::<usize>().unwrap(), next);
+                    next += 1;
+                }
             }
         }
     };
@@ -314,7 +316,7 @@ proptest::proptest! {
                     queued_frames -= got.frames;
                     for frame in writer.drain(..limit.min(writer.len())) {
                         written += frame.json().len();
-                        taken.push(number(&frame));
+                        taken.extend(frame.frames().iter().map(|f| number(f)));
                     }
                 }
             }
@@ -323,7 +325,7 @@ proptest::proptest! {
         written = 0;
         for frame in writer.drain(..) {
             written += frame.json().len();
-            taken.push(number(&frame));
+            taken.extend(frame.frames().iter().map(|f| number(f)));
         }
         rx.queue.take(&mut writer, written);
         proptest::prop_assert_eq!(queued_frames, 0);
@@ -348,25 +350,64 @@ fn a_run_stops_at_the_bounds_as_frames_offered_one_by_one_do() {
     // Room for two frames by bytes: the whole run does not fit, two do.
     let (tx, _rx) = outbox(64, 2 * each + 10, QueueBudget::unlimited());
     assert_eq!(
-        tx.offer_slice(&run, bytes, false),
+        tx.offer_slice(&run, bytes, false, None),
         (2, Some(PushError::Full))
     );
     // An empty queue takes one frame larger than its byte bound, and no
     // more, whether offered alone or in a run.
     let (tx, _rx) = outbox(64, each / 2, QueueBudget::unlimited());
     assert_eq!(
-        tx.offer_slice(&run, bytes, false),
+        tx.offer_slice(&run, bytes, false, None),
         (1, Some(PushError::Full))
     );
     // By frames: the run fits whole or frame by frame up to the bound.
     let (tx, _rx) = outbox(3, 1 << 20, QueueBudget::unlimited());
     assert_eq!(
-        tx.offer_slice(&run, bytes, false),
+        tx.offer_slice(&run, bytes, false, None),
         (3, Some(PushError::Full))
     );
     let (tx, _rx) = outbox(4, 1 << 20, QueueBudget::unlimited());
-    assert_eq!(tx.offer_slice(&run, bytes, false), (4, None));
+    assert_eq!(tx.offer_slice(&run, bytes, false, None), (4, None));
     assert_eq!(tx.queued_bytes(), bytes);
+}
+
+#[test]
+fn a_run_that_fits_whole_is_queued_as_its_joined_lines_and_one_that_does_not_frame_by_frame() {
+    let run: Vec<_> = (0..4).map(|n| sized(600 + n)).collect();
+    let bytes: usize = run.iter().map(|f| f.json().len()).sum();
+    let joined = JoinedRun::new(&run, bytes);
+    let lines: Vec<u8> = run.iter().flat_map(|f| f.json().to_vec()).collect();
+
+    let (tx, rx) = outbox(64, 1 << 20, QueueBudget::unlimited());
+    assert_eq!(tx.offer_slice(&run, bytes, false, Some(&joined)), (4, None));
+    assert_eq!(tx.queued_bytes(), bytes);
+    let mut writer = VecDeque::new();
+    let taken = rx.queue.take(&mut writer, 0);
+    assert_eq!((taken.frames, taken.bytes), (1, bytes));
+    assert_eq!(writer.len(), 1);
+    assert_eq!(writer[0].json()[..], lines[..]);
+    assert_eq!(writer[0].frames().len(), 4);
+
+    // Taken one by one, a joined run comes out as its frames, in order,
+    // and leaves nothing counted.
+    let (tx, mut rx) = outbox(64, 1 << 20, QueueBudget::unlimited());
+    tx.offer_slice(&run, bytes, false, Some(&joined));
+    let got: Vec<_> = std::iter::from_fn(|| rx.try_recv()).collect();
+    assert_eq!(got.len(), 4);
+    assert!(got.iter().zip(&run).all(|(a, b)| Arc::ptr_eq(a, b)));
+    assert_eq!(tx.queued_bytes(), 0);
+
+    // Room for two by bytes: the run goes frame by frame up to the bound,
+    // each its own entry, and the joined lines are not used.
+    let each = run[3].json().len();
+    let (tx, rx) = outbox(64, 2 * each + 10, QueueBudget::unlimited());
+    assert_eq!(
+        tx.offer_slice(&run, bytes, false, Some(&joined)),
+        (2, Some(PushError::Full))
+    );
+    let mut writer = VecDeque::new();
+    assert_eq!(rx.queue.take(&mut writer, 0).frames, 2);
+    assert!(writer.iter().all(|e| e.frames().len() == 1));
 }
 
 #[test]

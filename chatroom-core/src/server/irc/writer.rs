@@ -8,12 +8,11 @@
 
 use std::collections::VecDeque;
 use std::io;
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
 
-use crate::registry::{CutReason, Outbound, OutboxReceiver};
+use crate::registry::{CutReason, Entry, OutboxReceiver};
 use crate::transport::BoxWriter;
 
 use super::super::writer::WriterEnd;
@@ -36,7 +35,7 @@ pub(super) async fn run(
     mut render: Render,
     write_timeout: Duration,
 ) -> WriterEnd {
-    let mut batch: VecDeque<Arc<Outbound>> = VecDeque::new();
+    let mut batch: VecDeque<Entry> = VecDeque::new();
     let mut pending = Pending {
         buf: Vec::new(),
         written: 0,
@@ -54,11 +53,14 @@ pub(super) async fn run(
         }
         written = taken.bytes;
         let mut said_bye = false;
-        for frame in batch.drain(..) {
-            // Room traffic can reach the queue after `bye` until the
-            // session has left its rooms; it is dropped.
-            if !said_bye {
-                said_bye = render.render(&frame, &mut pending.buf);
+        // A joined run of room messages is rendered a message at a time.
+        for entry in batch.drain(..) {
+            for frame in entry.frames() {
+                // Room traffic can reach the queue after `bye` until the
+                // session has left its rooms; it is dropped.
+                if !said_bye {
+                    said_bye = render.render(frame, &mut pending.buf);
+                }
             }
         }
         let result = tokio::select! {

@@ -464,6 +464,13 @@ impl Broker for Counting {
     fn release(&self, _nick: &Nickname) {}
 }
 
+/// Three `say`s into `den`, sent together to make a run.
+const ONE_TWO_THREE: [&str; 3] = [
+    r#"{"type":"say","room":"den","text":"one"}"#,
+    r#"{"type":"say","room":"den","text":"two"}"#,
+    r#"{"type":"say","room":"den","text":"three"}"#,
+];
+
 /// `say`s read together are published as a run: each with another line
 /// read behind it is held, the last is published at once (and hands the
 /// run over); a lone `say` is published at once; a whisper behind a `say`
@@ -480,12 +487,7 @@ async fn says_read_together_are_held_for_a_run_and_the_run_ends_before_anything_
     let (mut ann, mut bob) = ann_and_bob_in_den(&shared).await;
     let counts = || (broker.held.load(Relaxed), broker.plain.load(Relaxed));
 
-    ann.send_together(&[
-        r#"{"type":"say","room":"den","text":"one"}"#,
-        r#"{"type":"say","room":"den","text":"two"}"#,
-        r#"{"type":"say","room":"den","text":"three"}"#,
-    ])
-    .await;
+    ann.send_together(&ONE_TWO_THREE).await;
     for _ in 0..3 {
         assert!(matches!(ann.reply().await, ServerMessage::Ok { .. }));
     }
@@ -522,4 +524,43 @@ async fn says_read_together_are_held_for_a_run_and_the_run_ends_before_anything_
         }
     }
     assert_eq!(seen, ["one", "two", "three", "four", "five", "six"]);
+}
+
+/// A run of `say`s read together reaches the other members as one joined
+/// entry of their queues: a native member reads it as message frames and a
+/// text member as readable lines, one per message, in order.
+#[tokio::test]
+async fn a_run_reaches_native_and_text_members_a_message_at_a_time() {
+    let shared = shared();
+    let (mut ann, mut bob) = ann_and_bob_in_den(&shared).await;
+    let mut carol = Peer::connect(&shared, 3);
+    carol.send("/join den").await;
+    // Bob sees the text client arrive in den.
+    loop {
+        if let ServerMessage::Joined { room, .. } = bob.frame().await
+            && room.as_str() == "den"
+        {
+            break;
+        }
+    }
+
+    ann.send_together(&ONE_TWO_THREE).await;
+    for _ in 0..3 {
+        assert!(matches!(ann.reply().await, ServerMessage::Ok { .. }));
+    }
+    let mut frames = Vec::new();
+    while frames.len() < 3 {
+        if let ServerMessage::Message { from, text, .. } = bob.frame().await {
+            frames.push(format!("{from}: {text}"));
+        }
+    }
+    assert_eq!(frames, ["ann: one", "ann: two", "ann: three"]);
+    let mut lines = Vec::new();
+    while lines.len() < 3 {
+        let line = carol.line().await.expect("carol is still connected");
+        if line.starts_with("<ann>") {
+            lines.push(line);
+        }
+    }
+    assert_eq!(lines, ["<ann> one", "<ann> two", "<ann> three"]);
 }
