@@ -174,6 +174,38 @@ fn irc_text_and_json_users_chat_in_one_room() {
     );
 }
 
+/// `say`s written together make a run, which the other members' queues
+/// hold as one joined buffer (docs/architecture.md, "Runs"): IRC and text
+/// users still get one line per message, in order.
+#[test]
+fn says_sent_together_reach_irc_and_text_users_a_line_each_in_order() {
+    let (_server, chat, irc) = start();
+    let mut alice = IrcClient::joined(irc, "alice", "#lobby", WAIT);
+    let (mut nc, _) = TextClient::greeted(chat, WAIT);
+    let mut bob = JsonClient::hello_in(chat, "bob", "lobby", WAIT);
+    alice.expect(":bob!bob@");
+
+    let lines: String = (1..=5)
+        .map(|i| {
+            format!(
+                "{}\n",
+                json!({"type": "say", "room": "lobby", "text": format!("run {i}")})
+            )
+        })
+        .collect();
+    bob.conn().send_raw(lines.as_bytes()).unwrap();
+    for i in 1..=5 {
+        assert_eq!(
+            alice.expect("PRIVMSG"),
+            format!(":bob!bob@chatroom PRIVMSG #lobby :run {i}")
+        );
+        assert_eq!(
+            nc.line_with(&format!("run {i}")).trim_end(),
+            format!("<bob> run {i}")
+        );
+    }
+}
+
 #[test]
 fn nick_changes_parts_and_quits_are_seen_by_every_dialect() {
     let (_server, chat, irc) = start();
