@@ -227,7 +227,10 @@ impl RoomState {
     fn deliver_held(&mut self) {
         // The run's lines joined once for every member that takes it whole
         // (all but its senders, usually): one slice per member for the run.
-        let joined = (self.held.len() > 1 && self.members.len() > self.held.senders.len())
+        // Only when at least two members may share it: the joined buffer is
+        // a second copy of the run's bytes, and a queue's byte bound counts
+        // them once, so shared by two queues it stays within what they count.
+        let joined = (self.held.len() > 1 && self.members.len() > self.held.senders.len() + 1)
             .then(|| JoinedRun::new(&self.held.frames, self.held.bytes));
         for member in &mut self.members {
             let (delivered, slow) = member.offer_held(&self.held, joined.as_ref());
