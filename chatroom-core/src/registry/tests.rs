@@ -657,6 +657,28 @@ fn a_run_is_joined_once_for_the_members_that_take_it_whole() {
 }
 
 #[test]
+fn a_run_with_one_member_to_take_it_is_not_joined() {
+    let registry = RoomRegistry::new();
+    let lobby = room("lobby");
+    let (alice, _alice_rx) = member(&registry, "alice");
+    let (bob, mut bob_rx) = member(&registry, "bob");
+    let handle = registry.join(alice, &lobby, 4, Backlog::Last(0)).unwrap();
+    registry.join(bob, &lobby, 4, Backlog::Last(0)).unwrap();
+    drain(&mut bob_rx);
+    handle
+        .publish_held(alice, &nick("alice"), "one".into(), false)
+        .unwrap();
+    handle
+        .publish(alice, &nick("alice"), "two".into(), false, false)
+        .unwrap();
+    // A joined buffer only one queue holds would be a second copy its
+    // byte bound does not count.
+    let entries = bob_rx.entries();
+    assert_eq!(entries.len(), 2, "{entries:?}");
+    assert!(entries.iter().all(|e| matches!(e, super::Entry::Frame(_))));
+}
+
+#[test]
 fn a_held_message_waits_for_its_run_and_whatever_touches_the_room_delivers_it_first() {
     let registry = RoomRegistry::new();
     let lobby = room("lobby");
