@@ -43,6 +43,25 @@ fn member(registry: &RoomRegistry, name: &str) -> (SessionId, OutboxReceiver) {
     (id, rx)
 }
 
+/// `names`, registered with roomy outboxes and joined to `lobby` in this
+/// order, their joins' frames read: the room, and each member's id and
+/// receiver.
+fn lobby_of<const N: usize>(
+    registry: &RoomRegistry,
+    names: [&str; N],
+) -> (Arc<super::Room>, [(SessionId, OutboxReceiver); N]) {
+    let lobby = room("lobby");
+    let mut members = names.map(|name| member(registry, name));
+    let mut handle = None;
+    for (id, _) in &members {
+        handle = Some(registry.join(*id, &lobby, 4, Backlog::Last(0)).unwrap());
+    }
+    for (_, rx) in &mut members {
+        drain(rx);
+    }
+    (handle.expect("at least one member"), members)
+}
+
 /// Everything queued for a receiver right now.
 fn drain(rx: &mut OutboxReceiver) -> Vec<Arc<Outbound>> {
     std::iter::from_fn(|| rx.try_recv()).collect()
@@ -659,12 +678,7 @@ fn a_run_is_joined_once_for_the_members_that_take_it_whole() {
 #[test]
 fn a_run_with_one_member_to_take_it_is_not_joined() {
     let registry = RoomRegistry::new();
-    let lobby = room("lobby");
-    let (alice, _alice_rx) = member(&registry, "alice");
-    let (bob, mut bob_rx) = member(&registry, "bob");
-    let handle = registry.join(alice, &lobby, 4, Backlog::Last(0)).unwrap();
-    registry.join(bob, &lobby, 4, Backlog::Last(0)).unwrap();
-    drain(&mut bob_rx);
+    let (handle, [(alice, _), (_, bob_rx)]) = lobby_of(&registry, ["alice", "bob"]);
     handle
         .publish_held(alice, &nick("alice"), "one".into(), false)
         .unwrap();
@@ -682,11 +696,7 @@ fn a_run_with_one_member_to_take_it_is_not_joined() {
 fn a_held_message_waits_for_its_run_and_whatever_touches_the_room_delivers_it_first() {
     let registry = RoomRegistry::new();
     let lobby = room("lobby");
-    let (alice, _alice_rx) = member(&registry, "alice");
-    let (bob, mut bob_rx) = member(&registry, "bob");
-    let handle = registry.join(alice, &lobby, 4, Backlog::Last(0)).unwrap();
-    registry.join(bob, &lobby, 4, Backlog::Last(0)).unwrap();
-    drain(&mut bob_rx);
+    let (handle, [(alice, _), (_, mut bob_rx)]) = lobby_of(&registry, ["alice", "bob"]);
 
     let p1 = handle
         .publish_held(alice, &nick("alice"), "one".into(), false)
