@@ -80,6 +80,11 @@ fn messages(frames: &[Arc<Outbound>]) -> Vec<(MessageId, String, String)> {
         .collect()
 }
 
+/// The ids of the room messages queued for a receiver right now, taken.
+fn drained_ids(rx: &mut OutboxReceiver) -> Vec<MessageId> {
+    messages(&drain(rx)).iter().map(|m| m.0).collect()
+}
+
 /// Runs `f` on its own thread and fails the test if it takes longer than
 /// [`DEADLINE`], so a registry call that blocks fails instead of hanging.
 fn within_deadline<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
@@ -665,13 +670,7 @@ fn a_run_is_joined_once_for_the_members_that_take_it_whole() {
             .all(|e| matches!(e, super::Entry::Frame(_))),
         "a member that cannot take the run whole gets frames"
     );
-    assert_eq!(
-        messages(&drain(&mut dave_rx))
-            .iter()
-            .map(|m| m.0)
-            .collect::<Vec<_>>(),
-        [1, 2]
-    );
+    assert_eq!(drained_ids(&mut dave_rx), [1, 2]);
     assert!(drain(&mut alice_rx).is_empty(), "no echo to the sender");
 }
 
@@ -723,13 +722,7 @@ fn a_held_message_waits_for_its_run_and_whatever_touches_the_room_delivers_it_fi
         ),
         "carol's join comes after the run: {bob_got:?}"
     );
-    assert_eq!(
-        messages(&drain(&mut carol_rx))
-            .iter()
-            .map(|m| m.0)
-            .collect::<Vec<_>>(),
-        [1, 2]
-    );
+    assert_eq!(drained_ids(&mut carol_rx), [1, 2]);
 
     // A run ended by the run's last message.
     handle
@@ -740,10 +733,7 @@ fn a_held_message_waits_for_its_run_and_whatever_touches_the_room_delivers_it_fi
         .unwrap();
     assert_eq!(p4.delivered, 4, "both messages, to both members");
     for rx in [&mut bob_rx, &mut carol_rx] {
-        assert_eq!(
-            messages(&drain(rx)).iter().map(|m| m.0).collect::<Vec<_>>(),
-            [3, 4]
-        );
+        assert_eq!(drained_ids(rx), [3, 4]);
     }
 }
 
@@ -773,7 +763,7 @@ fn a_member_whose_queue_fills_in_a_run_is_behind_from_the_last_message_it_took()
     let mut got = Vec::new();
     while let Some(after) = handle.behind(slow) {
         handle.catch_up(slow, after).unwrap();
-        got.extend(messages(&drain(&mut slow_rx)).iter().map(|m| m.0));
+        got.extend(drained_ids(&mut slow_rx));
     }
     assert_eq!(got, [2, 3, 4, 5]);
 }
@@ -791,8 +781,6 @@ fn a_publisher_gets_the_messages_others_hold_before_its_own_is_stamped() {
     for rx in [&mut alice_rx, &mut bob_rx, &mut carol_rx] {
         drain(rx);
     }
-    let ids =
-        |rx: &mut OutboxReceiver| messages(&drain(rx)).iter().map(|m| m.0).collect::<Vec<_>>();
 
     handle
         .publish_held(alice, &nick("alice"), "first".into(), false)
@@ -804,21 +792,25 @@ fn a_publisher_gets_the_messages_others_hold_before_its_own_is_stamped() {
         .publish_held(bob, &nick("bob"), "second".into(), false)
         .unwrap();
     assert_eq!(published.id, 2);
-    assert_eq!(ids(&mut bob_rx), [1]);
-    assert!(ids(&mut carol_rx).is_empty());
+    assert_eq!(drained_ids(&mut bob_rx), [1]);
+    assert!(drained_ids(&mut carol_rx).is_empty());
     handle
         .publish_held(alice, &nick("alice"), "third".into(), false)
         .unwrap();
-    assert_eq!(ids(&mut alice_rx), [2], "alice gets bob's before her third");
+    assert_eq!(
+        drained_ids(&mut alice_rx),
+        [2],
+        "alice gets bob's before her third"
+    );
 
     // The run ends with a plain publish: everyone gets what they have not
     // had, once, in order, and nobody their own.
     handle
         .publish(carol, &nick("carol"), "fourth".into(), false, false)
         .unwrap();
-    assert_eq!(ids(&mut carol_rx), [1, 2, 3]);
-    assert_eq!(ids(&mut bob_rx), [3, 4]);
-    assert_eq!(ids(&mut alice_rx), [4]);
+    assert_eq!(drained_ids(&mut carol_rx), [1, 2, 3]);
+    assert_eq!(drained_ids(&mut bob_rx), [3, 4]);
+    assert_eq!(drained_ids(&mut alice_rx), [4]);
 }
 
 /// One step of [`runs_keep_every_members_view_whole_and_in_order`]: sender
@@ -876,7 +868,7 @@ proptest::proptest! {
                     // What the sender has had by now: everything before
                     // its message that is not its own.
                     let (_, _, rx, seen) = &mut members[s];
-                    seen.extend(messages(&drain(rx)).iter().map(|m| m.0));
+                    seen.extend(drained_ids(rx));
                     let owed: Vec<MessageId> = (1..published.id)
                         .filter(|i| sent_by[*i as usize - 1] != s)
                         .collect();
@@ -887,7 +879,7 @@ proptest::proptest! {
         }
         handle.flush_held();
         for (i, (_, _, rx, seen)) in members.iter_mut().enumerate() {
-            seen.extend(messages(&drain(rx)).iter().map(|m| m.0));
+            seen.extend(drained_ids(rx));
             let expected: Vec<MessageId> = (1..=sent_by.len() as MessageId)
                 .filter(|id| sent_by[*id as usize - 1] != i)
                 .collect();
